@@ -43,6 +43,7 @@ __all__ = [
     "estimate",
     "RequestParts",
     "request_parts",
+    "SplitModel",
     "link_costs",
     "split_costs",
     "layer_times",
@@ -52,6 +53,8 @@ __all__ = [
     "ACCURACY_CURVE",
     "erasure_probability",
     "accuracy_penalty",
+    "accuracy_loss",
+    "penalty_from_loss",
     "api_call_costs",
 ]
 
@@ -272,42 +275,133 @@ def request_parts(model: ModelProfile, edge: DeviceProfile, server: DeviceProfil
                   dtype: str = "float16", kv_dtype: str = "float16", edge_dtype: str | None = None,
                   use_measured: bool = True) -> RequestParts:
     """Per-split compute, bytes, round trips and edge memory of a batch of requests."""
-    _check_profiles(model, edge, server)
-    edge_dtype = edge_dtype or dtype
-    P = _as_tokens(prompt_tokens, "prompt_tokens", 1)
-    T = _as_tokens(output_tokens, "output_tokens", 1)
-    P, T = np.broadcast_arrays(P, T)
-    L = model.num_layers
-    counts = model.group_counts  # (groups, L+1)
+    split_model = SplitModel(model, edge, server, dtype=dtype, kv_dtype=kv_dtype, edge_dtype=edge_dtype,
+                             use_measured=use_measured)
+    return split_model.parts(prompt_tokens, output_tokens)
 
-    e_pre, e_dec, e_lm = layer_times(model, edge, P, T, dtype=edge_dtype, kv_dtype=kv_dtype,
-                                     use_measured=use_measured)
-    s_pre, s_dec, s_lm = layer_times(model, server, P, T, dtype=dtype, kv_dtype=kv_dtype,
-                                     use_measured=use_measured)
-    edge_compute = (e_pre + e_dec) @ counts
-    edge_compute[..., -1] += e_lm
-    server_compute = (s_pre + s_dec) @ (counts[:, -1:] - counts)
-    server_compute[..., :-1] += s_lm[..., None]
 
-    shape = P.shape + (L + 1,)
-    token_bytes = np.zeros(shape)
-    token_bytes[..., 0] = P * TOKEN_ID_BYTES
-    hidden_bytes = np.zeros(shape)
-    hidden_bytes[..., 1:L] = ((P + T - 1.0) * model.hidden_size * 2.0)[..., None]
-    downlink_bytes = np.empty(shape)
-    downlink_bytes[..., :L] = (T * TOKEN_ID_BYTES)[..., None]
-    downlink_bytes[..., L] = 0.0
-    round_trips = np.empty(shape)
-    round_trips[..., 1:L] = T[..., None]
-    round_trips[..., 0] = 1.0
-    round_trips[..., L] = 0.0
+class SplitModel:
+    """:func:`request_parts` of one (model, edge, server) for many calls, in affine split form.
 
-    weights, kv = _memory_per_split(model, DTYPE_BYTES[edge_dtype], DTYPE_BYTES[kv_dtype] / 2.0)
-    memory = weights + (P + T)[..., None] * kv
-    return RequestParts(edge_compute_s=edge_compute, server_compute_s=server_compute,
-                        uplink_token_bytes=token_bytes, uplink_hidden_bytes=hidden_bytes,
-                        downlink_bytes=downlink_bytes, round_trips=round_trips, edge_memory_bytes=memory,
-                        feasible=memory <= edge.usable_memory_bytes)
+    Every part of a request is, over the splits k = 0..L, a value at k = 0, a
+    value at k = L, and between them ``a + sum_g b_g * n_g(k)`` where ``n_g(k)``
+    counts the layers of group g among layers 1..k. The *form* axis holds
+    ``(at_0, at_L, a, b_1..b_G)``. :func:`link_costs` is linear in the parts, so
+    it maps parts in this form to costs in this form (a few numbers per request
+    instead of L+1); :meth:`expand` and :meth:`at` read them at splits.
+    """
+
+    def __init__(self, model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, *, dtype: str = "float16",
+                 kv_dtype: str = "float16", edge_dtype: str | None = None, use_measured: bool = True):
+        _check_profiles(model, edge, server)
+        edge_dtype = edge_dtype or dtype
+        wbytes = _check_dtype(edge_dtype, "edge_dtype")
+        _check_dtype(dtype, "dtype")
+        kvbytes = _check_dtype(kv_dtype, "kv_dtype", ("float32", "float16", "bfloat16", "int8", "int4")) / 2.0
+        self.model, self.edge, self.server = model, edge, server
+        self.num_layers = L = model.num_layers
+        self.counts = model.group_counts  # (G, L+1)
+        self.form_size = 3 + len(model.layers)
+        measured = {d.name: load_measured(model.name, d.name) if use_measured else None for d in (edge, server)}
+        self._times = {side: dict(dtype=dt, kv_dtype=kv_dtype, use_measured=False, measured=measured[d.name])
+                       for side, d, dt in (("edge", edge, edge_dtype), ("server", server, dtype))}
+        params = np.array([g.params for g in model.layers], dtype=np.float64) * wbytes
+        kv = np.array([g.kv_cache_bytes_per_token for g in model.layers], dtype=np.float64) * kvbytes
+        weights, kv_split = _memory_per_split(model, wbytes, kvbytes)
+        self._layer_weights, self._layer_kv = params, kv
+        self._weights_interior = model.embedding_params * wbytes  # the a of the weights
+        self._weights_L, self._kv_L = weights[L], kv_split[L]
+        self._server_layers = self.counts[:, L]  # layers of each group on the server at k = 0
+
+    def form_parts(self, prompt_tokens, output_tokens) -> RequestParts:
+        """The parts of each request in affine split form (last axis: the form)."""
+        P = _as_tokens(prompt_tokens, "prompt_tokens", 1)
+        T = _as_tokens(output_tokens, "output_tokens", 1)
+        P, T = np.broadcast_arrays(P, T)
+        e_pre, e_dec, e_lm = layer_times(self.model, self.edge, P, T, **self._times["edge"])
+        s_pre, s_dec, s_lm = layer_times(self.model, self.server, P, T, **self._times["server"])
+        e_layer, s_layer = e_pre + e_dec, s_pre + s_dec  # (..., G): one layer of each group
+        shape = P.shape + (self.form_size,)
+        zeros = np.zeros(shape)
+        edge = zeros.copy()
+        edge[..., 1] = e_layer @ self.counts[:, -1] + e_lm
+        edge[..., 3:] = e_layer
+        server = zeros.copy()
+        server[..., 0] = s_layer @ self._server_layers + s_lm
+        server[..., 2] = server[..., 0]
+        server[..., 3:] = -s_layer
+        token = zeros.copy()
+        token[..., 0] = P * TOKEN_ID_BYTES
+        hidden = zeros.copy()
+        hidden[..., 2] = (P + T - 1.0) * self.model.hidden_size * 2.0
+        down = zeros.copy()
+        down[..., 0] = down[..., 2] = T * TOKEN_ID_BYTES
+        trips = zeros.copy()
+        trips[..., 0] = 1.0
+        trips[..., 2] = T
+        memory = zeros  # at k = 0 the edge holds nothing
+        tokens = P + T
+        memory[..., 1] = self._weights_L + tokens * self._kv_L
+        memory[..., 2] = self._weights_interior
+        memory[..., 3:] = self._layer_weights + tokens[..., None] * self._layer_kv
+        return RequestParts(edge_compute_s=edge, server_compute_s=server, uplink_token_bytes=token,
+                            uplink_hidden_bytes=hidden, downlink_bytes=down, round_trips=trips,
+                            edge_memory_bytes=memory, feasible=np.ones(shape, dtype=bool))
+
+    def expand(self, form: np.ndarray) -> np.ndarray:
+        """Values at every split 0..L (last axis) of quantities in affine split form."""
+        out = form[..., 3:4] * self.counts[0]
+        out += form[..., 2:3]
+        for g in range(1, self.form_size - 3):
+            out += form[..., 3 + g:4 + g] * self.counts[g]
+        out[..., 0] = form[..., 0]
+        out[..., -1] = form[..., 1]
+        return out
+
+    def at(self, form: np.ndarray, split) -> np.ndarray:
+        """Values at ``split`` (broadcast against ``form[..., 0]``) of quantities in affine split form.
+
+        The same arithmetic as :meth:`expand`, so the numbers are identical.
+        """
+        k = np.asarray(split)
+        inner = form[..., 3] * self.counts[0, k]
+        inner += form[..., 2]
+        for g in range(1, self.form_size - 3):
+            inner += form[..., 3 + g] * self.counts[g, k]
+        return np.where(k == 0, form[..., 0], np.where(k == self.num_layers, form[..., 1], inner))
+
+    def upper_bound(self, form: np.ndarray) -> np.ndarray:
+        """An upper bound over all splits of quantities in affine split form (exact for the ends)."""
+        inner = form[..., 2] + np.maximum(form[..., 3:], 0.0) @ self.counts[:, -1]
+        return np.maximum(np.maximum(form[..., 0], form[..., 1]), inner)
+
+    def last_split_within(self, form: np.ndarray, limit) -> np.ndarray:
+        """Largest split k with value <= ``limit`` of a quantity that does not decrease with k (-1 if none).
+
+        For edge memory: the splits that fit are 0..k. Exact: candidates are
+        checked with the arithmetic of :meth:`expand`.
+        """
+        L = self.num_layers
+        limit = np.asarray(limit, dtype=np.float64)
+        if self.form_size == 4 and L >= 2:  # one layer group: the interior is b k + a
+            a, b = form[..., 2], form[..., 3]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                guess = np.where(b > 0, np.floor((limit - a) / np.where(b > 0, b, 1.0)),
+                                 np.where(a <= limit, L - 1.0, 0.0))
+            k = np.clip(np.nan_to_num(guess, nan=0.0, posinf=L - 1.0, neginf=0.0), 1.0, L - 1.0)
+            up = np.minimum(k + 1.0, L - 1.0)
+            k = np.where(b * up + a <= limit, up, k)  # one step either way fixes the rounding of the guess
+            k = np.where(b * k + a > limit, k - 1.0, k).astype(np.int64)  # 0: no interior split fits
+        else:
+            k = (self.expand(form)[..., 1:L] <= limit[..., None]).sum(axis=-1)
+        k = np.where(form[..., 1] <= limit, L, k)
+        return np.where(form[..., 0] <= limit, k, -1)
+
+    def parts(self, prompt_tokens, output_tokens) -> RequestParts:
+        """:func:`request_parts` of these requests (last axis: splits 0..L)."""
+        form = self.form_parts(prompt_tokens, output_tokens)
+        fields = {k: self.expand(v) for k, v in vars(form).items() if k != "feasible"}
+        return RequestParts(**fields, feasible=fields["edge_memory_bytes"] <= self.edge.usable_memory_bytes)
 
 
 def link_costs(parts: RequestParts, edge: DeviceProfile, uplink_bps, downlink_bps, rtt_s, *, server_share=1.0,
@@ -492,16 +586,26 @@ def accuracy_penalty(split, num_layers: int, snr_db, activation_dtype: str = "fl
     parameters and their sources). 0 at split 0 (token ids, sent reliably) and
     at split L (nothing sent). Broadcasts over ``split`` and ``snr_db``.
     """
+    return penalty_from_loss(split, num_layers, accuracy_loss(snr_db, activation_dtype))
+
+
+def accuracy_loss(snr_db, activation_dtype: str = "float16") -> np.ndarray:
+    """``0.6 p + 6 (1 - (1 - p)^7) + q(dtype)``: the loss of :func:`accuracy_penalty` before the depth."""
     c = ACCURACY_CURVE
     if activation_dtype not in c["compression"]:
         raise ValueError(f"activation_dtype: expected one of {', '.join(c['compression'])}, got {activation_dtype!r}")
-    k = np.asarray(split, dtype=np.float64)
     p = np.minimum(erasure_probability(snr_db), 1.0 - 1e-12)
-    loss = (c["random_erasure_slope"] * p + c["outlier_loss"] * -np.expm1(c["outlier_dims"] * np.log1p(-p))
+    return (c["random_erasure_slope"] * p + c["outlier_loss"] * -np.expm1(c["outlier_dims"] * np.log1p(-p))
             + c["compression"][activation_dtype])
-    x = k / num_layers
-    sensitivity = c["depth_floor"] + (1.0 - c["depth_floor"]) * np.exp(-x / c["depth_tau"])
-    return np.where((k > 0) & (k < num_layers), -np.expm1(-sensitivity * loss), 0.0)
+
+
+def penalty_from_loss(split, num_layers: int, loss) -> np.ndarray:
+    """:func:`accuracy_penalty` from :func:`accuracy_loss`: ``1 - exp(-s(k / L) loss)``, 0 at k = 0 and L."""
+    c = ACCURACY_CURVE
+    k = np.asarray(split, dtype=np.float64)
+    sensitivity = c["depth_floor"] + (1.0 - c["depth_floor"]) * np.exp(-(k / num_layers) / c["depth_tau"])
+    sensitivity = np.where((k > 0) & (k < num_layers), sensitivity, 0.0)  # nothing noisy sent at the ends
+    return -np.expm1(-sensitivity * loss)
 
 
 # --------------------------------------------------------------------------

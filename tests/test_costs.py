@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import yaml
@@ -254,3 +256,89 @@ def test_accuracy_penalty_shape():
     assert costs.erasure_probability(costs.ACCURACY_CURVE["erasure_snr50_db"]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="activation_dtype"):
         costs.accuracy_penalty(1, L, 0.0, "float32")
+
+
+# --------------------------------------------------------------------------
+# The affine split form (SplitModel): the same numbers as a split-by-split reference
+
+
+def _two_group_model():
+    """Llama-3.2-3B with its last 8 layers replaced by a wider group (like an MoE or a local/global mix)."""
+    (g,) = SLM.layers
+    wide = dataclasses.replace(g, count=8, params=g.params * 3, active_params=g.params * 2,
+                               flops_per_token=g.flops_per_token * 2, kv_cache_bytes_per_token=g.kv_cache_bytes_per_token / 2)
+    return dataclasses.replace(SLM, name="two-groups", layers=(dataclasses.replace(g, count=g.count - 8), wide))
+
+
+def _reference_parts(model, edge, server, P, T):
+    """Each split's parts by summing the layers on each side, one split at a time."""
+    e_pre, e_dec, e_lm = layer_times(model, edge, P, T, use_measured=False)
+    s_pre, s_dec, s_lm = layer_times(model, server, P, T, use_measured=False)
+    per_layer_e = np.concatenate([np.full(g.count, (e_pre + e_dec)[i]) for i, g in enumerate(model.layers)])
+    per_layer_s = np.concatenate([np.full(g.count, (s_pre + s_dec)[i]) for i, g in enumerate(model.layers)])
+    weights = np.concatenate([np.full(g.count, g.params * 2.0) for g in model.layers])
+    kv = np.concatenate([np.full(g.count, g.kv_cache_bytes_per_token) for g in model.layers])
+    L = model.num_layers
+    rows = []
+    for k in range(L + 1):
+        memory = weights[:k].sum() + (P + T) * kv[:k].sum() + (model.embedding_params * 2.0 if k else 0.0)
+        if k == L:
+            memory += (model.lm_head_params + model.final_norm_params) * 2.0
+        rows.append(dict(
+            edge_compute_s=per_layer_e[:k].sum() + (e_lm if k == L else 0.0),
+            server_compute_s=per_layer_s[k:].sum() + (s_lm if k < L else 0.0),
+            uplink_token_bytes=P * costs.TOKEN_ID_BYTES if k == 0 else 0.0,
+            uplink_hidden_bytes=(P + T - 1) * model.hidden_size * 2.0 if 0 < k < L else 0.0,
+            downlink_bytes=T * costs.TOKEN_ID_BYTES if k < L else 0.0,
+            round_trips=1.0 if k == 0 else (T if k < L else 0.0),
+            edge_memory_bytes=memory))
+    return {f: np.array([r[f] for r in rows]) for f in rows[0]}
+
+
+@pytest.mark.parametrize("model", [SLM, _two_group_model()], ids=["one-group", "two-groups"])
+def test_split_model_parts_match_a_split_by_split_reference(model):
+    sm = costs.SplitModel(model, EDGE, SERVER, use_measured=False)
+    for P, T in [(16, 4), (300, 1), (2048, 512)]:
+        parts = vars(sm.parts(P, T))
+        for field, expected in _reference_parts(model, EDGE, SERVER, float(P), float(T)).items():
+            np.testing.assert_allclose(parts[field], expected, rtol=1e-12, err_msg=field)
+        assert np.array_equal(parts["feasible"], parts["edge_memory_bytes"] <= EDGE.usable_memory_bytes)
+
+
+@pytest.mark.parametrize("model", [SLM, _two_group_model()], ids=["one-group", "two-groups"])
+def test_link_costs_in_affine_form_expand_to_link_costs_at_every_split(model):
+    sm = costs.SplitModel(model, EDGE, SERVER)
+    rng = np.random.default_rng(0)
+    P, T = rng.integers(1, 3000, 50).astype(float), rng.integers(1, 600, 50).astype(float)
+    up, down, share = rng.uniform(1e6, 1e9, 50), rng.uniform(1e6, 1e9, 50), rng.uniform(0.1, 1.0, 50)
+    form = costs.link_costs(sm.form_parts(P, T), EDGE, up, down, 0.02, server_share=share)
+    direct = costs.link_costs(sm.parts(P, T), EDGE, up, down, 0.02, server_share=share)
+    k = rng.integers(0, model.num_layers + 1, 50)
+    for field in ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s", "round_trip_s", "total_s",
+                  "edge_energy_j", "uplink_bytes"):
+        expanded = sm.expand(getattr(form, field))
+        np.testing.assert_allclose(expanded, getattr(direct, field), rtol=1e-12, atol=1e-300, err_msg=field)
+        assert np.array_equal(sm.at(getattr(form, field), k), expanded[np.arange(50), k])  # identical numbers
+        assert np.all(sm.upper_bound(getattr(form, field)) >= expanded.max(axis=-1) * (1 - 1e-12))
+
+
+@pytest.mark.parametrize("model", [SLM, _two_group_model()], ids=["one-group", "two-groups"])
+def test_last_split_within_counts_the_splits_that_fit(model):
+    sm = costs.SplitModel(model, EDGE, SERVER)
+    rng = np.random.default_rng(1)
+    P, T = rng.integers(1, 8000, 2000).astype(float), rng.integers(1, 4000, 2000).astype(float)
+    memory = sm.form_parts(P, T).edge_memory_bytes
+    full = sm.expand(memory)
+    exact = full[np.arange(2000), rng.integers(0, model.num_layers + 1, 2000)]  # limits on the boundaries
+    for limit in (np.full(2000, EDGE.usable_memory_bytes), np.full(2000, 2e9), exact, np.nextafter(exact, 0),
+                  np.full(2000, -1.0)):
+        expected = (full <= limit[:, None]).sum(axis=-1) - 1
+        np.testing.assert_array_equal(sm.last_split_within(memory, limit), expected)
+
+
+def test_accuracy_penalty_is_penalty_from_loss_of_accuracy_loss():
+    snr = np.linspace(-20, 30, 11)[:, None]
+    k = np.arange(SLM.num_layers + 1)
+    expected = costs.penalty_from_loss(k, SLM.num_layers, costs.accuracy_loss(snr, "int8"))
+    np.testing.assert_array_equal(costs.accuracy_penalty(k, SLM.num_layers, snr, "int8"), expected)
+    assert np.all(expected[:, [0, -1]] == 0) and np.all(expected[:, 1:-1] > 0)

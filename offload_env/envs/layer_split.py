@@ -137,6 +137,7 @@ class _Simulator:
         self.server = profiles.load_device(s.server)
         self.link_profile = profiles.load_link(s.link)
         self.link = LinkModel.from_profile(self.link_profile)
+        self.split_model = costs.SplitModel(self.model, self.edge, self.server, dtype=s.dtype)
         self.L = self.model.num_layers
         if s.min_split > self.L:
             raise ValueError(f"LayerSplit scenario field 'min_split': expected an integer in [0, {self.L}] "
@@ -172,12 +173,18 @@ class _Simulator:
         for name in ("dt", "prompt", "output", "output_pred", "deadline", "snr_db", "snr_est_db", "share",
                      "uplink_bps", "downlink_bps", "distance", "fading"):
             self.buf[name] = np.zeros((n, B))
-        self.buf_parts: costs.RequestParts | None = None
-        self.buf_mask = np.zeros((n, B, K), dtype=bool)
+        F = self.split_model.form_size
+        #: each request's parts in affine split form (costs.SplitModel)
+        self.buf_form = costs.RequestParts(**{k: np.zeros((n, B, F), dtype=bool if k == "feasible" else np.float64)
+                                              for k in costs.RequestParts.__dataclass_fields__})
+        self.buf_hi = np.zeros((n, B), dtype=np.int64)  # the deepest allowed split (see action_mask)
         self.buf_static_obs = np.zeros((n, B, 4), dtype=np.float32)
-        self.buf_base = np.zeros((n, B, K))
-        self.buf_fields = np.zeros((n, B, K, len(_COST_FIELDS) + 1))
-        self._tables: tuple = ()
+        if not continuous:
+            self.buf_cost_form = np.zeros((n, B, len(_COST_FIELDS), F))  # link costs in affine split form
+            self.buf_base_form = np.zeros((n, B, F))  # reward before queueing and accuracy, in that form
+            self.buf_loss = np.zeros((n, B))  # costs.accuracy_loss of the hidden state
+            self.buf_max_energy = np.zeros((n, B))  # an upper bound of the edge energy over splits
+        self._tables: list = []
         self._w_energy_idle = scenario.w_energy * self.edge.power_idle_w / self.energy_ref
 
     # ---------------------------------------------------------------- sampling
@@ -278,16 +285,13 @@ class _Simulator:
         b["downlink_bps"][idx] = downlink_bps
         b["distance"][idx] = dist
         b["fading"][idx] = power
-        parts = costs.request_parts(self.model, self.edge, self.server, prompt, output, dtype=s.dtype)
-        if self.buf_parts is None:
-            shape = (self.n, B, self.L + 1)
-            self.buf_parts = costs.RequestParts(**{k: np.zeros(shape, dtype=v.dtype) for k, v in vars(parts).items()})
-        for k, v in vars(parts).items():
-            getattr(self.buf_parts, k)[idx] = v
-        mask = parts.feasible & (self.splits >= s.min_split)
-        empty = ~mask.any(axis=-1)
-        mask[..., s.min_split] |= empty  # nothing allowed fits: serve the allowed split with the least memory
-        self.buf_mask[idx] = mask
+        form = self.split_model.form_parts(prompt, output)
+        for k, v in vars(form).items():
+            getattr(self.buf_form, k)[idx] = v
+        # the splits that fit are 0..k (memory grows with k); none deeper than min_split: min_split alone
+        fits = self.split_model.last_split_within(form.edge_memory_bytes, self.edge.usable_memory_bytes)
+        hi = np.maximum(fits, s.min_split)
+        self.buf_hi[idx] = hi
         static = np.empty((m, B, 4), dtype=np.float32)
         static[..., 0] = b["snr_est_db"][idx] / 30.0
         static[..., 1] = prompt / s.prompt_tokens[3]
@@ -296,15 +300,24 @@ class _Simulator:
         np.clip(static, OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS], out=static)
         self.buf_static_obs[idx] = static
         if not self.continuous:
-            sc = costs.link_costs(parts, self.edge, b["uplink_bps"][idx], b["downlink_bps"][idx],
-                                  self.link_profile.base_rtt_s, server_share=b["share"][idx], check=False)
-            penalty = costs.accuracy_penalty(self.splits, self.L, snr_db[..., None], "float16")
-            base = self._base_reward(sc.total_s, sc.edge_energy_j, penalty, deadline[..., None])
-            self.buf_base[idx] = base
-            self.buf_fields[idx] = np.stack([getattr(sc, k) for k in _COST_FIELDS] + [penalty], axis=-1)
-            if self.n == 1:
-                self._oracle_tables(sc.total_s[0], base[0], mask[0])
-                self._max_energy = sc.edge_energy_j[0].max(axis=-1).tolist()
+            sc = costs.link_costs(form, self.edge, uplink_bps, downlink_bps, self.link_profile.base_rtt_s,
+                                  server_share=b["share"][idx], check=False)  # costs in affine split form
+            cost_form = np.stack([getattr(sc, k) for k in _COST_FIELDS], axis=-2)  # (m, B, fields, form)
+            base_form = self._base_reward(sc.total_s, sc.edge_energy_j, 0.0, deadline[..., None])
+            loss = costs.accuracy_loss(snr_db, "float16")
+            max_energy = self.split_model.upper_bound(sc.edge_energy_j)
+            self.buf_cost_form[idx] = cost_form
+            self.buf_base_form[idx] = base_form
+            self.buf_loss[idx] = loss
+            self.buf_max_energy[idx] = max_energy
+            if self.n == 1:  # tables of the scalar step
+                total, base, penalty = self._split_rewards(cost_form[0], base_form[0], loss[0])
+                self._block_mask = self._mask(hi[0])
+                self._oracle_tables(total, base, self._block_mask)
+                self._block_base = base
+                self._max_energy = max_energy[0].tolist()
+                fields = self.split_model.expand(cost_form[0]).transpose(0, 2, 1)  # (B, L+1, fields)
+                self._fields = np.concatenate([fields, penalty[..., None]], axis=-1)
         self.ptr[idx] = 0
 
     def _oracle_tables(self, total: np.ndarray, base: np.ndarray, mask: np.ndarray) -> None:
@@ -332,9 +345,20 @@ class _Simulator:
     def _rows(self):
         return np.arange(self.n), self.ptr
 
+    def _mask(self, hi: np.ndarray) -> np.ndarray:
+        """Allowed splits: min_split..hi (last axis: splits)."""
+        return (self.splits >= self.scenario.min_split) & (self.splits <= hi[..., None])
+
     def action_mask(self) -> np.ndarray:
         """(n, L+1) bool: splits that fit edge memory and respect the privacy minimum (never empty)."""
-        return self.buf_mask[self._rows()]
+        return self._mask(self.buf_hi[self._rows()])
+
+    def _split_rewards(self, cost_form, base_form, loss):
+        """Discrete mode: (latency without queues, reward before queueing, accuracy penalty) at every split."""
+        total = self.split_model.expand(cost_form[..., _TOTAL, :])
+        penalty = costs.penalty_from_loss(self.splits, self.L, loss[..., None])
+        base = self.split_model.expand(base_form) - self.scenario.w_accuracy * penalty
+        return total, base, penalty
 
     def observe(self) -> np.ndarray:
         r = self._rows()
@@ -352,7 +376,7 @@ class _Simulator:
     def _base_reward(self, total, energy, penalty, deadline):
         """The reward of a split before queueing: latency, energy and accuracy terms."""
         s = self.scenario
-        return -(s.w_latency * total / deadline + s.w_energy * energy / self.energy_ref + s.w_accuracy * penalty)
+        return -(s.w_latency * total / deadline + s.w_energy * energy / self.energy_ref) - s.w_accuracy * penalty
 
     def _queue_cost(self, wait, total, deadline):
         """What waiting ``wait`` seconds costs on top of the base reward (incl. a deadline miss)."""
@@ -394,14 +418,24 @@ class _Simulator:
             o_level, o_power, o_split = np.unravel_index(grid.argmax(axis=1), reward[:, :, :-1, :].shape[1:])
             oracle = (rows, o_level, o_power, o_split)
         else:
-            fields = self.buf_fields[r]
-            sc = costs.SplitCosts(**{k: (fields[..., _COST_FIELDS.index(k)] if k in _COST_FIELDS else None)
-                                     for k in costs.SplitCosts.__dataclass_fields__})
-            penalty = fields[..., -1]
+            sc = self._split_costs(r)
+            _, base, penalty = self._split_rewards(self.buf_cost_form[r], self.buf_base_form[r], self.buf_loss[r])
             qc, reward = self._score(sc, penalty, self.edge_backlog, self.server_backlog, deadline[:, None],
-                                     self.energy_left[:, None], self.steps[:, None], base=self.buf_base[r])
+                                     self.energy_left[:, None], self.steps[:, None], base=base)
             oracle = (rows, np.where(mask, reward, -np.inf).argmax(axis=1))
         return mask, sc, penalty, qc, reward, oracle
+
+    def _split_costs(self, r) -> costs.SplitCosts:
+        """Discrete mode: the cost breakdown at every split of the requests at rows ``r``."""
+        fields = self.split_model.expand(self.buf_cost_form[r])  # (n, fields, L+1)
+        return costs.SplitCosts(**{k: (fields[:, _COST_FIELDS.index(k)] if k in _COST_FIELDS else None)
+                                   for k in costs.SplitCosts.__dataclass_fields__})
+
+    def _parts(self, r) -> costs.RequestParts:
+        """The parts at every split of the requests at rows ``r``."""
+        fields = {k: self.split_model.expand(getattr(self.buf_form, k)[r])
+                  for k in costs.RequestParts.__dataclass_fields__ if k != "feasible"}
+        return costs.RequestParts(**fields, feasible=fields["edge_memory_bytes"] <= self.edge.usable_memory_bytes)
 
     def oracle_actions(self) -> np.ndarray:
         """The full-information myopic oracle's action for every env's current request."""
@@ -423,6 +457,8 @@ class _Simulator:
 
     def step(self, action: np.ndarray, active: np.ndarray | None = None):
         """Serve the current request of every (active) env; return (reward, terminated, truncated, info)."""
+        if not self.continuous:
+            return self._step_discrete(action, active)
         s, n = self.scenario, self.n
         r = self._rows()
         rows = np.arange(n)
@@ -462,11 +498,91 @@ class _Simulator:
             info["oracle_compression"] = opick[1]
             info["oracle_tx_power_fraction"] = np.asarray(ORACLE_POWER_LEVELS)[opick[2]]
 
-        # the state after serving: queues, budget, observed server load (active envs only)
+        return reward_served, *self._advance(active, served, energy, qc.edge_backlog_s[pick],
+                                             qc.server_backlog_s[pick], info)
+
+    def _step_discrete(self, action, active):
+        """``step`` in discrete mode: the oracle from the block's totals and base rewards.
+
+        Interior splits share one queue wait, so the best of them is the best
+        base reward with the deadline-miss penalty where latency exceeds the
+        deadline; only envs whose budget a split could exhaust score every
+        split in full (the dropped-request penalty).
+        """
+        s, n, L = self.scenario, self.n, self.L
+        r = self._rows()
+        rows = np.arange(n)
+        deadline = self.buf["deadline"][r]
+        split = np.asarray(action, dtype=np.int64).reshape(n)
+        cost_form = self.buf_cost_form[r]
+        total, base, penalty = self._split_rewards(cost_form, self.buf_base_form[r], self.buf_loss[r])
+        mask = self._mask(self.buf_hi[r])
+        eb, sb = self.edge_backlog, self.server_backlog
+        e0, s0 = costs.queue_waits(0, L, eb, sb)
+        eI, sI = costs.queue_waits(1, L, eb, sb)
+        eL, sL = costs.queue_waits(L, L, eb, sb)
+        w0, wI, wL = e0 + s0, eI + sI, eL + sL
+        # the oracle: split 0, the best interior split, split L (ties to the shallower, as an argmax)
+        miss = total[:, 1:L] > (deadline - wI)[:, None]
+        interior = np.where(mask[:, 1:L], base[:, 1:L] - s.w_deadline_miss * miss, -np.inf)
+        k_interior = interior.argmax(axis=1)
+        v_interior = interior[rows, k_interior] - self._queue_cost(wI, -np.inf, deadline)
+        v0 = np.where(mask[:, 0], base[:, 0] - self._queue_cost(w0, total[:, 0], deadline), -np.inf)
+        vL = np.where(mask[:, L], base[:, L] - self._queue_cost(wL, total[:, L], deadline), -np.inf)
+        o_split = np.where(v_interior > v0, k_interior + 1, 0)
+        o_value = np.maximum(v0, v_interior)
+        o_split = np.where(vL > o_value, L, o_split)
+        o_value = np.maximum(o_value, vL)
+        # the split served
+        clipped = np.clip(split, 0, L)
+        invalid = (split != clipped) | ~mask[rows, clipped]
+        if invalid.any():
+            dist = np.where(mask, np.abs(self.splits[None, :] - split[:, None]), np.iinfo(np.int64).max)
+            served = np.where(invalid, dist.argmin(axis=1), clipped)
+        else:
+            served = clipped
+        edge_wait = np.where(served == 0, e0, np.where(served == L, eL, eI))
+        server_wait = np.where(served == 0, s0, np.where(served == L, sL, sI))
+        wait = edge_wait + server_wait
+        total_served = total[rows, served]
+        reward = base[rows, served] - self._queue_cost(wait, total_served, deadline)
+        # envs where some split could exhaust the budget: every split scored with the dropped requests
+        near = self.buf_max_energy[r] + np.maximum(eb, sb) * self.edge.power_idle_w >= self.energy_left
+        if near.any():
+            i = np.flatnonzero(near)
+            ri = (i, self.ptr[i])
+            _, full = self._score(self._split_costs(ri), penalty[i], eb[i], sb[i], deadline[i, None],
+                                  self.energy_left[i, None], self.steps[i, None], base=base[i])
+            o_split[i] = np.where(mask[i], full, -np.inf).argmax(axis=1)
+            o_value[i] = full[np.arange(len(i)), o_split[i]]
+            reward[i] = full[np.arange(len(i)), served[i]]
+        reward = reward - s.w_invalid * invalid
+        fields = self.split_model.at(cost_form, served[:, None])  # (n, fields) at the served split
+        edge_c, uplink, server_c, downlink, rtt, _, energy_base, up_bytes = fields.T
+        latency = total_served + wait
+        energy = energy_base + wait * self.edge.power_idle_w
+        o_wait = np.where(o_split == 0, w0, np.where(o_split == L, wL, wI))
+        info = {
+            "split": served, "requested_split": split, "fallback": invalid, "latency_s": latency,
+            "edge_queue_s": edge_wait, "server_queue_s": server_wait, "edge_compute_s": edge_c, "uplink_s": uplink,
+            "server_compute_s": server_c, "downlink_s": downlink, "round_trip_s": rtt, "edge_energy_j": energy,
+            "uplink_bytes": up_bytes, "accuracy_penalty": penalty[rows, served],
+            "deadline_s": deadline, "deadline_met": latency <= deadline, "oracle_split": o_split,
+            "oracle_reward": o_value, "oracle_latency_s": total[rows, o_split] + o_wait,
+            "oracle_energy_j": self.split_model.at(cost_form[:, _ENERGY], o_split) + o_wait * self.edge.power_idle_w,
+        }
+        edge_backlog = np.where(served >= 1, edge_wait + edge_c, eb)
+        server_backlog = np.where(served < L, wait + server_c, sb)
+        return reward, *self._advance(active, served, energy, edge_backlog, server_backlog, info)
+
+    def _advance(self, active, served, energy, edge_backlog, server_backlog, info):
+        """The state after serving (active envs only), then the next request: (terminated, truncated, info)."""
+        s, n = self.scenario, self.n
+        r = self._rows()
         if active is None:
             active = np.ones(n, dtype=bool)
-        edge_backlog = np.where(active, qc.edge_backlog_s[pick], self.edge_backlog)
-        server_backlog = np.where(active, qc.server_backlog_s[pick], self.server_backlog)
+        edge_backlog = np.where(active, edge_backlog, self.edge_backlog)
+        server_backlog = np.where(active, server_backlog, self.server_backlog)
         self.energy_left = np.where(active, self.energy_left - energy, self.energy_left)
         self.load_observed = np.where(active & (served < self.L), 1.0 - self.buf["share"][r], self.load_observed)
         self.steps = self.steps + active
@@ -481,7 +597,7 @@ class _Simulator:
         dt = np.where(active, self.buf["dt"][self._rows()], 0.0)
         self.edge_backlog = np.maximum(edge_backlog - dt, 0.0)
         self.server_backlog = np.maximum(server_backlog - dt, 0.0)
-        return reward_served, terminated, truncated, info
+        return terminated, truncated, info
 
     def myopic_rewards(self, obs: np.ndarray) -> np.ndarray:
         """(n, L+1) rewards predicted from observations only (the greedy baseline's model)."""
@@ -492,7 +608,7 @@ class _Simulator:
         deadline = np.maximum(obs[:, 7] * s.deadline_s[1], 1e-9)
         share = np.clip(1.0 - obs[:, 5], 1e-3, 1.0)
         up, down = self.link.rates_from_uplink_snr(10.0 ** (snr_db / 10.0))
-        parts = costs.request_parts(self.model, self.edge, self.server, prompt, output, dtype=s.dtype)
+        parts = self.split_model.parts(prompt, output)
         sc = costs.link_costs(parts, self.edge, up, down, self.link_profile.base_rtt_s, server_share=share)
         penalty = costs.accuracy_penalty(self.splits, self.L, snr_db[:, None], "float16")
         energy_left = obs[:, 6:7] * s.energy_budget_j
@@ -537,19 +653,19 @@ class _Simulator:
             if value > o_value:
                 o_split, o_value = L, value
         # the action served
-        mask = self.buf_mask[0, b]
+        mask = self._block_mask[b]
         served, invalid = action, not (0 <= action <= L and mask[action])
         if invalid:
             allowed = np.flatnonzero(mask)
             served = int(allowed[np.argmin(np.abs(allowed - action))])
-        fields = self.buf_fields[0, b, served].tolist()
+        fields = self._fields[b, served].tolist()
         edge_c, uplink, server_c, downlink, rtt, total, energy_base, up_bytes, penalty = fields
         edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (eI, sI)
         wait = edge_wait + server_wait
-        reward = float(self.buf_base[0, b, served]) - self._queue_cost(wait, total, deadline) - s.w_invalid * invalid
+        reward = float(self._block_base[b, served]) - self._queue_cost(wait, total, deadline) - s.w_invalid * invalid
         latency = total + wait
         energy = energy_base + wait * self.edge.power_idle_w
-        o_fields = self.buf_fields[0, b, o_split].tolist()
+        o_fields = self._fields[b, o_split].tolist()
         o_wait = e0 + s0 if o_split == 0 else eL + sL if o_split == L else wait_i
         info = {
             "split": served, "requested_split": action, "fallback": invalid, "latency_s": latency,
@@ -586,7 +702,7 @@ class _Simulator:
         obs[5] = min(max(self.load_observed[0], 0.0), 1.0)
         obs[6] = min(max(self.energy_left[0] / s.energy_budget_j, 0.0), 1.0)
         obs[8] = min(steps / s.episode_requests, 1.0)
-        info["action_mask"] = self.buf_mask[0, b].copy()
+        info["action_mask"] = self._block_mask[b].copy()
         return obs, reward, terminated, truncated, info
 
     def _step_single_slow(self, action: int):
@@ -599,7 +715,7 @@ class _Simulator:
     def _grid_costs(self, r, power):
         """Continuous mode: costs at every (compression, power, split); the last power is the chosen one."""
         b = self.buf
-        parts = self.buf_parts[r]
+        parts = self._parts(r)
         parts = costs.RequestParts(**{k: v[:, None, None, :] for k, v in vars(parts).items()})
         fractions = np.concatenate([np.broadcast_to(ORACLE_POWER_LEVELS, (self.n, len(ORACLE_POWER_LEVELS))),
                                     power[:, None]], axis=1)  # (n, P)
@@ -621,6 +737,8 @@ class _Simulator:
 #: Cost fields kept per block in discrete mode (and, with the penalty, per served request).
 _COST_FIELDS = ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s", "round_trip_s", "total_s",
                 "edge_energy_j", "uplink_bytes")
+_ENERGY = _COST_FIELDS.index("edge_energy_j")
+_TOTAL = _COST_FIELDS.index("total_s")
 #: Observation entries that depend only on the request (precomputed per block).
 _STATIC_OBS = [0, 1, 2, 7]
 
@@ -838,7 +956,7 @@ class LayerSplitEnv(gym.Env):
             return None
         sim = self._sim
         r = (np.arange(1), sim.ptr)
-        total = costs.link_costs(sim.buf_parts[r], sim.edge, sim.buf["uplink_bps"][r], sim.buf["downlink_bps"][r],
+        total = costs.link_costs(sim._parts(r), sim.edge, sim.buf["uplink_bps"][r], sim.buf["downlink_bps"][r],
                                  sim.link_profile.base_rtt_s, server_share=sim.buf["share"][r]).total_s[0]
         mask = sim.action_mask()[0]
         chosen = None if self._last is None else self._last["split"]
