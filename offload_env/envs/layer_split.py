@@ -25,6 +25,8 @@ COMPRESSION_LEVELS = costs.ACTIVATION_DTYPES
 ORACLE_POWER_LEVELS = (0.25, 0.5, 1.0)
 #: Uniform draws consumed per request (fixed, so trajectories do not depend on batching).
 _DRAWS_PER_STEP = 10
+#: Episodes a single discrete LayerSplitEnv draws at once when reset without a seed.
+_BANK_EPISODES = 8
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ class _Simulator:
     Only the queues and the energy budget depend on the actions.
     """
 
-    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int):
+    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int,
+                 scalar_tables: bool = False):
         _check_scenario(scenario)
         s = self.scenario = scenario
         self.model = profiles.load_model(s.model)
@@ -167,6 +170,7 @@ class _Simulator:
         self.energy_left = np.zeros(n)
         self.load_observed = np.zeros(n)
         self.ptr = np.zeros(n, dtype=np.int64)
+        self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
         self.steps = np.zeros(n, dtype=np.int64)
         B, K = block, self.L + 1
         self.buf: dict[str, np.ndarray] = {}
@@ -184,7 +188,12 @@ class _Simulator:
             self.buf_base_form = np.zeros((n, B, F))  # reward before queueing and accuracy, in that form
             self.buf_loss = np.zeros((n, B))  # costs.accuracy_loss of the hidden state
             self.buf_max_energy = np.zeros((n, B))  # an upper bound of the edge energy over splits
-        self._tables: list = []
+        self.scalar_tables = scalar_tables and not continuous
+        if self.scalar_tables:  # per request, what step_single reads (see _oracle_tables)
+            self._tables = np.zeros((n, B, 3 * (K - 2) + 6))
+            self._block_mask = np.zeros((n, B, K), dtype=bool)
+            self._block_base = np.zeros((n, B, K))
+            self._block_penalty = np.zeros((n, B, K))
         self._w_energy_idle = scenario.w_energy * self.edge.power_idle_w / self.energy_ref
 
     # ---------------------------------------------------------------- sampling
@@ -192,19 +201,24 @@ class _Simulator:
     def seed(self, index: int, rng: np.random.Generator) -> None:
         self.rngs[index] = rng
 
-    def reset(self, idx: np.ndarray) -> None:
-        """Start new episodes in envs ``idx`` (their generators already set)."""
+    def reset(self, idx: np.ndarray, refill: bool = True) -> None:
+        """Start new episodes in envs ``idx`` (their generators already set).
+
+        ``refill=False`` leaves drawing their first block to the next :meth:`_advance`
+        (one refill for the envs that reset and those at the end of a block).
+        """
         s = self.scenario
         lo, hi = s.distance_m
-        for i in idx:
+        u = np.empty((len(idx), 4))
+        for j, i in enumerate(idx):
             # one draw from the env's generator per episode seeds the episode's own stream, so that
             # what an episode leaves undrawn in its block never shifts the next episode
             self.episode_rngs[i] = np.random.default_rng(int(self.rngs[i].integers(0, 2**63)))
-            u = self.episode_rngs[i].random(4)
-            self.distance[i] = lo + (hi - lo) * u[0]
-            self.direction[i] = 1.0 if u[1] < 0.5 else -1.0
-            z1, z2 = _box_muller(u[2:3], u[3:4])
-            self.fading[i] = (z1[0] + 1j * z2[0]) / np.sqrt(2.0)
+            u[j] = self.episode_rngs[i].random(4)
+        self.distance[idx] = lo + (hi - lo) * u[:, 0]
+        self.direction[idx] = np.where(u[:, 1] < 0.5, 1.0, -1.0)
+        z1, z2 = _box_muller(u[:, 2], u[:, 3])
+        self.fading[idx] = (z1 + 1j * z2) / np.sqrt(2.0)
         self.load_state[idx] = 0
         self.edge_backlog[idx] = 0.0
         self.server_backlog[idx] = 0.0
@@ -212,7 +226,10 @@ class _Simulator:
         self.load_observed[idx] = 0.0
         self.steps[idx] = 0
         self.last_snr_db[idx] = self._snr_db(self.distance[idx], np.abs(self.fading[idx]) ** 2)
-        self._refill(idx)
+        if refill:
+            self._refill(idx)
+        else:
+            self.pending[idx] = True
 
     def _snr_db(self, distance, fading_power, power_fraction=1.0):
         return 10.0 * np.log10(self.link.uplink_snr(distance, fading_power, power_fraction))
@@ -310,17 +327,17 @@ class _Simulator:
             self.buf_base_form[idx] = base_form
             self.buf_loss[idx] = loss
             self.buf_max_energy[idx] = max_energy
-            if self.n == 1:  # tables of the scalar step
-                total, base, penalty = self._split_rewards(cost_form[0], base_form[0], loss[0])
-                self._block_mask = self._mask(hi[0])
-                self._oracle_tables(total, base, self._block_mask)
-                self._block_base = base
-                self._max_energy = max_energy[0].tolist()
-                fields = self.split_model.expand(cost_form[0]).transpose(0, 2, 1)  # (B, L+1, fields)
-                self._fields = np.concatenate([fields, penalty[..., None]], axis=-1)
+            if self.scalar_tables:
+                total, base, penalty = self._split_rewards(cost_form, base_form, loss)
+                mask = self._mask(hi)
+                self._block_mask[idx] = mask
+                self._block_base[idx] = base
+                self._block_penalty[idx] = penalty
+                self._tables[idx] = self._oracle_tables(total, base, mask)
         self.ptr[idx] = 0
+        self.pending[idx] = False
 
-    def _oracle_tables(self, total: np.ndarray, base: np.ndarray, mask: np.ndarray) -> None:
+    def _oracle_tables(self, total: np.ndarray, base: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per request of a block: allowed interior splits sorted by latency, with running-best rewards.
 
         With the queue wait W of interior splits, the best interior split is the
@@ -328,6 +345,8 @@ class _Simulator:
         with the miss penalty: a binary search instead of a pass over all splits.
         """
         L = self.L
+        shape = total.shape[:-1]
+        total, base, mask = (x.reshape(-1, L + 1) for x in (total, base, mask))
         interior = mask[:, 1:L]
         tot = np.where(interior, total[:, 1:L], np.inf)
         order = np.argsort(tot, axis=1, kind="stable")
@@ -337,8 +356,22 @@ class _Simulator:
         previous = np.concatenate([np.full((len(val), 1), -np.inf), best[:, :-1]], axis=1)
         record = np.maximum.accumulate(np.where(val > previous, np.arange(L - 1), 0), axis=1)
         best_split = np.take_along_axis(order, record, axis=1) + 1
-        self._tables = np.concatenate([tot_sorted, best, best_split, total[:, [0, L]], base[:, [0, L]],
-                                       mask[:, [0, L]]], axis=1)
+        tables = np.concatenate([tot_sorted, best, best_split, total[:, [0, L]], base[:, [0, L]], mask[:, [0, L]]],
+                                axis=1)
+        return tables.reshape(shape + (tables.shape[-1],))
+
+    def adopt(self, bank: "_Simulator", j: int) -> None:
+        """Play the episode that ``bank`` started in its env ``j`` (its blocks are shared, not copied)."""
+        rows = slice(j, j + 1)
+        self.buf = {k: v[rows] for k, v in bank.buf.items()}
+        self.buf_form = costs.RequestParts(**{k: v[rows] for k, v in vars(bank.buf_form).items()})
+        for name in ("buf_hi", "buf_static_obs", "buf_cost_form", "buf_base_form", "buf_loss", "buf_max_energy",
+                     "_tables", "_block_mask", "_block_base", "_block_penalty"):
+            setattr(self, name, getattr(bank, name)[rows])
+        for name in ("distance", "direction", "fading", "load_state", "last_snr_db", "edge_backlog",
+                     "server_backlog", "energy_left", "load_observed", "steps", "ptr", "pending"):
+            getattr(self, name)[0] = getattr(bank, name)[j]
+        self.rngs[0], self.episode_rngs[0] = bank.rngs[j], bank.episode_rngs[j]
 
     # ---------------------------------------------------------------- stepping
 
@@ -591,7 +624,7 @@ class _Simulator:
         info["dropped_requests"] = np.where(terminated, s.episode_requests - self.steps, 0)
         # the next request arrives
         self.ptr = self.ptr + active
-        full = np.flatnonzero(self.ptr >= self.block)
+        full = np.flatnonzero((self.ptr >= self.block) | self.pending)
         if len(full):
             self._refill(full)
         dt = np.where(active, self.buf["dt"][self._rows()], 0.0)
@@ -619,62 +652,85 @@ class _Simulator:
     def step_single(self, action: int):
         """``step`` for one env in discrete mode, with scalars: the same numbers, several times faster.
 
-        Uses the block's precomputed costs and base rewards; the oracle searches
-        the interior splits with :meth:`_oracle_tables` instead of scoring all.
+        Reads the block's base rewards, masks and costs in affine split form; the
+        oracle searches the interior splits with :meth:`_oracle_tables`, or scores
+        every split when one could exhaust the energy budget. Models with more
+        than one layer group take the vectorised path.
         """
         s, L = self.scenario, self.L
+        if self.split_model.form_size != 4:
+            return self._step_single_slow(action)
         b = int(self.ptr[0])
         eb, sb = float(self.edge_backlog[0]), float(self.server_backlog[0])
-        if self._max_energy[b] + max(eb, sb) * self.edge.power_idle_w >= self.energy_left[0]:
-            return self._step_single_slow(action)  # some split could exhaust the budget
+        energy_left, steps = float(self.energy_left[0]), int(self.steps[0])
         deadline = float(self.buf["deadline"][0, b])
-        row = self._tables[b].tolist()
-        n_int = L - 1
-        tot_sorted, best, best_split = row[:n_int], row[n_int:2 * n_int], row[2 * n_int:3 * n_int]
-        ends_total, ends_base, ends_mask = row[-6:-4], row[-4:-2], row[-2:]
-        # the oracle: split 0, the best interior split, split L
+        idle_w = self.edge.power_idle_w
+        cost_form = self.buf_cost_form[0, b].tolist()  # per cost field: (at 0, at L, a, b): a + b k inside
+        mask = self._block_mask[0, b]
+        base = self._block_base[0, b]
         e0, s0 = costs.queue_waits(0, L, eb, sb)
         eI, sI = costs.queue_waits(1, L, eb, sb)
         eL, sL = costs.queue_waits(L, L, eb, sb)
-        wait_i = eI + sI
-        j = bisect.bisect_right(tot_sorted, deadline - wait_i)
-        o_split, o_value = -1, -np.inf
-        if ends_mask[0]:
-            o_split, o_value = 0, ends_base[0] - self._queue_cost(e0 + s0, ends_total[0], deadline)
-        if best[-1] > -np.inf:
-            value, k = (best[j - 1], int(best_split[j - 1])) if j else (-np.inf, -1)
-            if best[-1] - s.w_deadline_miss > value:
-                value, k = best[-1] - s.w_deadline_miss, int(best_split[-1])
-            value -= self._queue_cost(wait_i, -np.inf, deadline)  # the miss is already in value
-            if value > o_value:
-                o_split, o_value = k, value
-        if ends_mask[1]:
-            value = ends_base[1] - self._queue_cost(eL + sL, ends_total[1], deadline)
-            if value > o_value:
-                o_split, o_value = L, value
+        w0, wI, wL = e0 + s0, eI + sI, eL + sL
+        near = self.buf_max_energy[0, b] + max(eb, sb) * idle_w >= energy_left
+        if near:  # some split could exhaust the budget: score every split, dropped requests included
+            rewards = self._rewards_near(cost_form, base.tolist(), w0, wI, wL, deadline, energy_left, steps)
+            o_split, o_value = -1, -np.inf
+            for k in np.flatnonzero(mask).tolist():
+                if rewards[k] > o_value:
+                    o_split, o_value = k, rewards[k]
+        else:  # the oracle: split 0, the best interior split, split L
+            row = self._tables[0, b].tolist()
+            n_int = L - 1
+            tot_sorted, best, best_split = row[:n_int], row[n_int:2 * n_int], row[2 * n_int:3 * n_int]
+            ends_total, ends_base, ends_mask = row[-6:-4], row[-4:-2], row[-2:]
+            j = bisect.bisect_right(tot_sorted, deadline - wI)
+            o_split, o_value = -1, -np.inf
+            if ends_mask[0]:
+                o_split, o_value = 0, ends_base[0] - self._queue_cost(w0, ends_total[0], deadline)
+            if best[-1] > -np.inf:
+                value, k = (best[j - 1], int(best_split[j - 1])) if j else (-np.inf, -1)
+                if best[-1] - s.w_deadline_miss > value:
+                    value, k = best[-1] - s.w_deadline_miss, int(best_split[-1])
+                value -= self._queue_cost(wI, -np.inf, deadline)  # the miss is already in value
+                if value > o_value:
+                    o_split, o_value = k, value
+            if ends_mask[1]:
+                value = ends_base[1] - self._queue_cost(wL, ends_total[1], deadline)
+                if value > o_value:
+                    o_split, o_value = L, value
         # the action served
-        mask = self._block_mask[b]
         served, invalid = action, not (0 <= action <= L and mask[action])
         if invalid:
             allowed = np.flatnonzero(mask)
             served = int(allowed[np.argmin(np.abs(allowed - action))])
-        fields = self._fields[b, served].tolist()
-        edge_c, uplink, server_c, downlink, rtt, total, energy_base, up_bytes, penalty = fields
+        edge_c, uplink, server_c, downlink, rtt, total, energy_base, up_bytes = (
+            [f[0] for f in cost_form] if served == 0 else [f[1] for f in cost_form] if served == L
+            else [f[3] * served + f[2] for f in cost_form])  # SplitModel.at's arithmetic
         edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (eI, sI)
         wait = edge_wait + server_wait
-        reward = float(self._block_base[b, served]) - self._queue_cost(wait, total, deadline) - s.w_invalid * invalid
+        if near:
+            reward = rewards[served] - s.w_invalid * invalid
+        else:
+            reward = float(base[served]) - self._queue_cost(wait, total, deadline) - s.w_invalid * invalid
         latency = total + wait
-        energy = energy_base + wait * self.edge.power_idle_w
-        o_fields = self._fields[b, o_split].tolist()
-        o_wait = e0 + s0 if o_split == 0 else eL + sL if o_split == L else wait_i
+        energy = energy_base + wait * idle_w
+        o_wait = w0 if o_split == 0 else wL if o_split == L else wI
+        o_total, o_energy = ((f[0] if o_split == 0 else f[1] if o_split == L else f[3] * o_split + f[2])
+                             for f in (cost_form[_TOTAL], cost_form[_ENERGY]))
+        energy_left -= energy
+        steps += 1
+        terminated = energy_left <= 0.0
+        truncated = not terminated and steps >= s.episode_requests
         info = {
             "split": served, "requested_split": action, "fallback": invalid, "latency_s": latency,
             "edge_queue_s": edge_wait, "server_queue_s": server_wait, "edge_compute_s": edge_c,
             "uplink_s": uplink, "server_compute_s": server_c, "downlink_s": downlink, "round_trip_s": rtt,
-            "edge_energy_j": energy, "uplink_bytes": up_bytes, "accuracy_penalty": penalty,
-            "deadline_s": deadline, "deadline_met": latency <= deadline, "oracle_split": o_split,
-            "oracle_reward": o_value, "oracle_latency_s": o_fields[5] + o_wait,
-            "oracle_energy_j": o_fields[6] + o_wait * self.edge.power_idle_w, "dropped_requests": 0,
+            "edge_energy_j": energy, "uplink_bytes": up_bytes,
+            "accuracy_penalty": float(self._block_penalty[0, b, served]), "deadline_s": deadline,
+            "deadline_met": latency <= deadline, "oracle_split": o_split, "oracle_reward": o_value,
+            "oracle_latency_s": o_total + o_wait, "oracle_energy_j": o_energy + o_wait * idle_w,
+            "dropped_requests": s.episode_requests - steps if terminated else 0,
         }
         # the state after serving, then the next request
         if served >= 1:
@@ -682,11 +738,8 @@ class _Simulator:
         if served < L:
             sb = wait + server_c
             self.load_observed[0] = 1.0 - self.buf["share"][0, b]
-        self.energy_left[0] -= energy
-        steps = int(self.steps[0]) + 1
+        self.energy_left[0] = energy_left
         self.steps[0] = steps
-        terminated = False  # no split could exhaust the budget (checked above)
-        truncated = steps >= s.episode_requests
         b += 1
         if b >= self.block:
             self._refill(np.array([0]))
@@ -700,10 +753,27 @@ class _Simulator:
         obs[3] = min(eb / next_deadline, _HIGH[3])
         obs[4] = min(sb / next_deadline, _HIGH[4])
         obs[5] = min(max(self.load_observed[0], 0.0), 1.0)
-        obs[6] = min(max(self.energy_left[0] / s.energy_budget_j, 0.0), 1.0)
+        obs[6] = min(max(energy_left / s.energy_budget_j, 0.0), 1.0)
         obs[8] = min(steps / s.episode_requests, 1.0)
-        info["action_mask"] = self._block_mask[b].copy()
+        info["action_mask"] = self._block_mask[0, b].copy()
         return obs, reward, terminated, truncated, info
+
+    def _rewards_near(self, cost_form, base, w0, wI, wL, deadline, energy_left, steps) -> list[float]:
+        """step_single: the reward of every split as :meth:`_score` gives it (scalars, same arithmetic)."""
+        s, L, idle_w = self.scenario, self.L, self.edge.power_idle_w
+        total_f, energy_f = cost_form[_TOTAL], cost_form[_ENERGY]
+        dropped = s.w_dropped * (s.episode_requests - steps - 1)
+        rewards = []
+        for k in range(L + 1):
+            if k == 0:
+                wait, total, energy = w0, total_f[0], energy_f[0]
+            elif k == L:
+                wait, total, energy = wL, total_f[1], energy_f[1]
+            else:
+                wait, total, energy = wI, total_f[3] * k + total_f[2], energy_f[3] * k + energy_f[2]
+            exhausts = energy + wait * idle_w >= energy_left
+            rewards.append(base[k] - self._queue_cost(wait, total, deadline) - dropped * exhausts)
+        return rewards
 
     def _step_single_slow(self, action: int):
         """``step_single`` through the vectorised path (near the end of the energy budget)."""
@@ -899,22 +969,38 @@ class LayerSplitEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | LayerSplitScenario | None = None, *, continuous: bool = False,
-                 render_mode: str | None = None, block: int = 256, **fields: Any):
+                 render_mode: str | None = None, block: int | None = None, **fields: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
         self.scenario = _scenario_from_kwargs(scenario, fields)
         self.continuous = bool(continuous)
         self.render_mode = render_mode
-        self._sim = _Simulator(self.scenario, 1, self.continuous, block)
+        block = block or min(self.scenario.episode_requests + 1, 256)  # a whole episode, and its last observation
+        self._sim = _Simulator(self.scenario, 1, self.continuous, block, scalar_tables=True)
+        # discrete: episodes are drawn _BANK_EPISODES at a time (one vectorised call), then played one by one
+        self._banks = {} if self.continuous else {
+            size: _Simulator(self.scenario, size, False, block, scalar_tables=True) for size in (1, _BANK_EPISODES)}
+        self._bank, self._bank_next = None, 0
         self.num_layers = self._sim.L
         self.observation_space, self.action_space = _spaces(self._sim, self.continuous)
         self._last: dict | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        self._sim.seed(0, self.np_random)
-        self._sim.reset(np.array([0]))
+        if self.continuous:
+            self._sim.seed(0, self.np_random)
+            self._sim.reset(np.array([0]))
+        else:
+            if seed is not None or self._bank is None or self._bank_next == self._bank.n:
+                # the episodes' own generators are seeded in order from np_random, as one at a time would be
+                self._bank = self._banks[1 if seed is not None else _BANK_EPISODES]
+                for i in range(self._bank.n):
+                    self._bank.seed(i, self.np_random)
+                self._bank.reset(np.arange(self._bank.n))
+                self._bank_next = 0
+            self._sim.adopt(self._bank, self._bank_next)
+            self._bank_next += 1
         self._last = None
         return self._sim.observe()[0], {"action_mask": self._sim.action_mask()[0]}
 
@@ -1042,7 +1128,7 @@ class LayerSplitVectorEnv(VectorEnv):
         served = ~done_before
         if done_before.any():  # next-step autoreset: these envs reset instead of stepping
             idx = np.flatnonzero(done_before)
-            self._sim.reset(idx)
+            self._sim.reset(idx, refill=False)
         rewards, terminated, truncated, info = self._sim.step(actions, active=served)
         rewards = np.where(served, rewards, 0.0)
         obs = self._sim.observe()
