@@ -86,11 +86,15 @@ def test_same_seed_same_trajectory_and_pickling(continuous):
         assert r1[1] == r2[1]
 
 
-@pytest.mark.parametrize("continuous", [False, True])
-def test_vector_env_matches_single_envs_across_autoresets(continuous):
-    n, steps = 3, 70
-    vec = LayerSplitVectorEnv(num_envs=n, continuous=continuous, episode_requests=25, energy_budget_j=300.0)
-    singles = [LayerSplitEnv(continuous=continuous, episode_requests=25, energy_budget_j=300.0) for _ in range(n)]
+@pytest.mark.parametrize("continuous, n, steps, requests, budget", [
+    (False, 3, 70, 25, 300.0),
+    (True, 3, 70, 25, 300.0),
+    (False, 2, 330, 300, 1e6),  # the single env draws more than its first block, then starts a new episode
+])
+def test_vector_env_matches_single_envs_across_autoresets(continuous, n, steps, requests, budget):
+    vec = LayerSplitVectorEnv(num_envs=n, continuous=continuous, episode_requests=requests, energy_budget_j=budget)
+    singles = [LayerSplitEnv(continuous=continuous, episode_requests=requests, energy_budget_j=budget)
+               for _ in range(n)]
     rng = np.random.default_rng(0)
     obs_v, _ = vec.reset(seed=11)
     obs_s = [env.reset(seed=11 + i)[0] for i, env in enumerate(singles)]
@@ -111,8 +115,12 @@ def test_vector_env_matches_single_envs_across_autoresets(continuous):
             np.testing.assert_array_equal(obs_v[i], o)
             assert rew_v[i] == pytest.approx(r, rel=1e-12)
             assert (te, tr) == (term_v[i], trunc_v[i])
-            assert info_v["latency_s"][i] == pytest.approx(inf["latency_s"], rel=1e-12)
-            assert info_v["_latency_s"][i]
+            for key, value in inf.items():
+                assert info_v["_" + key][i] if key != "action_mask" else True
+                if isinstance(value, (bool, int, np.bool_, np.integer, np.ndarray)):
+                    np.testing.assert_array_equal(info_v[key][i], value, err_msg=key)
+                else:
+                    assert info_v[key][i] == pytest.approx(value, rel=1e-12, abs=1e-300), key
         done = term_v | trunc_v
     assert resets >= n  # autoreset happened and was checked
 

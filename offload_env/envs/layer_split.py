@@ -127,8 +127,13 @@ class _Simulator:
     so both give the same trajectories for the same seeds. Exogenous processes
     (arrivals, token counts, mobility, fading, server load) do not depend on the
     actions: they are drawn ahead in blocks, from a fixed number of uniforms per
-    request, and their costs at every split are computed in one vectorised call.
-    Only the queues and the energy budget depend on the actions.
+    request, and costed in one vectorised call, in affine split form
+    (``costs.SplitModel``: a few numbers per request and cost, read at any split).
+    Only the queues and the energy budget depend on the actions. Block sizes
+    change the work, never the numbers: an episode's generator yields the same
+    uniforms whatever the chunks. A single discrete env draws 8 episodes at a
+    time (:meth:`adopt` plays one of them) and keeps per-request tables for its
+    scalar step.
     """
 
     def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int,
@@ -952,7 +957,8 @@ class LayerSplitEnv(gym.Env):
     name (``PRESETS``) or a ``LayerSplitScenario``; any scenario field can be
     overridden by keyword (model, edge, server, link, distance_m, speed_mps,
     arrival_rate_hz, prompt_tokens, output_tokens, deadline_s, energy_budget_j,
-    min_split, the reward weights...).
+    min_split, the reward weights...). ``block`` (requests drawn per call, default
+    a whole episode up to 256) changes speed and memory, never the trajectories.
 
     ## Vectorized environment
 
