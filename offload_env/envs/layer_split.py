@@ -242,30 +242,33 @@ class _Simulator:
     def _refill(self, idx: np.ndarray) -> None:
         """Draw the next block of requests for envs ``idx`` and cost every split of them."""
         s, B = self.scenario, self.block
-        u = np.stack([self.episode_rngs[i].random((B, _DRAWS_PER_STEP)) for i in idx])  # (m, B, draws)
         m = len(idx)
-        dt = -np.log1p(-u[..., 0]) / s.arrival_rate_hz
-        z_prompt, z_output = _box_muller(u[..., 1], u[..., 2])
-        w_re, w_im = _box_muller(u[..., 3], u[..., 4])
-        z_est, z_pred = _box_muller(u[..., 5], u[..., 6])
+        drawn = np.empty((m, B, _DRAWS_PER_STEP))
+        for j, i in enumerate(idx):
+            self.episode_rngs[i].random(out=drawn[j])
+        u = np.moveaxis(drawn, -1, 0).copy()  # (draws, m, B): each kind of draw contiguous
+        dt = -np.log1p(-u[0]) / s.arrival_rate_hz
+        z_prompt, z_output = _box_muller(u[1], u[2])
+        w_re, w_im = _box_muller(u[3], u[4])
+        z_est, z_pred = _box_muller(u[5], u[6])
 
         prompt = lognormal_tokens(s.prompt_tokens, z_prompt)
         output = lognormal_tokens(s.output_tokens, z_output)
         output_pred = np.clip(output * np.exp(s.output_prediction_sigma * z_pred), 1.0, None)
-        deadline = s.deadline_s[0] + (s.deadline_s[1] - s.deadline_s[0]) * u[..., 8]
+        deadline = s.deadline_s[0] + (s.deadline_s[1] - s.deadline_s[0]) * u[8]
 
         # mobility: a walk on the unfolded line (cumulative sums), folded into [lo, hi] (reflection)
         lo, hi = s.distance_m
         width = hi - lo
         x0, dir0, h, ls = self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx]
-        direction = dir0[:, None] * np.cumprod(np.where(u[..., 9] < 0.05, -1.0, 1.0), axis=1)
+        direction = dir0[:, None] * np.cumprod(np.where(u[9] < 0.05, -1.0, 1.0), axis=1)
         walk = np.cumsum(np.concatenate([x0[:, None], direction * (s.speed_mps * dt)], axis=1), axis=1)[:, 1:]
         folded = np.mod(walk - lo, 2.0 * width) if width > 0 else np.zeros_like(walk)
         dist = lo + np.where(folded > width, 2.0 * width - folded, folded)
         # fading (Gauss-Markov) and server load (Markov chain): sequential, vectorised over envs
         rho = s.fading_correlation
         innov = np.sqrt(1.0 - rho * rho) * (w_re + 1j * w_im) / np.sqrt(2.0)
-        next_load = (u[..., 7][..., None, None] > self.load_cdf[None, None]).sum(axis=-1)  # (m, B, S)
+        next_load = (u[7][..., None, None] > self.load_cdf[None, None]).sum(axis=-1)  # (m, B, S)
         np.minimum(next_load, len(self.load_levels) - 1, out=next_load)
         fad = np.empty((m, B), dtype=np.complex128)
         load = np.empty((m, B), dtype=np.int64)
