@@ -4,8 +4,8 @@ A run folder holds ``config.yaml`` (the resolved experiment config),
 ``eval.csv`` (one row per evaluation episode), ``done.json`` (written last:
 the run is finished) and, for learned agents, ``curve.csv`` (learning-curve
 evaluations), ``tb/`` (TensorBoard), ``checkpoints/`` and ``model.zip``.
-A finished run is skipped unless ``force``; a killed one continues from its
-last checkpoint with ``resume``.
+A finished run is skipped unless ``force`` or its config changed; a killed one
+continues from its last checkpoint with ``resume``.
 """
 
 from __future__ import annotations
@@ -101,20 +101,29 @@ def _signature(record: dict) -> dict:
             "agent": record["agents"].get(agent)}
 
 
+def _saved_signature(paths: RunPaths) -> dict | None:
+    return _signature(yaml.safe_load(paths.config.read_text())) if paths.config.exists() else None
+
+
 def _start(paths: RunPaths, record: dict, *, resume: bool, force: bool, resumable: bool) -> str:
-    """'skip', 'resume' or 'fresh'; clears the folder for a fresh start."""
-    if is_finished(paths) and not force:
+    """'skip', 'resume' or 'fresh'; clears the folder for a fresh start.
+
+    A finished run is skipped while its config is the one asked for; one whose
+    config changed since (env, evaluation, agent settings) is redone.
+    """
+    finished = is_finished(paths)
+    if finished and not force and _saved_signature(paths) == _signature(record):
         return "skip"
     if paths.root.exists():
-        partial = resumable and (paths.checkpoints / "latest.json").exists()
+        partial = resumable and not finished and (paths.checkpoints / "latest.json").exists()
         if force or not partial:
             shutil.rmtree(paths.root)
         elif not resume:
             raise RunError(f"{paths.root}: a partial run is there; pass --resume to continue it "
                            "or --force to start over")
         else:
-            saved = yaml.safe_load(paths.config.read_text()) if paths.config.exists() else None
-            if saved is not None and _signature(saved) != _signature(record):
+            saved = _saved_signature(paths)
+            if saved is not None and saved != _signature(record):
                 raise RunError(f"{paths.root}: the config changed since this run started; "
                                "pass --force to start over")
             return "resume"

@@ -83,6 +83,19 @@ def test_finished_run_is_skipped_unless_forced(tmp_path):
     assert done.stat().st_mtime > 0
 
 
+def test_finished_run_is_redone_when_its_config_changed(tmp_path):
+    raw = tiny_config(tmp_path / "runs")
+    run_experiment(parse_config(raw), agents=["ppo"], baselines=False, progress=False)
+    raw["agents"]["ppo"]["learning_rate"] = 1e-3
+    cfg = parse_config(raw)
+    done = run_paths(cfg, "ppo", 0).done
+    os.utime(done, (0, 0))
+    run_experiment(cfg, agents=["ppo"], baselines=False, progress=False)
+    assert done.stat().st_mtime > 0
+    saved = yaml.safe_load(run_paths(cfg, "ppo", 0).config.read_text())
+    assert saved["agents"]["ppo"]["learning_rate"] == 1e-3
+
+
 def _train(config: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "experiments", "train", str(config), "--agent", "ddpg",
                              "--quiet", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
