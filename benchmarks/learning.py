@@ -45,7 +45,7 @@ def build_config(budget: int | None, seeds: int, runs_dir: str, episodes: int):
     raw["baselines"] = ["greedy", "oracle"]
     overrides = [f"runs_dir={runs_dir}", f"seeds={list(range(seeds))}", f"evaluation.episodes={episodes}"]
     if budget:
-        rollout = raw["agents"]["maskable_ppo"]["n_steps"]
+        rollout = raw["agents"]["maskable_ppo"]["n_steps"] * raw["agents"]["maskable_ppo"].get("n_envs", 1)
         ppo_budget = max(rollout, round(budget / rollout) * rollout)
         overrides += [f"agents.ddpg.budget={budget}", f"agents.maskable_ppo.budget={ppo_budget}",
                       f"agents.td3.budget={budget}", f"agents.td3.checkpoint_every={max(budget // 10, 1)}",
