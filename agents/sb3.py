@@ -54,6 +54,11 @@ _META = "offload_agent.json"
 _FORMAT = 1
 
 
+def _silent_logger() -> Logger:
+    """An SB3 logger that writes nothing (the experiments runner sets its own)."""
+    return Logger(folder=None, output_formats=[])
+
+
 @dataclass(frozen=True)
 class ActionNoiseSpec:
     """Exploration noise of DDPG/TD3, in the [-1, 1] action units."""
@@ -140,6 +145,8 @@ class SB3Agent:
             kwargs["action_noise"] = action_noise.build(int(np.prod(self.venv.action_space.shape)))
         self.model = self._algorithm_class()(policy, self.venv, seed=self.seed, device=device, verbose=verbose,
                                              **kwargs)
+        if not verbose:
+            self.model.set_logger(_silent_logger())  # else SB3 makes an empty SB3-<date> folder in /tmp per learn
 
     # ------------------------------------------------------------------ building
 
@@ -265,6 +272,7 @@ class SB3Agent:
                                        meta["ret_rms"]["count"]).to_running_mean_std()
         agent.venv = agent._make_venv(make_env, agent.seed, norm, ret_rms)
         agent.model = target._algorithm_class().load(path, env=agent.venv, device=device)
+        agent.model.set_logger(_silent_logger())
         agent.model.set_random_seed(agent.seed)
         return agent
 
