@@ -294,9 +294,9 @@ class SplitModel:
     def __init__(self, model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, *, dtype: str = "float16",
                  kv_dtype: str = "float16", edge_dtype: str | None = None, use_measured: bool = True):
         _check_profiles(model, edge, server)
-        edge_dtype = edge_dtype or dtype
-        wbytes = _check_dtype(edge_dtype, "edge_dtype")
         _check_dtype(dtype, "dtype")
+        wbytes = _check_dtype(edge_dtype or dtype, "edge_dtype")
+        edge_dtype = edge_dtype or dtype
         kvbytes = _check_dtype(kv_dtype, "kv_dtype", ("float32", "float16", "bfloat16", "int8", "int4")) / 2.0
         self.model, self.edge, self.server = model, edge, server
         self.num_layers = L = model.num_layers
