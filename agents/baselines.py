@@ -13,6 +13,8 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
+from agents._episodes import episode_range
+
 __all__ = [
     "Policy",
     "AllLocal",
@@ -155,12 +157,7 @@ def evaluate(policy, make_env: Callable[[], gym.Env] | gym.Env, episodes: int = 
     """
     env = make_env() if callable(make_env) else make_env
     rows = []
-    iterator = range(episodes)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc=f"evaluate {getattr(policy, 'name', policy)}", leave=False)
-    for ep in iterator:
+    for ep in episode_range(episodes, policy, progress):
         obs, info = env.reset(seed=seed + ep)
         if hasattr(policy, "reset"):
             policy.reset(env)

@@ -13,6 +13,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from agents._episodes import episode_range
+
 __all__ = [
     "VehicularAllLocal",
     "VehicularNearestRSU",
@@ -156,12 +158,7 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
     """
     env = make_env() if callable(make_env) else make_env
     rows = []
-    iterator = range(episodes)
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(iterator, desc=f"evaluate {getattr(policy, 'name', policy)}", leave=False)
-    for ep in iterator:
+    for ep in episode_range(episodes, policy, progress):
         observations, infos = env.reset(seed=seed + ep)
         policy.reset(env)
         base = env.unwrapped if hasattr(env, "unwrapped") else env
