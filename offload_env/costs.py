@@ -45,6 +45,7 @@ __all__ = [
     "request_parts",
     "SplitModel",
     "link_costs",
+    "link_terms",
     "split_costs",
     "layer_times",
     "QueuedCosts",
@@ -55,6 +56,8 @@ __all__ = [
     "accuracy_penalty",
     "accuracy_loss",
     "penalty_from_loss",
+    "depth_sensitivity",
+    "penalty_from_sensitivity",
     "api_call_costs",
 ]
 
@@ -249,6 +252,11 @@ def estimate(model: ModelProfile, device: DeviceProfile, prompt_tokens, output_t
 # Every split point at once
 
 
+#: The parts of :meth:`SplitModel.token_tables` (what link costs need), in this order.
+TABLE_FIELDS = ("edge_compute_s", "server_compute_s", "uplink_token_bytes", "uplink_hidden_bytes", "downlink_bytes",
+                "round_trips")
+
+
 @dataclass(frozen=True)
 class RequestParts:
     """What a batch of requests costs at every split before the link and load are known.
@@ -397,6 +405,49 @@ class SplitModel:
         k = np.where(form[..., 1] <= limit, L, k)
         return np.where(form[..., 0] <= limit, k, -1)
 
+    def token_tables(self, max_prompt: int, max_output: int) -> tuple[np.ndarray, np.ndarray]:
+        """Parts in affine split form of every request up to ``max_prompt`` x ``max_output`` tokens, as two tables.
+
+        Returns ``(by_prompt, by_context)`` of shapes ``(max_prompt + 1, 6, form)``
+        and ``(max_prompt + max_output, 6, form)``: row P of ``by_prompt`` holds the
+        parts of (P, 1), row c of ``by_context`` those of (1, c); fields in the order
+        of :data:`TABLE_FIELDS`. The parts of (P, T) are then ``by_prompt[P] +
+        by_context[P + T - 1] - by_context[P]``: each part is a function of P
+        (prefill), a sum over the decode contexts P + 1..P + T - 1, and terms
+        linear in P and T, for which this identity is exact. Checked here on
+        sample requests (ValueError if a profile breaks it).
+        """
+        if max_prompt < 1 or max_output < 1:
+            raise ValueError(f"token_tables: expected max_prompt, max_output >= 1, got {max_prompt}, {max_output}")
+        contexts = np.arange(max_prompt + max_output, dtype=np.float64)
+        by_prompt = self._table_rows(np.maximum(contexts[:max_prompt + 1], 1.0), np.ones(max_prompt + 1))
+        by_context = self._table_rows(np.ones(len(contexts)), np.maximum(contexts, 1.0))
+        by_prompt[0] = by_context[0] = 0.0  # no request has 0 tokens
+        P = np.unique(np.linspace(1, max_prompt, 7).round())
+        T = np.unique(np.linspace(1, max_output, 7).round())
+        P, T = (x.ravel() for x in np.meshgrid(P, T))
+        pi, ti = P.astype(np.int64), T.astype(np.int64)
+        combined = by_prompt[pi] + by_context[pi + ti - 1] - by_context[pi]
+        direct = self._table_rows(P, T)
+        if not np.allclose(combined, direct, rtol=1e-9, atol=1e-12 * np.abs(direct).max()):
+            raise ValueError(f"token_tables: the parts of {self.model.name} on {self.edge.name}/{self.server.name} "
+                             "are not a prefill term plus a sum over decode contexts (a measured fit clipped at 0?)")
+        return by_prompt, by_context
+
+    def _table_rows(self, prompt_tokens, output_tokens) -> np.ndarray:
+        form = self.form_parts(prompt_tokens, output_tokens)
+        return np.stack([getattr(form, k) for k in TABLE_FIELDS], axis=-2)
+
+    def memory_fit_by_tokens(self, max_tokens: int) -> np.ndarray:
+        """:meth:`last_split_within` the edge's usable memory for requests of 0..max_tokens tokens (P + T).
+
+        Edge memory depends on the request only through P + T (weights + KV cache).
+        Rows 0 and 1 (no request has fewer than 2 tokens) repeat row 2.
+        """
+        tokens = np.arange(max(max_tokens, 2) + 1, dtype=np.float64)
+        form = self.form_parts(np.maximum(tokens - 1.0, 1.0), 1.0)
+        return self.last_split_within(form.edge_memory_bytes, self.edge.usable_memory_bytes)
+
     def parts(self, prompt_tokens, output_tokens) -> RequestParts:
         """:func:`request_parts` of these requests (last axis: splits 0..L)."""
         form = self.form_parts(prompt_tokens, output_tokens)
@@ -426,16 +477,11 @@ def link_costs(parts: RequestParts, edge: DeviceProfile, uplink_bps, downlink_bp
     share = np.asarray(server_share, dtype=np.float64)[..., None]
     radio = np.asarray(radio_power_scale, dtype=np.float64)[..., None]
 
-    uplink_bytes = parts.uplink_token_bytes + parts.uplink_hidden_bytes * act_scale
-    uplink = uplink_bytes * (8.0 / up)
-    downlink = parts.downlink_bytes * (8.0 / down)
-    server_compute = parts.server_compute_s / share
-    round_trip = parts.round_trips * rtt
+    uplink_bytes, uplink, downlink, server_compute, round_trip, total, energy = link_terms(
+        parts.edge_compute_s, parts.server_compute_s, parts.uplink_token_bytes, parts.uplink_hidden_bytes,
+        parts.downlink_bytes, parts.round_trips, up, down, rtt, share, radio, act_scale,
+        edge.power_active_w, edge.power_idle_w, edge.power_radio_tx_w)
     edge_compute = np.broadcast_to(parts.edge_compute_s, uplink.shape)
-    total = edge_compute + uplink + server_compute + downlink + round_trip
-    idle_w = edge.power_idle_w
-    energy = (edge_compute * (edge.power_active_w - idle_w) + uplink * (edge.power_radio_tx_w * radio - idle_w)
-              + total * idle_w)
     return SplitCosts(
         edge_compute_s=edge_compute, uplink_s=uplink, server_compute_s=server_compute, downlink_s=downlink,
         round_trip_s=round_trip, total_s=total, edge_energy_j=energy,
@@ -443,6 +489,27 @@ def link_costs(parts: RequestParts, edge: DeviceProfile, uplink_bps, downlink_bp
         uplink_bytes=uplink_bytes, downlink_bytes=np.broadcast_to(parts.downlink_bytes, uplink.shape),
         feasible=np.broadcast_to(parts.feasible, uplink.shape),
     )
+
+
+def link_terms(edge_compute_s, server_compute_s, uplink_token_bytes, uplink_hidden_bytes, downlink_bytes,
+               round_trips, uplink_bps, downlink_bps, rtt_s, server_share, radio_power_scale, activation_scale,
+               power_active_w, power_idle_w, power_radio_tx_w):
+    """The arithmetic of :func:`link_costs` on request parts: floats or broadcastable arrays.
+
+    Returns (uplink bytes, uplink s, downlink s, server compute s, round trips s,
+    total s, edge energy J). Linear in the parts, so it also maps parts in affine
+    split form to costs in that form. Compiled as it is by the envs' kernels.
+    """
+    uplink_bytes = uplink_token_bytes + uplink_hidden_bytes * activation_scale
+    uplink = uplink_bytes * (8.0 / uplink_bps)
+    downlink = downlink_bytes * (8.0 / downlink_bps)
+    server_compute = server_compute_s / server_share
+    round_trip = round_trips * rtt_s
+    total = edge_compute_s + uplink + server_compute + downlink + round_trip
+    energy = (edge_compute_s * (power_active_w - power_idle_w) + uplink * (power_radio_tx_w * radio_power_scale
+                                                                            - power_idle_w)
+              + total * power_idle_w)
+    return uplink_bytes, uplink, downlink, server_compute, round_trip, total, energy
 
 
 def split_costs(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, uplink_bps, downlink_bps,
@@ -493,11 +560,6 @@ class QueuedCosts:
     server_backlog_s: np.ndarray  #: server busy time from the arrival on, after taking this request
 
 
-def _positive_part(x):
-    """max(x, 0) for floats and arrays alike (exact: (x + |x|) / 2)."""
-    return (x + abs(x)) * 0.5
-
-
 def queue_waits(split, num_layers: int, edge_backlog_s, server_backlog_s):
     """(edge wait, server wait) in seconds of a request at ``split`` given each side's backlog.
 
@@ -507,7 +569,8 @@ def queue_waits(split, num_layers: int, edge_backlog_s, server_backlog_s):
     Works on floats and on broadcastable arrays.
     """
     edge_wait = edge_backlog_s * (split >= 1)
-    server_wait = _positive_part(server_backlog_s - edge_wait) * (split < num_layers)
+    left = server_backlog_s - edge_wait
+    server_wait = (left + abs(left)) * 0.5 * (split < num_layers)  # max(left, 0), exact, for floats and arrays
     return edge_wait, server_wait
 
 
@@ -599,13 +662,22 @@ def accuracy_loss(snr_db, activation_dtype: str = "float16") -> np.ndarray:
             + c["compression"][activation_dtype])
 
 
-def penalty_from_loss(split, num_layers: int, loss) -> np.ndarray:
-    """:func:`accuracy_penalty` from :func:`accuracy_loss`: ``1 - exp(-s(k / L) loss)``, 0 at k = 0 and L."""
+def depth_sensitivity(split, num_layers: int) -> np.ndarray:
+    """``s(k / L) = s_min + (1 - s_min) exp(-(k / L) / tau)`` inside, 0 at k = 0 and L (nothing noisy sent)."""
     c = ACCURACY_CURVE
     k = np.asarray(split, dtype=np.float64)
     sensitivity = c["depth_floor"] + (1.0 - c["depth_floor"]) * np.exp(-(k / num_layers) / c["depth_tau"])
-    sensitivity = np.where((k > 0) & (k < num_layers), sensitivity, 0.0)  # nothing noisy sent at the ends
+    return np.where((k > 0) & (k < num_layers), sensitivity, 0.0)
+
+
+def penalty_from_sensitivity(sensitivity, loss):
+    """``1 - exp(-s loss)``: the penalty at a split of depth sensitivity ``s`` (floats or arrays)."""
     return -np.expm1(-sensitivity * loss)
+
+
+def penalty_from_loss(split, num_layers: int, loss) -> np.ndarray:
+    """:func:`accuracy_penalty` from :func:`accuracy_loss`: ``1 - exp(-s(k / L) loss)``, 0 at k = 0 and L."""
+    return penalty_from_sensitivity(depth_sensitivity(split, num_layers), loss)
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offload_env import costs
+from offload_env import costs, profiles
 from offload_env.costs import _sum_max_linear, estimate, layer_times, split_costs
 from offload_env.profiles import DTYPE_BYTES, load_device, load_model
 
@@ -342,3 +342,22 @@ def test_accuracy_penalty_is_penalty_from_loss_of_accuracy_loss():
     expected = costs.penalty_from_loss(k, SLM.num_layers, costs.accuracy_loss(snr, "int8"))
     np.testing.assert_array_equal(costs.accuracy_penalty(k, SLM.num_layers, snr, "int8"), expected)
     assert np.all(expected[:, [0, -1]] == 0) and np.all(expected[:, 1:-1] > 0)
+
+
+@pytest.mark.parametrize("model, edge, server", [
+    ("llama-3.2-3b", "jetson-orin-nano-8gb", "a100-80gb"),
+    ("mixtral-8x7b", "jetson-agx-orin-64gb", "h100-sxm"),  # mixture of experts
+    ("llama-3.2-1b", "ci-xeon-1thread", "ci-xeon-1thread"),  # measured profiles on both sides
+])
+def test_token_tables_give_the_parts_of_every_request(model, edge, server):
+    split_model = costs.SplitModel(profiles.load_model(model), profiles.load_device(edge), profiles.load_device(server))
+    by_prompt, by_context = split_model.token_tables(600, 150)
+    rng = np.random.default_rng(0)
+    P, T = rng.integers(1, 601, 400), rng.integers(1, 151, 400)
+    combined = by_prompt[P] + by_context[P + T - 1] - by_context[P]
+    form = split_model.form_parts(P, T)
+    direct = np.stack([getattr(form, k) for k in costs.TABLE_FIELDS], axis=-2)
+    np.testing.assert_allclose(combined, direct, rtol=1e-11, atol=1e-12 * np.abs(direct).max())
+    fits = split_model.memory_fit_by_tokens(750)
+    np.testing.assert_array_equal(fits[P + T], split_model.last_split_within(form.edge_memory_bytes,
+                                                                              split_model.edge.usable_memory_bytes))

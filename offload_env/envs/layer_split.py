@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 from .. import costs, profiles
 from ..channel import LinkModel
 from ..workload import TOKEN_SPEC_EXPECTED, lognormal_tokens, valid_token_spec
+from . import _layer_split_kernels as kernels
 
 __all__ = ["LayerSplitScenario", "PRESETS", "LayerSplitEnv", "LayerSplitVectorEnv", "OBSERVATION_FIELDS"]
 
@@ -25,8 +25,6 @@ COMPRESSION_LEVELS = costs.ACTIVATION_DTYPES
 ORACLE_POWER_LEVELS = (0.25, 0.5, 1.0)
 #: Uniform draws consumed per request (fixed, so trajectories do not depend on batching).
 _DRAWS_PER_STEP = 10
-#: Episodes a single discrete LayerSplitEnv draws at once when reset without a seed.
-_BANK_EPISODES = 8
 
 
 @dataclass(frozen=True)
@@ -110,34 +108,44 @@ def _check_scenario(s: LayerSplitScenario) -> None:
     need(s.dtype in profiles.DTYPE_BYTES, "dtype", "one of " + ", ".join(profiles.DTYPE_BYTES))
 
 
-def _positive(x: float) -> float:
-    return x if x > 0.0 else 0.0
+def _skip(rng: np.random.Generator, n: int) -> None:
+    """Advance ``rng`` as if it had drawn ``n`` doubles."""
+    if n <= 0:
+        return
+    if type(rng.bit_generator) in (np.random.PCG64, np.random.PCG64DXSM):
+        rng.bit_generator.advance(int(n))  # one step per double
+    else:
+        rng.random(n)
 
 
-def _box_muller(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Two independent standard normals from two uniforms in [0, 1)."""
-    r = np.sqrt(-2.0 * np.log1p(-u1))
-    return r * np.cos(2 * np.pi * u2), r * np.sin(2 * np.pi * u2)
+class _Columns:
+    """Named columns of the per-request table: ``sim.buf["deadline"]`` is a view (n, block)."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: np.ndarray):
+        self._table = table
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._table[..., _REQUEST_INDEX[name]]
 
 
 class _Simulator:
-    """The dynamics of ``num_envs`` independent LayerSplit envs, vectorised with numpy.
+    """The dynamics of ``num_envs`` independent LayerSplit envs.
 
     ``LayerSplitEnv`` is this with one env and ``LayerSplitVectorEnv`` with many,
     so both give the same trajectories for the same seeds. Exogenous processes
     (arrivals, token counts, mobility, fading, server load) do not depend on the
     actions: they are drawn ahead in blocks, from a fixed number of uniforms per
-    request, and costed in one vectorised call, in affine split form
-    (``costs.SplitModel``: a few numbers per request and cost, read at any split).
-    Only the queues and the energy budget depend on the actions. Block sizes
-    change the work, never the numbers: an episode's generator yields the same
-    uniforms whatever the chunks. A single discrete env draws 8 episodes at a
-    time (:meth:`adopt` plays one of them) and keeps per-request tables for its
-    scalar step.
+    request (block sizes change the work, never the numbers). The discrete step
+    is compiled (``_layer_split_kernels``): it costs each request from
+    ``costs.SplitModel.token_tables`` with ``costs.link_terms`` and scores every
+    allowed split for the oracle. The continuous step is numpy over
+    ``costs.link_costs``. Only the queues and the energy budget depend on the
+    actions.
     """
 
-    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int,
-                 scalar_tables: bool = False):
+    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int):
         _check_scenario(scenario)
         s = self.scenario = scenario
         self.model = profiles.load_model(s.model)
@@ -156,13 +164,26 @@ class _Simulator:
         self.splits = np.arange(self.L + 1)
         self.energy_ref = s.energy_budget_j / s.episode_requests
         self.rngs: list[np.random.Generator | None] = [None] * num_envs
-        self.episode_rngs: list[np.random.Generator | None] = [None] * num_envs
         load_levels = np.asarray(s.server_load_levels, dtype=np.float64)
         self.load_levels = load_levels
         n_levels = len(load_levels)
         move = (1.0 - s.server_load_stay) / max(n_levels - 1, 1)
         self.load_cdf = np.cumsum(np.where(np.eye(n_levels, dtype=bool), s.server_load_stay if n_levels > 1 else 1.0,
                                            move), axis=1)
+        # what the compiled step reads: request parts by token counts, memory fits, depth sensitivities
+        max_prompt, max_output = int(s.prompt_tokens[3]), int(s.output_tokens[3])
+        self.by_prompt, self.by_context = self.split_model.token_tables(max_prompt, max_output)
+        self.fit_by_tokens = self.split_model.memory_fit_by_tokens(max_prompt + max_output)
+        self.counts = np.asarray(self.split_model.counts, dtype=np.float64)
+        self.sensitivity = costs.depth_sensitivity(self.splits, self.L)
+        self._w_energy_idle = s.w_energy * self.edge.power_idle_w / self.energy_ref
+        params = dict(rtt_s=self.link_profile.base_rtt_s, activation_scale=1.0,
+                      power_active_w=self.edge.power_active_w, power_idle_w=self.edge.power_idle_w,
+                      power_radio_tx_w=self.edge.power_radio_tx_w, w_latency=s.w_latency, w_energy=s.w_energy,
+                      energy_ref=self.energy_ref, w_accuracy=s.w_accuracy, w_energy_idle=self._w_energy_idle,
+                      w_deadline_miss=s.w_deadline_miss, w_invalid=s.w_invalid, w_dropped=s.w_dropped,
+                      episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
+        self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -170,221 +191,124 @@ class _Simulator:
         self.fading = np.zeros(n, dtype=np.complex128)
         self.load_state = np.zeros(n, dtype=np.int64)
         self.last_snr_db = np.zeros(n)
-        self.edge_backlog = np.zeros(n)
-        self.server_backlog = np.zeros(n)
-        self.energy_left = np.zeros(n)
-        self.load_observed = np.zeros(n)
+        self.segment = 4 + _DRAWS_PER_STEP * (s.episode_requests + 1)  # uniforms an episode may read
+        self.used = np.zeros(n, dtype=np.int64)  # uniforms of the current segment read so far
+        self.drawn = np.zeros(n, dtype=np.int64)  # requests drawn in the current episode
+        self.start_u = np.zeros((n, 4))  # the uniforms of the episode's start state
+        self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.ptr = np.zeros(n, dtype=np.int64)
         self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
-        self.steps = np.zeros(n, dtype=np.int64)
-        B, K = block, self.L + 1
-        self.buf: dict[str, np.ndarray] = {}
-        for name in ("dt", "prompt", "output", "output_pred", "deadline", "snr_db", "snr_est_db", "share",
-                     "uplink_bps", "downlink_bps", "distance", "fading"):
-            self.buf[name] = np.zeros((n, B))
-        F = self.split_model.form_size
-        #: each request's parts in affine split form (costs.SplitModel)
-        self.buf_form = costs.RequestParts(**{k: np.zeros((n, B, F), dtype=bool if k == "feasible" else np.float64)
-                                              for k in costs.RequestParts.__dataclass_fields__})
-        self.buf_hi = np.zeros((n, B), dtype=np.int64)  # the deepest allowed split (see action_mask)
-        self.buf_static_obs = np.zeros((n, B, 4), dtype=np.float32)
-        if not continuous:
-            self.buf_cost_form = np.zeros((n, B, len(_COST_FIELDS), F))  # link costs in affine split form
-            self.buf_base_form = np.zeros((n, B, F))  # reward before queueing and accuracy, in that form
-            self.buf_loss = np.zeros((n, B))  # costs.accuracy_loss of the hidden state
-            self.buf_max_energy = np.zeros((n, B))  # an upper bound of the edge energy over splits
-        self.scalar_tables = scalar_tables and not continuous
-        if self.scalar_tables:  # per request, what step_single reads (see _oracle_tables)
-            self._tables = np.zeros((n, B, 3 * (K - 2) + 6))
-            self._block_mask = np.zeros((n, B, K), dtype=bool)
-            self._block_base = np.zeros((n, B, K))
-            self._block_penalty = np.zeros((n, B, K))
-        self._w_energy_idle = scenario.w_energy * self.edge.power_idle_w / self.energy_ref
+        self.req = np.zeros((n, block, len(kernels.REQUEST_COLUMNS)))  # each request of the block
+        if continuous:
+            F = self.split_model.form_size
+            #: each request's parts in affine split form (costs.SplitModel)
+            self.buf_form = costs.RequestParts(**{k: np.zeros((n, block, F), dtype=bool if k == "feasible"
+                                                              else np.float64)
+                                                  for k in costs.RequestParts.__dataclass_fields__})
+        self._all = np.arange(n)
+
+    # state columns, as views (assign in place: ``sim.energy_left[i] = x``)
+    edge_backlog = property(lambda self: self.state[:, kernels.STATE_COLUMNS.index("edge_backlog")])
+    server_backlog = property(lambda self: self.state[:, kernels.STATE_COLUMNS.index("server_backlog")])
+    energy_left = property(lambda self: self.state[:, kernels.STATE_COLUMNS.index("energy_left")])
+    load_observed = property(lambda self: self.state[:, kernels.STATE_COLUMNS.index("load_observed")])
+    steps = property(lambda self: self.state[:, kernels.STATE_COLUMNS.index("steps")])
+
+    @property
+    def buf(self) -> _Columns:
+        """The block's requests by column name (views of shape (n, block))."""
+        return _Columns(self.req)
 
     # ---------------------------------------------------------------- sampling
 
     def seed(self, index: int, rng: np.random.Generator) -> None:
         self.rngs[index] = rng
+        self.used[index] = self.segment  # a new generator: nothing of an episode to skip
 
     def reset(self, idx: np.ndarray, refill: bool = True) -> None:
         """Start new episodes in envs ``idx`` (their generators already set).
 
-        ``refill=False`` leaves drawing their first block to the next :meth:`_advance`
-        (one refill for the envs that reset and those at the end of a block).
+        Each episode reads a fixed-length segment of its env's generator (4 +
+        10 per request, up to ``episode_requests + 1`` requests): what an
+        episode leaves undrawn is skipped, so blocks and early ends never
+        shift the next episode. ``refill=False`` leaves drawing the first block
+        to the next step (one refill for the envs that reset and those at the
+        end of a block).
         """
-        s = self.scenario
-        lo, hi = s.distance_m
-        u = np.empty((len(idx), 4))
-        for j, i in enumerate(idx):
-            # one draw from the env's generator per episode seeds the episode's own stream, so that
-            # what an episode leaves undrawn in its block never shifts the next episode
-            self.episode_rngs[i] = np.random.default_rng(int(self.rngs[i].integers(0, 2**63)))
-            u[j] = self.episode_rngs[i].random(4)
-        self.distance[idx] = lo + (hi - lo) * u[:, 0]
-        self.direction[idx] = np.where(u[:, 1] < 0.5, 1.0, -1.0)
-        z1, z2 = _box_muller(u[:, 2], u[:, 3])
-        self.fading[idx] = (z1 + 1j * z2) / np.sqrt(2.0)
-        self.load_state[idx] = 0
-        self.edge_backlog[idx] = 0.0
-        self.server_backlog[idx] = 0.0
-        self.energy_left[idx] = s.energy_budget_j
-        self.load_observed[idx] = 0.0
-        self.steps[idx] = 0
-        self.last_snr_db[idx] = self._snr_db(self.distance[idx], np.abs(self.fading[idx]) ** 2)
+        for i in idx:
+            rng = self.rngs[i]
+            _skip(rng, self.segment - self.used[i])
+            self.start_u[i] = rng.random(4)
+        self.used[idx] = 4
+        self.drawn[idx] = 0
+        self.state[idx] = 0.0
+        self.energy_left[idx] = self.scenario.energy_budget_j
+        self.pending[idx] = True
         if refill:
             self._refill(idx)
-        else:
-            self.pending[idx] = True
 
     def _snr_db(self, distance, fading_power, power_fraction=1.0):
         return 10.0 * np.log10(self.link.uplink_snr(distance, fading_power, power_fraction))
 
     def _refill(self, idx: np.ndarray) -> None:
-        """Draw the next block of requests for envs ``idx`` and cost every split of them."""
+        """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
         s, B = self.scenario, self.block
         m = len(idx)
-        drawn = np.empty((m, B, _DRAWS_PER_STEP))
+        drawn = np.full((m, B, _DRAWS_PER_STEP), 0.5)  # 0.5: past the end of the episode, never read
+        limit = s.episode_requests + 1
         for j, i in enumerate(idx):
-            self.episode_rngs[i].random(out=drawn[j])
-        u = np.moveaxis(drawn, -1, 0).copy()  # (draws, m, B): each kind of draw contiguous
-        dt = -np.log1p(-u[0]) / s.arrival_rate_hz
-        z_prompt, z_output = _box_muller(u[1], u[2])
-        w_re, w_im = _box_muller(u[3], u[4])
-        z_est, z_pred = _box_muller(u[5], u[6])
+            count = min(B, limit - self.drawn[i]) if self.drawn[i] < limit else B
+            self.rngs[i].random(out=drawn[j, :count])
+            self.drawn[i] += count
+            self.used[i] += _DRAWS_PER_STEP * count
+        fresh = self.pending[idx]
+        x, direction, h, ls = self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx]
+        ex = np.empty((m, B + 1, 9))  # column 0: the state before the block (for the first channel estimate)
+        kernels.draw_block(drawn, fresh, self.start_u[idx], x, direction, h, ls, s.arrival_rate_hz, s.deadline_s[0],
+                           s.deadline_s[1], s.distance_m[0], s.distance_m[1], s.speed_mps, s.fading_correlation,
+                           self.load_cdf, ex)
+        self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx] = x, direction, h, ls
+        snr_all = self.link.uplink_snr(ex[..., 6], ex[..., 7])
+        snr_db_all = 10.0 * np.log10(snr_all)
+        snr, snr_db = snr_all[:, 1:], snr_db_all[:, 1:]
+        dt, z_prompt, z_output, z_est, z_pred, deadline, dist, power, load = np.moveaxis(ex[:, 1:], -1, 0)
 
+        block = np.empty((m, B, len(kernels.REQUEST_COLUMNS)))
+        col = {k: block[..., j] for j, k in enumerate(kernels.REQUEST_COLUMNS)}
         prompt = lognormal_tokens(s.prompt_tokens, z_prompt)
         output = lognormal_tokens(s.output_tokens, z_output)
         output_pred = np.clip(output * np.exp(s.output_prediction_sigma * z_pred), 1.0, None)
-        deadline = s.deadline_s[0] + (s.deadline_s[1] - s.deadline_s[0]) * u[8]
-
-        # mobility: a walk on the unfolded line (cumulative sums), folded into [lo, hi] (reflection)
-        lo, hi = s.distance_m
-        width = hi - lo
-        x0, dir0, h, ls = self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx]
-        direction = dir0[:, None] * np.cumprod(np.where(u[9] < 0.05, -1.0, 1.0), axis=1)
-        walk = np.cumsum(np.concatenate([x0[:, None], direction * (s.speed_mps * dt)], axis=1), axis=1)[:, 1:]
-        folded = np.mod(walk - lo, 2.0 * width) if width > 0 else np.zeros_like(walk)
-        dist = lo + np.where(folded > width, 2.0 * width - folded, folded)
-        # fading (Gauss-Markov) and server load (Markov chain): sequential, vectorised over envs
-        rho = s.fading_correlation
-        innov = np.sqrt(1.0 - rho * rho) * (w_re + 1j * w_im) / np.sqrt(2.0)
-        next_load = (u[7][..., None, None] > self.load_cdf[None, None]).sum(axis=-1)  # (m, B, S)
-        np.minimum(next_load, len(self.load_levels) - 1, out=next_load)
-        fad = np.empty((m, B), dtype=np.complex128)
-        load = np.empty((m, B), dtype=np.int64)
-        if m == 1:  # plain Python numbers: the same arithmetic, without numpy's per-call overhead
-            h1, l1, innov1, next1 = complex(h[0]), int(ls[0]), innov[0].tolist(), next_load[0].tolist()
-            fad1, load1 = [], []
-            for t in range(B):
-                h1 = rho * h1 + innov1[t]
-                l1 = next1[t][l1]
-                fad1.append(h1)
-                load1.append(l1)
-            fad[0], load[0] = fad1, load1
-            h, ls = fad[:, -1], load[:, -1]
-        else:
-            rows = np.arange(m)
-            for t in range(B):
-                h = rho * h + innov[:, t]
-                ls = next_load[rows, t, ls]
-                fad[:, t], load[:, t] = h, ls
-        self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx] = (
-            walk[:, -1], direction[:, -1], h, ls)
-
-        power = np.abs(fad) ** 2
         snr = self.link.uplink_snr(dist, power)
         snr_db = 10.0 * np.log10(snr)
-        uplink_bps, downlink_bps = self.link.rates_from_uplink_snr(snr)
-        prev = np.concatenate([self.last_snr_db[idx][:, None], snr_db[:, :-1]], axis=1)
+        col["uplink_bps"][:], col["downlink_bps"][:] = self.link.rates_from_uplink_snr(snr)
+        col["snr_est_db"][:, 0] = np.where(fresh, snr_db_all[:, 0], self.last_snr_db[idx])
+        col["snr_est_db"][:, 1:] = snr_db[:, :-1]
+        col["snr_est_db"][:] += s.channel_estimate_noise_db * z_est
         self.last_snr_db[idx] = snr_db[:, -1]
-        b = self.buf
-        b["dt"][idx] = dt
-        b["prompt"][idx] = prompt
-        b["output"][idx] = output
-        b["output_pred"][idx] = output_pred
-        b["deadline"][idx] = deadline
-        b["snr_db"][idx] = snr_db
-        b["snr_est_db"][idx] = prev + s.channel_estimate_noise_db * z_est
-        b["share"][idx] = 1.0 - self.load_levels[load]
-        b["uplink_bps"][idx] = uplink_bps
-        b["downlink_bps"][idx] = downlink_bps
-        b["distance"][idx] = dist
-        b["fading"][idx] = power
-        form = self.split_model.form_parts(prompt, output)
-        for k, v in vars(form).items():
-            getattr(self.buf_form, k)[idx] = v
+        col["dt"][:], col["prompt"][:], col["output"][:], col["output_pred"][:] = dt, prompt, output, output_pred
+        col["deadline"][:], col["snr_db"][:], col["distance"][:], col["fading"][:] = deadline, snr_db, dist, power
+        col["share"][:] = 1.0 - self.load_levels[load.astype(np.int64)]
         # the splits that fit are 0..k (memory grows with k); none deeper than min_split: min_split alone
-        fits = self.split_model.last_split_within(form.edge_memory_bytes, self.edge.usable_memory_bytes)
-        hi = np.maximum(fits, s.min_split)
-        self.buf_hi[idx] = hi
-        static = np.empty((m, B, 4), dtype=np.float32)
-        static[..., 0] = b["snr_est_db"][idx] / 30.0
-        static[..., 1] = prompt / s.prompt_tokens[3]
-        static[..., 2] = output_pred / s.output_tokens[3]
-        static[..., 3] = deadline / s.deadline_s[1]
+        col["last_split"][:] = np.maximum(self.fit_by_tokens[(prompt + output).astype(np.int64)], s.min_split)
+        static = np.stack([col["snr_est_db"] / 30.0, prompt / s.prompt_tokens[3], output_pred / s.output_tokens[3],
+                           deadline / s.deadline_s[1]], axis=-1).astype(np.float32)
         np.clip(static, OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS], out=static)
-        self.buf_static_obs[idx] = static
-        if not self.continuous:
-            sc = costs.link_costs(form, self.edge, uplink_bps, downlink_bps, self.link_profile.base_rtt_s,
-                                  server_share=b["share"][idx], check=False)  # costs in affine split form
-            cost_form = np.stack([getattr(sc, k) for k in _COST_FIELDS], axis=-2)  # (m, B, fields, form)
-            base_form = self._base_reward(sc.total_s, sc.edge_energy_j, 0.0, deadline[..., None])
-            loss = costs.accuracy_loss(snr_db, "float16")
-            max_energy = self.split_model.upper_bound(sc.edge_energy_j)
-            self.buf_cost_form[idx] = cost_form
-            self.buf_base_form[idx] = base_form
-            self.buf_loss[idx] = loss
-            self.buf_max_energy[idx] = max_energy
-            if self.scalar_tables:
-                total, base, penalty = self._split_rewards(cost_form, base_form, loss)
-                mask = self._mask(hi)
-                self._block_mask[idx] = mask
-                self._block_base[idx] = base
-                self._block_penalty[idx] = penalty
-                self._tables[idx] = self._oracle_tables(total, base, mask)
+        block[..., _STATIC_COLUMNS] = static
+        if self.continuous:
+            form = self.split_model.form_parts(prompt, output)
+            for k, v in vars(form).items():
+                getattr(self.buf_form, k)[idx] = v
+            col["loss"][:] = 0.0
+        else:
+            col["loss"][:] = costs.accuracy_loss(snr_db, "float16")
+        self.req[idx] = block
         self.ptr[idx] = 0
         self.pending[idx] = False
-
-    def _oracle_tables(self, total: np.ndarray, base: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Per request of a block: allowed interior splits sorted by latency, with running-best rewards.
-
-        With the queue wait W of interior splits, the best interior split is the
-        best among those with total <= deadline - W (no miss), or the best of all
-        with the miss penalty: a binary search instead of a pass over all splits.
-        """
-        L = self.L
-        shape = total.shape[:-1]
-        total, base, mask = (x.reshape(-1, L + 1) for x in (total, base, mask))
-        interior = mask[:, 1:L]
-        tot = np.where(interior, total[:, 1:L], np.inf)
-        order = np.argsort(tot, axis=1, kind="stable")
-        tot_sorted = np.take_along_axis(tot, order, axis=1)
-        val = np.take_along_axis(np.where(interior, base[:, 1:L], -np.inf), order, axis=1)
-        best = np.maximum.accumulate(val, axis=1)
-        previous = np.concatenate([np.full((len(val), 1), -np.inf), best[:, :-1]], axis=1)
-        record = np.maximum.accumulate(np.where(val > previous, np.arange(L - 1), 0), axis=1)
-        best_split = np.take_along_axis(order, record, axis=1) + 1
-        tables = np.concatenate([tot_sorted, best, best_split, total[:, [0, L]], base[:, [0, L]], mask[:, [0, L]]],
-                                axis=1)
-        return tables.reshape(shape + (tables.shape[-1],))
-
-    def adopt(self, bank: "_Simulator", j: int) -> None:
-        """Play the episode that ``bank`` started in its env ``j`` (its blocks are shared, not copied)."""
-        rows = slice(j, j + 1)
-        self.buf = {k: v[rows] for k, v in bank.buf.items()}
-        self.buf_form = costs.RequestParts(**{k: v[rows] for k, v in vars(bank.buf_form).items()})
-        for name in ("buf_hi", "buf_static_obs", "buf_cost_form", "buf_base_form", "buf_loss", "buf_max_energy",
-                     "_tables", "_block_mask", "_block_base", "_block_penalty"):
-            setattr(self, name, getattr(bank, name)[rows])
-        for name in ("distance", "direction", "fading", "load_state", "last_snr_db", "edge_backlog",
-                     "server_backlog", "energy_left", "load_observed", "steps", "ptr", "pending"):
-            getattr(self, name)[0] = getattr(bank, name)[j]
-        self.rngs[0], self.episode_rngs[0] = bank.rngs[j], bank.episode_rngs[j]
 
     # ---------------------------------------------------------------- stepping
 
     def _rows(self):
-        return np.arange(self.n), self.ptr
+        return self._all, self.ptr
 
     def _mask(self, hi: np.ndarray) -> np.ndarray:
         """Allowed splits: min_split..hi (last axis: splits)."""
@@ -392,20 +316,13 @@ class _Simulator:
 
     def action_mask(self) -> np.ndarray:
         """(n, L+1) bool: splits that fit edge memory and respect the privacy minimum (never empty)."""
-        return self._mask(self.buf_hi[self._rows()])
-
-    def _split_rewards(self, cost_form, base_form, loss):
-        """Discrete mode: (latency without queues, reward before queueing, accuracy penalty) at every split."""
-        total = self.split_model.expand(cost_form[..., _TOTAL, :])
-        penalty = costs.penalty_from_loss(self.splits, self.L, loss[..., None])
-        base = self.split_model.expand(base_form) - self.scenario.w_accuracy * penalty
-        return total, base, penalty
+        return self._mask(self.buf["last_split"][self._rows()].astype(np.int64))
 
     def observe(self) -> np.ndarray:
         r = self._rows()
         deadline = self.buf["deadline"][r]
         obs = np.empty((self.n, len(OBSERVATION_FIELDS)), dtype=np.float32)
-        obs[:, _STATIC_OBS] = self.buf_static_obs[r]
+        obs[:, _STATIC_OBS] = self.req[r][:, _STATIC_COLUMNS]
         obs[:, 3] = self.edge_backlog / deadline
         obs[:, 4] = self.server_backlog / deadline
         obs[:, 5] = self.load_observed
@@ -415,14 +332,13 @@ class _Simulator:
         return obs
 
     def _base_reward(self, total, energy, penalty, deadline):
-        """The reward of a split before queueing: latency, energy and accuracy terms."""
         s = self.scenario
-        return -(s.w_latency * total / deadline + s.w_energy * energy / self.energy_ref) - s.w_accuracy * penalty
+        return kernels.base_reward(total, energy, penalty, deadline, s.w_latency, s.w_energy, self.energy_ref,
+                                   s.w_accuracy)
 
     def _queue_cost(self, wait, total, deadline):
-        """What waiting ``wait`` seconds costs on top of the base reward (incl. a deadline miss)."""
         s = self.scenario
-        return (s.w_latency / deadline + self._w_energy_idle) * wait + s.w_deadline_miss * (total + wait > deadline)
+        return kernels.queue_cost(wait, total, deadline, s.w_latency, self._w_energy_idle, s.w_deadline_miss)
 
     def _score(self, sc: costs.SplitCosts, penalty: np.ndarray, eb, sb, deadline, energy_left, steps, base=None):
         """Queued costs and reward of every candidate action (last axis: split).
@@ -439,7 +355,7 @@ class _Simulator:
         return qc, base - self._queue_cost(wait, sc.total_s, deadline) - dropped
 
     def evaluate(self, power: np.ndarray | None = None):
-        """Score every candidate action for the current requests in the true state.
+        """Score every candidate action for the current requests in the true state (numpy, from ``costs``).
 
         Returns (mask, costs, penalty, queued, reward, oracle index). Discrete:
         arrays (n, L+1). Continuous: (n, compression, power, L+1) where the
@@ -459,31 +375,34 @@ class _Simulator:
             o_level, o_power, o_split = np.unravel_index(grid.argmax(axis=1), reward[:, :, :-1, :].shape[1:])
             oracle = (rows, o_level, o_power, o_split)
         else:
-            sc = self._split_costs(r)
-            _, base, penalty = self._split_rewards(self.buf_cost_form[r], self.buf_base_form[r], self.buf_loss[r])
+            b = self.buf
+            sc = costs.link_costs(self._parts(r), self.edge, b["uplink_bps"][r], b["downlink_bps"][r],
+                                  self.link_profile.base_rtt_s, server_share=b["share"][r], check=False)
+            penalty = costs.penalty_from_loss(self.splits, self.L, b["loss"][r][:, None])
             qc, reward = self._score(sc, penalty, self.edge_backlog, self.server_backlog, deadline[:, None],
-                                     self.energy_left[:, None], self.steps[:, None], base=base)
+                                     self.energy_left[:, None], self.steps[:, None])
             oracle = (rows, np.where(mask, reward, -np.inf).argmax(axis=1))
         return mask, sc, penalty, qc, reward, oracle
 
-    def _split_costs(self, r) -> costs.SplitCosts:
-        """Discrete mode: the cost breakdown at every split of the requests at rows ``r``."""
-        fields = self.split_model.expand(self.buf_cost_form[r])  # (n, fields, L+1)
-        return costs.SplitCosts(**{k: (fields[:, _COST_FIELDS.index(k)] if k in _COST_FIELDS else None)
-                                   for k in costs.SplitCosts.__dataclass_fields__})
-
     def _parts(self, r) -> costs.RequestParts:
         """The parts at every split of the requests at rows ``r``."""
+        if not self.continuous:
+            return self.split_model.parts(self.buf["prompt"][r], self.buf["output"][r])
         fields = {k: self.split_model.expand(getattr(self.buf_form, k)[r])
                   for k in costs.RequestParts.__dataclass_fields__ if k != "feasible"}
         return costs.RequestParts(**fields, feasible=fields["edge_memory_bytes"] <= self.edge.usable_memory_bytes)
 
     def oracle_actions(self) -> np.ndarray:
         """The full-information myopic oracle's action for every env's current request."""
-        oracle = self.evaluate()[-1]
         if not self.continuous:
-            return oracle[1]
-        _, level, power, split = oracle
+            n = self.n
+            info = np.zeros((len(kernels.INFO_COLUMNS), n))
+            self._step_kernel(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), info, np.zeros(n),
+                              np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                              np.empty((n, len(OBSERVATION_FIELDS)), dtype=np.float32),
+                              np.empty((n, self.L + 1), dtype=bool), dry_run=True)
+            return info[_ORACLE_SPLIT].astype(np.int64)
+        _, level, power, split = self.evaluate()[-1]
         return np.stack([2.0 * split / self.L - 1.0, (level - 1) * (2.0 / 3.0),
                          (np.asarray(ORACLE_POWER_LEVELS)[power] - 0.1) / 0.45 - 1.0], axis=1)
 
@@ -496,17 +415,41 @@ class _Simulator:
             return split, np.digitize(a[:, 1], (-1.0 / 3.0, 1.0 / 3.0)), 0.1 + 0.9 * (a[:, 2] + 1.0) / 2.0
         return np.asarray(action, dtype=np.int64).reshape(n), np.zeros(n, dtype=np.int64), np.ones(n)
 
+    def _step_kernel(self, actions, active, info, rewards, terminated, truncated, obs, mask, dry_run=False) -> int:
+        return kernels.step_discrete(actions, active, dry_run, self.ptr, self.pending, self.req, self.state,
+                                     self.by_prompt, self.by_context, self.counts, self.sensitivity, self.params,
+                                     rewards, terminated, truncated, info, obs, _LOW64, _HIGH64, mask)
+
+    def step_discrete(self, action, active: np.ndarray, out=None):
+        """Serve every active env's request (discrete); the next requests arrive.
+
+        Returns (reward, terminated, truncated, info table (INFO_COLUMNS x n),
+        observation, action mask), new arrays unless ``out`` holds the first
+        four to fill (the caller copies what it keeps).
+        """
+        n = self.n
+        if out is None:
+            out = (np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
+                   np.zeros((len(kernels.INFO_COLUMNS), n)))
+        rewards, terminated, truncated, info = out
+        obs = np.empty((n, len(OBSERVATION_FIELDS)), dtype=np.float32)
+        mask = np.empty((n, self.L + 1), dtype=bool)
+        actions = action if isinstance(action, np.ndarray) and action.dtype == np.int64 else \
+            np.asarray(action, dtype=np.int64).reshape(n)
+        if self._step_kernel(actions, active, info, rewards, terminated, truncated, obs, mask):
+            idx = np.flatnonzero((self.ptr >= self.block) | self.pending)
+            self._refill(idx)
+            kernels.arrive(idx, active, self.ptr, self.req, self.state, self.params, obs, _LOW64, _HIGH64, mask)
+        return rewards, terminated, truncated, info, obs, mask
+
     def step(self, action: np.ndarray, active: np.ndarray | None = None):
-        """Serve the current request of every (active) env; return (reward, terminated, truncated, info)."""
-        if not self.continuous:
-            return self._step_discrete(action, active)
+        """Continuous mode: serve the current request of every (active) env; (reward, terminated, truncated, info)."""
         s, n = self.scenario, self.n
         r = self._rows()
         rows = np.arange(n)
         deadline = self.buf["deadline"][r]
         split, level, power = self.decode_action(action)
-        mask, sc, penalty, qc, reward, opick = self.evaluate(power if self.continuous else None)
-        chosen = (rows, level, np.full(n, -1)) if self.continuous else (rows,)
+        mask, sc, penalty, qc, reward, opick = self.evaluate(power)
         o_split = opick[-1]
         valid = (split >= 0) & (split <= self.L)
         clipped = np.clip(split, 0, self.L)
@@ -517,7 +460,7 @@ class _Simulator:
         else:
             served = clipped
 
-        pick = chosen + (served,)
+        pick = (rows, level, np.full(n, -1), served)
         reward_served = reward[pick] - s.w_invalid * invalid
         latency = qc.latency_s[pick]
         energy = qc.edge_energy_j[pick]
@@ -532,112 +475,34 @@ class _Simulator:
             "deadline_s": deadline, "deadline_met": latency <= deadline,
             "oracle_split": o_split, "oracle_reward": reward[opick],
             "oracle_latency_s": qc.latency_s[opick], "oracle_energy_j": qc.edge_energy_j[opick],
+            "compression": level, "tx_power_fraction": power, "oracle_compression": opick[1],
+            "oracle_tx_power_fraction": np.asarray(ORACLE_POWER_LEVELS)[opick[2]],
         }
-        if self.continuous:
-            info["compression"] = level
-            info["tx_power_fraction"] = power
-            info["oracle_compression"] = opick[1]
-            info["oracle_tx_power_fraction"] = np.asarray(ORACLE_POWER_LEVELS)[opick[2]]
-
         return reward_served, *self._advance(active, served, energy, qc.edge_backlog_s[pick],
                                              qc.server_backlog_s[pick], info)
 
-    def _step_discrete(self, action, active):
-        """``step`` in discrete mode: the oracle from the block's totals and base rewards.
-
-        Interior splits share one queue wait, so the best of them is the best
-        base reward with the deadline-miss penalty where latency exceeds the
-        deadline; only envs whose budget a split could exhaust score every
-        split in full (the dropped-request penalty).
-        """
-        s, n, L = self.scenario, self.n, self.L
-        r = self._rows()
-        rows = np.arange(n)
-        deadline = self.buf["deadline"][r]
-        split = np.asarray(action, dtype=np.int64).reshape(n)
-        cost_form = self.buf_cost_form[r]
-        total, base, penalty = self._split_rewards(cost_form, self.buf_base_form[r], self.buf_loss[r])
-        mask = self._mask(self.buf_hi[r])
-        eb, sb = self.edge_backlog, self.server_backlog
-        e0, s0 = costs.queue_waits(0, L, eb, sb)
-        eI, sI = costs.queue_waits(1, L, eb, sb)
-        eL, sL = costs.queue_waits(L, L, eb, sb)
-        w0, wI, wL = e0 + s0, eI + sI, eL + sL
-        # the oracle: split 0, the best interior split, split L (ties to the shallower, as an argmax)
-        miss = total[:, 1:L] > (deadline - wI)[:, None]
-        interior = np.where(mask[:, 1:L], base[:, 1:L] - s.w_deadline_miss * miss, -np.inf)
-        k_interior = interior.argmax(axis=1)
-        v_interior = interior[rows, k_interior] - self._queue_cost(wI, -np.inf, deadline)
-        v0 = np.where(mask[:, 0], base[:, 0] - self._queue_cost(w0, total[:, 0], deadline), -np.inf)
-        vL = np.where(mask[:, L], base[:, L] - self._queue_cost(wL, total[:, L], deadline), -np.inf)
-        o_split = np.where(v_interior > v0, k_interior + 1, 0)
-        o_value = np.maximum(v0, v_interior)
-        o_split = np.where(vL > o_value, L, o_split)
-        o_value = np.maximum(o_value, vL)
-        # the split served
-        clipped = np.clip(split, 0, L)
-        invalid = (split != clipped) | ~mask[rows, clipped]
-        if invalid.any():
-            dist = np.where(mask, np.abs(self.splits[None, :] - split[:, None]), np.iinfo(np.int64).max)
-            served = np.where(invalid, dist.argmin(axis=1), clipped)
-        else:
-            served = clipped
-        edge_wait = np.where(served == 0, e0, np.where(served == L, eL, eI))
-        server_wait = np.where(served == 0, s0, np.where(served == L, sL, sI))
-        wait = edge_wait + server_wait
-        total_served = total[rows, served]
-        reward = base[rows, served] - self._queue_cost(wait, total_served, deadline)
-        # envs where some split could exhaust the budget: every split scored with the dropped requests
-        near = self.buf_max_energy[r] + np.maximum(eb, sb) * self.edge.power_idle_w >= self.energy_left
-        if near.any():
-            i = np.flatnonzero(near)
-            ri = (i, self.ptr[i])
-            _, full = self._score(self._split_costs(ri), penalty[i], eb[i], sb[i], deadline[i, None],
-                                  self.energy_left[i, None], self.steps[i, None], base=base[i])
-            o_split[i] = np.where(mask[i], full, -np.inf).argmax(axis=1)
-            o_value[i] = full[np.arange(len(i)), o_split[i]]
-            reward[i] = full[np.arange(len(i)), served[i]]
-        reward = reward - s.w_invalid * invalid
-        fields = self.split_model.at(cost_form, served[:, None])  # (n, fields) at the served split
-        edge_c, uplink, server_c, downlink, rtt, _, energy_base, up_bytes = fields.T
-        latency = total_served + wait
-        energy = energy_base + wait * self.edge.power_idle_w
-        o_wait = np.where(o_split == 0, w0, np.where(o_split == L, wL, wI))
-        info = {
-            "split": served, "requested_split": split, "fallback": invalid, "latency_s": latency,
-            "edge_queue_s": edge_wait, "server_queue_s": server_wait, "edge_compute_s": edge_c, "uplink_s": uplink,
-            "server_compute_s": server_c, "downlink_s": downlink, "round_trip_s": rtt, "edge_energy_j": energy,
-            "uplink_bytes": up_bytes, "accuracy_penalty": penalty[rows, served],
-            "deadline_s": deadline, "deadline_met": latency <= deadline, "oracle_split": o_split,
-            "oracle_reward": o_value, "oracle_latency_s": total[rows, o_split] + o_wait,
-            "oracle_energy_j": self.split_model.at(cost_form[:, _ENERGY], o_split) + o_wait * self.edge.power_idle_w,
-        }
-        edge_backlog = np.where(served >= 1, edge_wait + edge_c, eb)
-        server_backlog = np.where(served < L, wait + server_c, sb)
-        return reward, *self._advance(active, served, energy, edge_backlog, server_backlog, info)
-
     def _advance(self, active, served, energy, edge_backlog, server_backlog, info):
-        """The state after serving (active envs only), then the next request: (terminated, truncated, info)."""
+        """Continuous mode: the state after serving (active envs only), then the next request."""
         s, n = self.scenario, self.n
         r = self._rows()
         if active is None:
             active = np.ones(n, dtype=bool)
         edge_backlog = np.where(active, edge_backlog, self.edge_backlog)
         server_backlog = np.where(active, server_backlog, self.server_backlog)
-        self.energy_left = np.where(active, self.energy_left - energy, self.energy_left)
-        self.load_observed = np.where(active & (served < self.L), 1.0 - self.buf["share"][r], self.load_observed)
-        self.steps = self.steps + active
+        self.energy_left[:] = np.where(active, self.energy_left - energy, self.energy_left)
+        self.load_observed[:] = np.where(active & (served < self.L), 1.0 - self.buf["share"][r], self.load_observed)
+        self.steps[:] = self.steps + active
         terminated = active & (self.energy_left <= 0.0)
         truncated = active & ~terminated & (self.steps >= s.episode_requests)
-        info["dropped_requests"] = np.where(terminated, s.episode_requests - self.steps, 0)
+        info["dropped_requests"] = np.where(terminated, s.episode_requests - self.steps, 0).astype(np.int64)
         # the next request arrives
-        self.ptr = self.ptr + active
+        self.ptr += active
         full = np.flatnonzero((self.ptr >= self.block) | self.pending)
         if len(full):
             self._refill(full)
         dt = np.where(active, self.buf["dt"][self._rows()], 0.0)
-        self.edge_backlog = np.maximum(edge_backlog - dt, 0.0)
-        self.server_backlog = np.maximum(server_backlog - dt, 0.0)
+        self.edge_backlog[:] = np.maximum(edge_backlog - dt, 0.0)
+        self.server_backlog[:] = np.maximum(server_backlog - dt, 0.0)
         return terminated, truncated, info
 
     def myopic_rewards(self, obs: np.ndarray) -> np.ndarray:
@@ -656,139 +521,6 @@ class _Simulator:
         steps = np.round(obs[:, 8:9] * s.episode_requests)
         return self._score(sc, penalty, obs[:, 3] * deadline, obs[:, 4] * deadline, deadline[:, None], energy_left,
                            steps)[1]
-
-    def step_single(self, action: int):
-        """``step`` for one env in discrete mode, with scalars: the same numbers, several times faster.
-
-        Reads the block's base rewards, masks and costs in affine split form; the
-        oracle searches the interior splits with :meth:`_oracle_tables`, or scores
-        every split when one could exhaust the energy budget. Models with more
-        than one layer group take the vectorised path.
-        """
-        s, L = self.scenario, self.L
-        if self.split_model.form_size != 4:
-            return self._step_single_slow(action)
-        b = int(self.ptr[0])
-        eb, sb = float(self.edge_backlog[0]), float(self.server_backlog[0])
-        energy_left, steps = float(self.energy_left[0]), int(self.steps[0])
-        deadline = float(self.buf["deadline"][0, b])
-        idle_w = self.edge.power_idle_w
-        cost_form = self.buf_cost_form[0, b].tolist()  # per cost field: (at 0, at L, a, b): a + b k inside
-        mask = self._block_mask[0, b]
-        base = self._block_base[0, b]
-        e0, s0 = costs.queue_waits(0, L, eb, sb)
-        eI, sI = costs.queue_waits(1, L, eb, sb)
-        eL, sL = costs.queue_waits(L, L, eb, sb)
-        w0, wI, wL = e0 + s0, eI + sI, eL + sL
-        near = self.buf_max_energy[0, b] + max(eb, sb) * idle_w >= energy_left
-        if near:  # some split could exhaust the budget: score every split, dropped requests included
-            rewards = self._rewards_near(cost_form, base.tolist(), w0, wI, wL, deadline, energy_left, steps)
-            o_split, o_value = -1, -np.inf
-            for k in np.flatnonzero(mask).tolist():
-                if rewards[k] > o_value:
-                    o_split, o_value = k, rewards[k]
-        else:  # the oracle: split 0, the best interior split, split L
-            row = self._tables[0, b].tolist()
-            n_int = L - 1
-            tot_sorted, best, best_split = row[:n_int], row[n_int:2 * n_int], row[2 * n_int:3 * n_int]
-            ends_total, ends_base, ends_mask = row[-6:-4], row[-4:-2], row[-2:]
-            j = bisect.bisect_right(tot_sorted, deadline - wI)
-            o_split, o_value = -1, -np.inf
-            if ends_mask[0]:
-                o_split, o_value = 0, ends_base[0] - self._queue_cost(w0, ends_total[0], deadline)
-            if best[-1] > -np.inf:
-                value, k = (best[j - 1], int(best_split[j - 1])) if j else (-np.inf, -1)
-                if best[-1] - s.w_deadline_miss > value:
-                    value, k = best[-1] - s.w_deadline_miss, int(best_split[-1])
-                value -= self._queue_cost(wI, -np.inf, deadline)  # the miss is already in value
-                if value > o_value:
-                    o_split, o_value = k, value
-            if ends_mask[1]:
-                value = ends_base[1] - self._queue_cost(wL, ends_total[1], deadline)
-                if value > o_value:
-                    o_split, o_value = L, value
-        # the action served
-        served, invalid = action, not (0 <= action <= L and mask[action])
-        if invalid:
-            allowed = np.flatnonzero(mask)
-            served = int(allowed[np.argmin(np.abs(allowed - action))])
-        edge_c, uplink, server_c, downlink, rtt, total, energy_base, up_bytes = (
-            [f[0] for f in cost_form] if served == 0 else [f[1] for f in cost_form] if served == L
-            else [f[3] * served + f[2] for f in cost_form])  # SplitModel.at's arithmetic
-        edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (eI, sI)
-        wait = edge_wait + server_wait
-        if near:
-            reward = rewards[served] - s.w_invalid * invalid
-        else:
-            reward = float(base[served]) - self._queue_cost(wait, total, deadline) - s.w_invalid * invalid
-        latency = total + wait
-        energy = energy_base + wait * idle_w
-        o_wait = w0 if o_split == 0 else wL if o_split == L else wI
-        o_total, o_energy = ((f[0] if o_split == 0 else f[1] if o_split == L else f[3] * o_split + f[2])
-                             for f in (cost_form[_TOTAL], cost_form[_ENERGY]))
-        energy_left -= energy
-        steps += 1
-        terminated = energy_left <= 0.0
-        truncated = not terminated and steps >= s.episode_requests
-        info = {
-            "split": served, "requested_split": action, "fallback": invalid, "latency_s": latency,
-            "edge_queue_s": edge_wait, "server_queue_s": server_wait, "edge_compute_s": edge_c,
-            "uplink_s": uplink, "server_compute_s": server_c, "downlink_s": downlink, "round_trip_s": rtt,
-            "edge_energy_j": energy, "uplink_bytes": up_bytes,
-            "accuracy_penalty": float(self._block_penalty[0, b, served]), "deadline_s": deadline,
-            "deadline_met": latency <= deadline, "oracle_split": o_split, "oracle_reward": o_value,
-            "oracle_latency_s": o_total + o_wait, "oracle_energy_j": o_energy + o_wait * idle_w,
-            "dropped_requests": s.episode_requests - steps if terminated else 0,
-        }
-        # the state after serving, then the next request
-        if served >= 1:
-            eb = edge_wait + edge_c
-        if served < L:
-            sb = wait + server_c
-            self.load_observed[0] = 1.0 - self.buf["share"][0, b]
-        self.energy_left[0] = energy_left
-        self.steps[0] = steps
-        b += 1
-        if b >= self.block:
-            self._refill(np.array([0]))
-            b = 0
-        self.ptr[0] = b
-        dt = float(self.buf["dt"][0, b])
-        eb, sb = _positive(eb - dt), _positive(sb - dt)
-        self.edge_backlog[0], self.server_backlog[0] = eb, sb
-        next_deadline = float(self.buf["deadline"][0, b])
-        obs = self.buf_static_obs[0, b, _STATIC_TO_OBS]  # a new array, with the dynamic slots to fill
-        obs[3] = min(eb / next_deadline, _HIGH[3])
-        obs[4] = min(sb / next_deadline, _HIGH[4])
-        obs[5] = min(max(self.load_observed[0], 0.0), 1.0)
-        obs[6] = min(max(energy_left / s.energy_budget_j, 0.0), 1.0)
-        obs[8] = min(steps / s.episode_requests, 1.0)
-        info["action_mask"] = self._block_mask[0, b].copy()
-        return obs, reward, terminated, truncated, info
-
-    def _rewards_near(self, cost_form, base, w0, wI, wL, deadline, energy_left, steps) -> list[float]:
-        """step_single: the reward of every split as :meth:`_score` gives it (scalars, same arithmetic)."""
-        s, L, idle_w = self.scenario, self.L, self.edge.power_idle_w
-        total_f, energy_f = cost_form[_TOTAL], cost_form[_ENERGY]
-        dropped = s.w_dropped * (s.episode_requests - steps - 1)
-        rewards = []
-        for k in range(L + 1):
-            if k == 0:
-                wait, total, energy = w0, total_f[0], energy_f[0]
-            elif k == L:
-                wait, total, energy = wL, total_f[1], energy_f[1]
-            else:
-                wait, total, energy = wI, total_f[3] * k + total_f[2], energy_f[3] * k + energy_f[2]
-            exhausts = energy + wait * idle_w >= energy_left
-            rewards.append(base[k] - self._queue_cost(wait, total, deadline) - dropped * exhausts)
-        return rewards
-
-    def _step_single_slow(self, action: int):
-        """``step_single`` through the vectorised path (near the end of the energy budget)."""
-        rewards, terminated, truncated, info_arrays = self.step(np.array([action]))
-        info = {k: v[0].item() for k, v in info_arrays.items()}
-        info["action_mask"] = self.action_mask()[0].copy()
-        return self.observe()[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def _grid_costs(self, r, power):
         """Continuous mode: costs at every (compression, power, split); the last power is the chosen one."""
@@ -812,13 +544,13 @@ class _Simulator:
         return sc, penalty
 
 
-#: Cost fields kept per block in discrete mode (and, with the penalty, per served request).
-_COST_FIELDS = ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s", "round_trip_s", "total_s",
-                "edge_energy_j", "uplink_bytes")
-_ENERGY = _COST_FIELDS.index("edge_energy_j")
-_TOTAL = _COST_FIELDS.index("total_s")
-#: Observation entries that depend only on the request (precomputed per block).
+#: Observation entries that depend only on the request (precomputed per block), and their request columns.
 _STATIC_OBS = [0, 1, 2, 7]
+_REQUEST_INDEX = {k: j for j, k in enumerate(kernels.REQUEST_COLUMNS)}
+_STATIC_COLUMNS = [_REQUEST_INDEX[k] for k in ("obs_snr", "obs_prompt", "obs_output", "obs_deadline")]
+_ORACLE_SPLIT = kernels.INFO_COLUMNS.index("oracle_split")
+_INFO_INTS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_INTS]
+_INFO_BOOLS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_BOOLS]
 
 #: Observation layout: (name, low, high). Documented in LayerSplitEnv's docstring.
 OBSERVATION_FIELDS = (
@@ -834,9 +566,7 @@ OBSERVATION_FIELDS = (
 )
 OBSERVATION_LOW = np.array([f[1] for f in OBSERVATION_FIELDS], dtype=np.float32)
 OBSERVATION_HIGH = np.array([f[2] for f in OBSERVATION_FIELDS], dtype=np.float32)
-_HIGH = OBSERVATION_HIGH.tolist()
-#: Gathers the 4 static entries into observation order; slots 3-6 are overwritten.
-_STATIC_TO_OBS = [0, 1, 2, 0, 0, 0, 0, 3, 0]
+_LOW64, _HIGH64 = OBSERVATION_LOW.astype(np.float64), OBSERVATION_HIGH.astype(np.float64)
 
 
 def _scenario_from_kwargs(scenario: str | LayerSplitScenario | None, overrides: dict) -> LayerSplitScenario:
@@ -860,11 +590,6 @@ def _spaces(sim: _Simulator, continuous: bool):
         act_space = spaces.Discrete(sim.L + 1)
     return obs_space, act_space
 
-
-_INFO_SCALARS = ("latency_s", "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s",
-                 "downlink_s", "round_trip_s", "edge_energy_j", "uplink_bytes", "accuracy_penalty", "deadline_s",
-                 "oracle_reward", "oracle_latency_s", "oracle_energy_j", "tx_power_fraction",
-                 "oracle_tx_power_fraction")
 
 
 class LayerSplitEnv(gym.Env):
@@ -985,51 +710,54 @@ class LayerSplitEnv(gym.Env):
         self.scenario = _scenario_from_kwargs(scenario, fields)
         self.continuous = bool(continuous)
         self.render_mode = render_mode
-        block = block or min(self.scenario.episode_requests + 1, 256)  # a whole episode, and its last observation
-        self._sim = _Simulator(self.scenario, 1, self.continuous, block, scalar_tables=True)
-        # discrete: episodes are drawn _BANK_EPISODES at a time (one vectorised call), then played one by one
-        self._banks = {} if self.continuous else {
-            size: _Simulator(self.scenario, size, False, block, scalar_tables=True) for size in (1, _BANK_EPISODES)}
-        self._bank, self._bank_next = None, 0
+        block = min(block or 256, self.scenario.episode_requests + 1)  # a whole episode, and its last observation
+        self._sim = _Simulator(self.scenario, 1, self.continuous, block)
+        self._active = np.ones(1, dtype=bool)
+        self._out = (np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
+                     np.zeros((len(kernels.INFO_COLUMNS), 1)))  # filled by each step, read into Python values
+        self._mask = None
         self.num_layers = self._sim.L
         self.observation_space, self.action_space = _spaces(self._sim, self.continuous)
         self._last: dict | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if self.continuous:
+        if self._sim.rngs[0] is not self.np_random:  # a new generator (seeded, or set by the user)
             self._sim.seed(0, self.np_random)
-            self._sim.reset(np.array([0]))
-        else:
-            if seed is not None or self._bank is None or self._bank_next == self._bank.n:
-                # the episodes' own generators are seeded in order from np_random, as one at a time would be
-                self._bank = self._banks[1 if seed is not None else _BANK_EPISODES]
-                for i in range(self._bank.n):
-                    self._bank.seed(i, self.np_random)
-                self._bank.reset(np.arange(self._bank.n))
-                self._bank_next = 0
-            self._sim.adopt(self._bank, self._bank_next)
-            self._bank_next += 1
+        self._sim.reset(np.array([0]))
         self._last = None
-        return self._sim.observe()[0], {"action_mask": self._sim.action_mask()[0]}
+        self._mask = self._sim.action_mask()[0]
+        return self._sim.observe()[0], {"action_mask": self._mask.copy()}
 
     def step(self, action):
         if self._sim.rngs[0] is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         if not self.continuous:
-            obs, reward, terminated, truncated, info = self._sim.step_single(int(action))
+            rewards, terminated, truncated, table, obs, mask = self._sim.step_discrete(
+                np.array([action], dtype=np.int64), self._active, self._out)
+            values = table[:, 0].tolist()
+            for j in _INFO_INTS:
+                values[j] = int(values[j])
+            for j in _INFO_BOOLS:
+                values[j] = bool(values[j])
+            info = dict(zip(kernels.INFO_COLUMNS, values))
+            self._mask = mask[0]
+            info["action_mask"] = mask[0].copy()
             self._last = info
-            return obs, reward, terminated, truncated, info
+            return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
         act = np.asarray(action, dtype=np.float64).reshape(1, 3)
         rewards, terminated, truncated, info_arrays = self._sim.step(act)
         info = {k: (v[0].item() if isinstance(v, np.ndarray) else v) for k, v in info_arrays.items()}
-        info["action_mask"] = self._sim.action_mask()[0]
+        self._mask = self._sim.action_mask()[0]
+        info["action_mask"] = self._mask.copy()
         self._last = info
         return self._sim.observe()[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def action_masks(self) -> np.ndarray:
         """Allowed splits for the current request (sb3-contrib's MaskablePPO calls this)."""
-        return self._sim.action_mask()[0]
+        if self._mask is None:
+            raise gym.error.ResetNeeded("call reset() before action_masks()")
+        return self._mask.copy()
 
     def oracle_action(self):
         """The full-information myopic oracle's action for the current request (privileged)."""
@@ -1108,7 +836,7 @@ class LayerSplitVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.continuous = bool(continuous)
         self.render_mode = None
-        self._sim = _Simulator(self.scenario, num_envs, self.continuous, block or max(4, 4096 // num_envs))
+        self._sim = _Simulator(self.scenario, num_envs, self.continuous, min(block or max(16, 32768 // num_envs), self.scenario.episode_requests + 1))
         self.single_observation_space, self.single_action_space = _spaces(self._sim, self.continuous)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -1138,13 +866,20 @@ class LayerSplitVectorEnv(VectorEnv):
         if done_before.any():  # next-step autoreset: these envs reset instead of stepping
             idx = np.flatnonzero(done_before)
             self._sim.reset(idx, refill=False)
-        rewards, terminated, truncated, info = self._sim.step(actions, active=served)
-        rewards = np.where(served, rewards, 0.0)
-        obs = self._sim.observe()
-        infos = dict(info)
+        if self.continuous:
+            rewards, terminated, truncated, infos = self._sim.step(actions, active=served)
+            rewards = np.where(served, rewards, 0.0)
+            obs, mask = self._sim.observe(), self._sim.action_mask()
+        else:
+            rewards, terminated, truncated, table, obs, mask = self._sim.step_discrete(actions, served)
+            infos = dict(zip(kernels.INFO_COLUMNS, table))
+            for j in _INFO_INTS:
+                infos[kernels.INFO_COLUMNS[j]] = table[j].astype(np.int64)
+            for j in _INFO_BOOLS:
+                infos[kernels.INFO_COLUMNS[j]] = table[j].astype(bool)
         for k in list(infos):
             infos["_" + k] = served
-        infos["action_mask"] = self._sim.action_mask()
+        infos["action_mask"] = mask
         infos["_action_mask"] = self._ones
         self._prev_done = terminated | truncated
         return obs, rewards.astype(np.float64), terminated, truncated, infos
