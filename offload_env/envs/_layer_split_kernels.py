@@ -37,13 +37,12 @@ def queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_deadline_miss)
 _base_reward = _inline(base_reward)
 _queue_cost = _inline(queue_cost)
 
-#: Columns of the per-request table ``req`` (n, block, len(REQUEST_COLUMNS)).
+#: Columns of the per-request table ``req`` (n, block, len(REQUEST_COLUMNS)); the kernels index them by position.
 REQUEST_COLUMNS = ("dt", "prompt", "output", "output_pred", "deadline", "snr_db", "snr_est_db", "share",
                    "uplink_bps", "downlink_bps", "distance", "fading", "loss", "last_split", "obs_snr", "obs_prompt",
                    "obs_output", "obs_deadline")
-_DT, _PROMPT, _OUTPUT, _DEADLINE, _SHARE, _UP, _DOWN, _LOSS, _HI, _OBS0 = (
-    REQUEST_COLUMNS.index(k) for k in ("dt", "prompt", "output", "deadline", "share", "uplink_bps", "downlink_bps",
-                                       "loss", "last_split", "obs_snr"))
+(_DT, _PROMPT, _OUTPUT, _PRED, _DEADLINE, _SNR_DB, _SNR_EST, _SHARE, _UP, _DOWN, _DISTANCE, _FADING, _LOSS, _HI,
+ _OBS0) = range(15)  # the first 15 REQUEST_COLUMNS, then 3 more observation entries
 #: Columns of the per-env state ``state`` (n, len(STATE_COLUMNS)).
 STATE_COLUMNS = ("edge_backlog", "server_backlog", "energy_left", "load_observed", "steps")
 _EB, _SB, _ENERGY_LEFT, _LOAD_OBS, _STEPS = range(len(STATE_COLUMNS))
@@ -80,9 +79,10 @@ def draw_block(u, fresh, start_u, distance, direction, fading, load_state, arriv
     uniform in [lo, hi], a random direction, fading from its stationary law,
     the lowest load. Updates the walk (unfolded ``distance``, ``direction``),
     the complex ``fading`` and ``load_state`` of the m envs in place; writes
-    per request (m, B + 1, 9), column 0 being the state before the block:
-    inter-arrival time, normals of prompt, output, estimate noise and output
-    prediction, deadline, distance folded into [lo, hi], fading power, load state.
+    per request ``out`` (9, m, B + 1), column 0 being the state before the
+    block: inter-arrival time, normals of prompt, output, estimate noise and
+    output prediction, deadline, distance folded into [lo, hi], fading power,
+    load state.
     """
     m, B = u.shape[0], u.shape[1]
     width = dist_hi - dist_lo
@@ -97,8 +97,8 @@ def draw_block(u, fresh, start_u, distance, direction, fading, load_state, arriv
             r = math.sqrt(-2.0 * math.log1p(-s[2]))
             h = complex(r * math.cos(2 * math.pi * s[3]), r * math.sin(2 * math.pi * s[3])) / math.sqrt(2.0)
             ls = 0
-        out[j, 0, :] = 0.0
-        out[j, 0, 6], out[j, 0, 7] = _fold(x, dist_lo, width), abs(h) ** 2
+        out[:, j, 0] = 0.0
+        out[6, j, 0], out[7, j, 0] = _fold(x, dist_lo, width), abs(h) ** 2
         for t in range(B):
             uu = u[j, t]
             dt = -math.log1p(-uu[0]) / arrival_rate_hz
@@ -118,27 +118,58 @@ def draw_block(u, fresh, start_u, distance, direction, fading, load_state, arriv
             for s in range(n_levels):
                 nxt += uu[7] > load_cdf[ls, s]
             ls = min(nxt, n_levels - 1)
-            o = out[j, t + 1]
-            o[0], o[1], o[2], o[3], o[4] = dt, z_prompt, z_output, z_est, z_pred
-            o[5] = deadline_lo + (deadline_hi - deadline_lo) * uu[8]
-            o[6] = _fold(x, dist_lo, width)
-            o[7] = abs(h) ** 2
-            o[8] = ls
+            c = t + 1
+            out[0, j, c], out[1, j, c], out[2, j, c], out[3, j, c], out[4, j, c] = dt, z_prompt, z_output, z_est, z_pred
+            out[5, j, c] = deadline_lo + (deadline_hi - deadline_lo) * uu[8]
+            out[6, j, c] = _fold(x, dist_lo, width)
+            out[7, j, c] = abs(h) ** 2
+            out[8, j, c] = ls
         distance[j], direction[j], fading[j], load_state[j] = x, d, h, ls
 
 
+@_jit
+def fill_block(idx, fresh, ex, prompt, output, output_pred, snr_db, uplink_bps, downlink_bps, loss, last_snr_db,
+               load_levels, fit_by_tokens, min_split, estimate_noise_db, obs_scale, obs_low, obs_high, req):
+    """Write the block's requests into rows ``idx`` of ``req`` (REQUEST_COLUMNS); ``last_snr_db`` moves on.
+
+    ``snr_db`` (m, B + 1) starts with the state before the block: the first
+    estimate of a fresh episode. Observation entries are rounded to float32
+    and clipped to the observation bounds, as the observation stores them.
+    """
+    m, B = prompt.shape
+    for j in range(m):
+        i = idx[j]
+        previous = snr_db[j, 0] if fresh[j] else last_snr_db[i]
+        for t in range(B):
+            row, c = req[i, t], t + 1
+            row[_DT], row[_PROMPT], row[_OUTPUT], row[_PRED] = ex[0, j, c], prompt[j, t], output[j, t], output_pred[j, t]
+            row[_DEADLINE], row[_SNR_DB] = ex[5, j, c], snr_db[j, c]
+            row[_SNR_EST] = previous + estimate_noise_db * ex[3, j, c]
+            previous = snr_db[j, c]
+            row[_SHARE] = 1.0 - load_levels[int(ex[8, j, c])]
+            row[_UP], row[_DOWN] = uplink_bps[j, t], downlink_bps[j, t]
+            row[_DISTANCE], row[_FADING], row[_LOSS] = ex[6, j, c], ex[7, j, c], loss[j, t]
+            row[_HI] = max(fit_by_tokens[int(prompt[j, t] + output[j, t])], min_split)
+            for q, v in enumerate((row[_SNR_EST], row[_PROMPT], row[_PRED], row[_DEADLINE])):
+                o = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
+                row[_OBS0 + q] = min(max(o, obs_low[q]), obs_high[q])
+        last_snr_db[i] = previous
+
+
 @_inline
-def _at(form, row, k, L, counts):
-    """Row ``row`` of quantities in affine split form (form axis last) at split k (``SplitModel.at``'s arithmetic)."""
+def _at_split(form, k, L, counts, out):
+    """Every row of quantities in affine split form at split k (``SplitModel.at``'s arithmetic)."""
     if k == 0:
-        return form[row, 0]
-    if k == L:
-        return form[row, 1]
-    v = form[row, 3] * counts[0, k]
-    v += form[row, 2]
-    for g in range(1, counts.shape[0]):
-        v += form[row, 3 + g] * counts[g, k]
-    return v
+        out[:] = form[:, 0]
+    elif k == L:
+        out[:] = form[:, 1]
+    else:
+        for row in range(form.shape[0]):
+            v = form[row, 3] * counts[0, k]
+            v += form[row, 2]
+            for g in range(1, counts.shape[0]):
+                v += form[row, 3 + g] * counts[g, k]
+            out[row] = v
 
 
 @_inline
@@ -153,6 +184,17 @@ def _expand(form, row, counts, out):
         for k in range(L + 1):
             out[k] += form[row, 3 + g] * counts[g, k]
     out[0], out[L] = form[row, 0], form[row, 1]
+
+
+@_inline
+def _reward(base, accuracy_cost, wait, total, energy, deadline, energy_left, dropped_cost, w_latency, w_energy_idle,
+            w_miss):
+    """A split's reward: base - accuracy - queueing (a miss included) - dropped requests if the budget runs out.
+
+    The oracle's interior loop does this arithmetic with the queueing term hoisted (same operations).
+    """
+    rest = _queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss) + dropped_cost * (energy >= energy_left)
+    return (base - accuracy_cost) - rest
 
 
 @_inline
@@ -191,7 +233,8 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     n = actions.shape[0]
     L = counts.shape[1] - 1
     F = by_prompt.shape[2]
-    parts, cost_form, at_split = np.empty(by_prompt.shape[1]), np.empty((9, F)), np.empty((3, L + 1))
+    parts, cost_form, at_split = np.empty(by_prompt.shape[1]), np.empty((9, F)), np.empty((5, L + 1))
+    at_served = np.empty(9)
     idle_w, w_accuracy, w_invalid, w_dropped = p[3], p[8], p[11], p[12]
     w_latency, w_energy_idle, w_miss = p[5], p[9], p[10]
     n_requests, min_split, budget = p[13], int(p[14]), p[15]
@@ -216,21 +259,45 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         _expand(cost_form, _C_ENERGY, counts, at_split[1])
         _expand(cost_form, _C_BASE, counts, at_split[2])
         best, best_k = -np.inf, -1
-        for k in range(min_split, hi + 1):
-            wait = e0 + s0 if k == 0 else eL + sL if k == L else e1 + s1
-            total, energy, base = at_split[0, k], at_split[1, k], at_split[2, k]
-            rest = (_queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss)
-                    + dropped_cost * (energy + wait * idle_w >= energy_left))
-            if base - rest <= best:  # the accuracy penalty (>= 0) can only lower it: skip its exp
-                continue
-            r = (base - w_accuracy * _penalty(sensitivity[k], loss)) - rest
-            if r > best:
-                best, best_k = r, k
+        for k in (0, L):  # the ends: their own queue waits, no accuracy penalty
+            if min_split <= k <= hi:
+                wait = e0 + s0 if k == 0 else eL + sL
+                r = _reward(at_split[2, k], 0.0, wait, at_split[0, k], at_split[1, k] + wait * idle_w, deadline,
+                            energy_left, dropped_cost, w_latency, w_energy_idle, w_miss)
+                if r > best or (r == best and k < best_k):
+                    best, best_k = r, k
+        # the interior: one queue wait. Bound each reward with a lower bound of its accuracy penalty, then
+        # pay for the penalty's exp only where the bound beats the best so far.
+        lo, top = max(min_split, 1), min(hi, L - 1)
+        if lo <= top:
+            wait = e1 + s1
+            waiting = (w_latency / deadline + w_energy_idle) * wait  # queue_cost's first term, hoisted
+            idle_energy = wait * idle_w
+            bound_k, bound = -1, -np.inf
+            for k in range(lo, top + 1):
+                rest = (waiting + w_miss * (at_split[0, k] + wait > deadline)
+                        + dropped_cost * (at_split[1, k] + idle_energy >= energy_left))
+                at_split[3, k] = rest
+                # 1 - exp(-x) >= x / (1 + x) for x >= 0 (shrunk by a few ulps for rounding): >= the reward at k
+                x = sensitivity[k] * loss
+                at_split[4, k] = (at_split[2, k] - w_accuracy * (x / (1.0 + x) * (1.0 - 1e-15))) - rest
+                if at_split[4, k] > bound:
+                    bound_k, bound = k, at_split[4, k]
+            for k in (bound_k,):  # the most promising split first, then the others the bound cannot rule out
+                r = (at_split[2, k] - w_accuracy * _penalty(sensitivity[k], loss)) - at_split[3, k]
+                if r > best or (r == best and k < best_k):
+                    best, best_k = r, k
+            for k in range(lo, top + 1):
+                if k == bound_k or at_split[4, k] < best or (at_split[4, k] == best and k > best_k):
+                    continue
+                r = (at_split[2, k] - w_accuracy * _penalty(sensitivity[k], loss)) - at_split[3, k]
+                if r > best or (r == best and k < best_k):
+                    best, best_k = r, k
         o_wait = e0 + s0 if best_k == 0 else eL + sL if best_k == L else e1 + s1
         out = info[:, i]
         out[16], out[17] = best_k, best
-        out[18] = _at(cost_form, _C_TOTAL, best_k, L, counts) + o_wait
-        out[19] = _at(cost_form, _C_ENERGY, best_k, L, counts) + o_wait * idle_w
+        out[18] = at_split[0, best_k] + o_wait
+        out[19] = at_split[1, best_k] + o_wait * idle_w
         if dry_run:
             continue
         # the action served
@@ -239,20 +306,17 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         invalid = served != a
         edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (e1, s1)
         wait = edge_wait + server_wait
-        edge_c = _at(cost_form, _C_EDGE, served, L, counts)
-        server_c = _at(cost_form, _C_SERVER, served, L, counts)
-        total = _at(cost_form, _C_TOTAL, served, L, counts)
-        energy = _at(cost_form, _C_ENERGY, served, L, counts) + wait * idle_w
+        _at_split(cost_form, served, L, counts, at_served)
+        edge_c, server_c, total = at_served[_C_EDGE], at_served[_C_SERVER], at_served[_C_TOTAL]
+        energy = at_served[_C_ENERGY] + wait * idle_w
         penalty = _penalty(sensitivity[served], loss)
-        rest = (_queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss)
-                + dropped_cost * (energy >= energy_left))
-        r = (_at(cost_form, _C_BASE, served, L, counts) - w_accuracy * penalty) - rest  # the oracle's arithmetic
+        r = _reward(at_served[_C_BASE], w_accuracy * penalty, wait, total, energy, deadline, energy_left,
+                    dropped_cost, w_latency, w_energy_idle, w_miss)
         rewards[i] = r - w_invalid * invalid
         latency = total + wait
         out[0], out[1], out[2], out[3], out[4], out[5] = served, a, invalid, latency, edge_wait, server_wait
-        out[6], out[7], out[8] = edge_c, _at(cost_form, _C_UP, served, L, counts), server_c
-        out[9], out[10] = _at(cost_form, _C_DOWN, served, L, counts), _at(cost_form, _C_RTT, served, L, counts)
-        out[11], out[12], out[13] = energy, _at(cost_form, _C_BYTES, served, L, counts), penalty
+        out[6], out[7], out[8], out[9] = edge_c, at_served[_C_UP], server_c, at_served[_C_DOWN]
+        out[10], out[11], out[12], out[13] = at_served[_C_RTT], energy, at_served[_C_BYTES], penalty
         out[14], out[15] = deadline, latency <= deadline
         # the state after serving
         if served >= 1:

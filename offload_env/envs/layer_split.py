@@ -184,6 +184,7 @@ class _Simulator:
                       w_deadline_miss=s.w_deadline_miss, w_invalid=s.w_invalid, w_dropped=s.w_dropped,
                       episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
         self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
+        self._obs_scale = np.array([30.0, s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1]])
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -192,8 +193,8 @@ class _Simulator:
         self.load_state = np.zeros(n, dtype=np.int64)
         self.last_snr_db = np.zeros(n)
         self.segment = 4 + _DRAWS_PER_STEP * (s.episode_requests + 1)  # uniforms an episode may read
-        self.used = np.zeros(n, dtype=np.int64)  # uniforms of the current segment read so far
-        self.drawn = np.zeros(n, dtype=np.int64)  # requests drawn in the current episode
+        self.used = [0] * n  # uniforms of the current segment read so far
+        self.drawn = [0] * n  # requests drawn in the current episode
         self.start_u = np.zeros((n, 4))  # the uniforms of the episode's start state
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.ptr = np.zeros(n, dtype=np.int64)
@@ -235,12 +236,11 @@ class _Simulator:
         to the next step (one refill for the envs that reset and those at the
         end of a block).
         """
-        for i in idx:
+        for i in idx.tolist():
             rng = self.rngs[i]
             _skip(rng, self.segment - self.used[i])
             self.start_u[i] = rng.random(4)
-        self.used[idx] = 4
-        self.drawn[idx] = 0
+            self.used[i], self.drawn[i] = 4, 0
         self.state[idx] = 0.0
         self.energy_left[idx] = self.scenario.energy_budget_j
         self.pending[idx] = True
@@ -254,54 +254,38 @@ class _Simulator:
         """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
         s, B = self.scenario, self.block
         m = len(idx)
-        drawn = np.full((m, B, _DRAWS_PER_STEP), 0.5)  # 0.5: past the end of the episode, never read
+        drawn = np.empty((m, B, _DRAWS_PER_STEP))
         limit = s.episode_requests + 1
-        for j, i in enumerate(idx):
-            count = min(B, limit - self.drawn[i]) if self.drawn[i] < limit else B
+        for j, i in enumerate(idx.tolist()):
+            done = self.drawn[i]
+            count = min(B, limit - done) if done < limit else B
             self.rngs[i].random(out=drawn[j, :count])
-            self.drawn[i] += count
+            if count < B:
+                drawn[j, count:] = 0.5  # past the end of the episode: never read
+            self.drawn[i] = done + count
             self.used[i] += _DRAWS_PER_STEP * count
         fresh = self.pending[idx]
         x, direction, h, ls = self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx]
-        ex = np.empty((m, B + 1, 9))  # column 0: the state before the block (for the first channel estimate)
+        ex = np.empty((9, m, B + 1))  # column 0: the state before the block (for the first channel estimate)
         kernels.draw_block(drawn, fresh, self.start_u[idx], x, direction, h, ls, s.arrival_rate_hz, s.deadline_s[0],
                            s.deadline_s[1], s.distance_m[0], s.distance_m[1], s.speed_mps, s.fading_correlation,
                            self.load_cdf, ex)
         self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx] = x, direction, h, ls
-        snr_all = self.link.uplink_snr(ex[..., 6], ex[..., 7])
-        snr_db_all = 10.0 * np.log10(snr_all)
-        snr, snr_db = snr_all[:, 1:], snr_db_all[:, 1:]
-        dt, z_prompt, z_output, z_est, z_pred, deadline, dist, power, load = np.moveaxis(ex[:, 1:], -1, 0)
-
-        block = np.empty((m, B, len(kernels.REQUEST_COLUMNS)))
-        col = {k: block[..., j] for j, k in enumerate(kernels.REQUEST_COLUMNS)}
-        prompt = lognormal_tokens(s.prompt_tokens, z_prompt)
-        output = lognormal_tokens(s.output_tokens, z_output)
-        output_pred = np.clip(output * np.exp(s.output_prediction_sigma * z_pred), 1.0, None)
-        snr = self.link.uplink_snr(dist, power)
+        snr = self.link.uplink_snr(ex[6], ex[7])
         snr_db = 10.0 * np.log10(snr)
-        col["uplink_bps"][:], col["downlink_bps"][:] = self.link.rates_from_uplink_snr(snr)
-        col["snr_est_db"][:, 0] = np.where(fresh, snr_db_all[:, 0], self.last_snr_db[idx])
-        col["snr_est_db"][:, 1:] = snr_db[:, :-1]
-        col["snr_est_db"][:] += s.channel_estimate_noise_db * z_est
-        self.last_snr_db[idx] = snr_db[:, -1]
-        col["dt"][:], col["prompt"][:], col["output"][:], col["output_pred"][:] = dt, prompt, output, output_pred
-        col["deadline"][:], col["snr_db"][:], col["distance"][:], col["fading"][:] = deadline, snr_db, dist, power
-        col["share"][:] = 1.0 - self.load_levels[load.astype(np.int64)]
-        # the splits that fit are 0..k (memory grows with k); none deeper than min_split: min_split alone
-        col["last_split"][:] = np.maximum(self.fit_by_tokens[(prompt + output).astype(np.int64)], s.min_split)
-        static = np.stack([col["snr_est_db"] / 30.0, prompt / s.prompt_tokens[3], output_pred / s.output_tokens[3],
-                           deadline / s.deadline_s[1]], axis=-1).astype(np.float32)
-        np.clip(static, OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS], out=static)
-        block[..., _STATIC_COLUMNS] = static
+        uplink_bps, downlink_bps = self.link.rates_from_uplink_snr(snr[:, 1:])
+        prompt = lognormal_tokens(s.prompt_tokens, ex[1, :, 1:])
+        output = lognormal_tokens(s.output_tokens, ex[2, :, 1:])
+        output_pred = np.clip(output * np.exp(s.output_prediction_sigma * ex[4, :, 1:]), 1.0, None)
+        loss = np.zeros((m, B)) if self.continuous else costs.accuracy_loss(snr_db[:, 1:], "float16")
+        kernels.fill_block(idx, fresh, ex, prompt, output, output_pred, snr_db, uplink_bps, downlink_bps, loss,
+                           self.last_snr_db, self.load_levels, self.fit_by_tokens, s.min_split,
+                           s.channel_estimate_noise_db, self._obs_scale, OBSERVATION_LOW[_STATIC_OBS],
+                           OBSERVATION_HIGH[_STATIC_OBS], self.req)
         if self.continuous:
             form = self.split_model.form_parts(prompt, output)
             for k, v in vars(form).items():
                 getattr(self.buf_form, k)[idx] = v
-            col["loss"][:] = 0.0
-        else:
-            col["loss"][:] = costs.accuracy_loss(snr_db, "float16")
-        self.req[idx] = block
         self.ptr[idx] = 0
         self.pending[idx] = False
 
