@@ -137,7 +137,7 @@ def shannon_rate_bps(bandwidth_hz, tx_power_w, channel_gain, noise_power_w):
     p = _checked(tx_power_w, "tx_power_w", low=0.0)
     g = _checked(channel_gain, "channel_gain", low=0.0)
     n = _checked(noise_power_w, "noise_power_w", low=0.0, low_open=True)
-    return b * np.log2(1.0 + p * g / n)
+    return rate_from_snr(b, p * g / n)
 
 
 # --------------------------------------------------------------------------
@@ -178,15 +178,60 @@ def _path_loss_params(model: str, params: dict) -> dict:
 
 def _path_loss_unchecked(d, f, model: str, p: dict):
     """Path loss in dB; ``d`` (m) >= 0 and ``f`` (Hz) > 0 arrays, ``p`` validated."""
-    if model == "free_space":
-        return _free_space_db(np.maximum(d, MIN_DISTANCE_M["free_space"]), f)
+    return path_loss_coded(d, f, *_coded_path_loss(model, p, f))
+
+
+def _coded_path_loss(model: str, p: dict, f) -> tuple:
+    """(code, minimum distance, exponent, reference distance, reference loss, los) of a validated model."""
+    code = PATH_LOSS_MODELS.index(model)
     if model == "log_distance":
         d0 = p["reference_distance_m"]
         ref = _free_space_db(d0, f) if p["reference_loss_db"] is None else p["reference_loss_db"]
-        return ref + 10.0 * p["exponent"] * np.log10(np.maximum(d, d0) / d0)
-    if model == "macro_128_1":
-        return 128.1 + 37.6 * np.log10(np.maximum(d, MIN_DISTANCE_M["macro_128_1"]) / 1000.0)
-    return _tr38901_db(np.maximum(d, MIN_DISTANCE_M[model]), f, model, p["los"])
+        return code, float(d0), float(p["exponent"]), float(d0), float(ref), False
+    return code, float(MIN_DISTANCE_M[model]), 0.0, 1.0, 0.0, bool(p.get("los", False))
+
+
+def path_loss_coded(d, f, code, min_distance, exponent, reference_distance, reference_loss, los):
+    """Path loss in dB of model ``PATH_LOSS_MODELS[code]`` (see :func:`path_loss_db`), unchecked.
+
+    The arithmetic of every model in one function of numbers: it runs on
+    arrays and, compiled as it is, in the envs' kernels.
+    """
+    d = np.maximum(d, min_distance)
+    if code == 0:  # free space
+        return 20.0 * np.log10(4.0 * np.pi * d * f / SPEED_OF_LIGHT)
+    if code == 1:  # log distance
+        return reference_loss + 10.0 * exponent * np.log10(d / reference_distance)
+    if code == 2:  # 128.1 + 37.6 log10(d / 1 km)
+        return 128.1 + 37.6 * np.log10(d / 1000.0)
+    # 3GPP TR 38.901 V17.0.0 Table 7.4.1-1 (fc in GHz inside the logs, in Hz in d'_BP)
+    h_ut = 1.5
+    h_bs = 10.0 if code == 3 else 25.0
+    h_e = 1.0  # UMi: 1 m; UMa: 1 m with probability 1 / (1 + C), C = 0 for h_UT < 13 m
+    log_fc = np.log10(f / 1e9)
+    log_d3d = np.log10(np.sqrt(d ** 2 + (h_bs - h_ut) ** 2))
+    d_bp = 4.0 * (h_bs - h_e) * (h_ut - h_e) * f / SPEED_OF_LIGHT
+    if code == 3:  # UMi street canyon
+        pl1 = 32.4 + 21.0 * log_d3d + 20.0 * log_fc
+        pl2 = 32.4 + 40.0 * log_d3d + 20.0 * log_fc - 9.5 * np.log10(d_bp ** 2 + (h_bs - h_ut) ** 2)
+        nlos = 35.3 * log_d3d + 22.4 + 21.3 * log_fc - 0.3 * (h_ut - 1.5)
+    else:  # UMa
+        pl1 = 28.0 + 22.0 * log_d3d + 20.0 * log_fc
+        pl2 = 28.0 + 40.0 * log_d3d + 20.0 * log_fc - 9.0 * np.log10(d_bp ** 2 + (h_bs - h_ut) ** 2)
+        nlos = 13.54 + 39.08 * log_d3d + 20.0 * log_fc - 0.6 * (h_ut - 1.5)
+    los_pl = pl1 * (d <= d_bp) + pl2 * (d > d_bp)  # exact: one term is x 1, the other x 0
+    return los_pl if los else np.maximum(los_pl, nlos)
+
+
+def snr_from_path_loss(path_loss_db, fading_power, tx_power_fraction, tx_power_w, noise_w):
+    """Linear SNR ``p_tx x fraction x 10^(-PL/10) x fading / noise``, unchecked (arrays or compiled)."""
+    gain = 10.0 ** (-path_loss_db / 10.0)
+    return tx_power_w * tx_power_fraction * gain * fading_power / noise_w
+
+
+def rate_from_snr(bandwidth_hz, snr):
+    """``B log2(1 + SNR)`` in bit/s, unchecked (arrays or compiled; :func:`shannon_rate_bps` checks)."""
+    return bandwidth_hz * np.log2(1.0 + snr)
 
 
 def path_loss_db(distance_m, carrier_hz, model, **params):
@@ -216,28 +261,6 @@ def path_loss_db(distance_m, carrier_hz, model, **params):
     d = _checked(distance_m, "distance_m", low=0.0)
     f = _checked(carrier_hz, "carrier_hz", low=0.0, low_open=True)
     return _path_loss_unchecked(d, f, model, _path_loss_params(model, params))
-
-
-def _tr38901_db(d2d, f, model, los):
-    # 3GPP TR 38.901 V17.0.0 Table 7.4.1-1 (fc in GHz inside the logs, in Hz in d'_BP)
-    h_ut = 1.5
-    h_bs = 10.0 if model == "3gpp_umi" else 25.0
-    h_e = 1.0  # UMi: 1 m; UMa: 1 m with probability 1 / (1 + C), C = 0 for h_UT < 13 m
-    fc_ghz = f / 1e9
-    d3d = np.sqrt(d2d ** 2 + (h_bs - h_ut) ** 2)
-    d_bp = 4.0 * (h_bs - h_e) * (h_ut - h_e) * f / SPEED_OF_LIGHT
-    if model == "3gpp_umi":
-        pl1 = 32.4 + 21.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
-        pl2 = (32.4 + 40.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
-               - 9.5 * np.log10(d_bp ** 2 + (h_bs - h_ut) ** 2))
-        nlos = 35.3 * np.log10(d3d) + 22.4 + 21.3 * np.log10(fc_ghz) - 0.3 * (h_ut - 1.5)
-    else:
-        pl1 = 28.0 + 22.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
-        pl2 = (28.0 + 40.0 * np.log10(d3d) + 20.0 * np.log10(fc_ghz)
-               - 9.0 * np.log10(d_bp ** 2 + (h_bs - h_ut) ** 2))
-        nlos = 13.54 + 39.08 * np.log10(d3d) + 20.0 * np.log10(fc_ghz) - 0.6 * (h_ut - 1.5)
-    los_pl = np.where(d2d <= d_bp, pl1, pl2)
-    return los_pl if los else np.maximum(los_pl, nlos)
 
 
 def gain_from_path_loss(pl_db):
@@ -676,10 +699,17 @@ class LinkModel:
 
     def uplink_snr(self, distance_m, fading_power=1.0, tx_power_fraction=1.0):
         """Linear uplink SNR: p_tx x fraction x mean gain x fading power / noise."""
-        g = self.mean_gain(distance_m)
+        self._wireless("uplink_snr")
+        d = _checked(distance_m, "distance_m", low=0.0)
         fad = _checked(fading_power, "fading_power", low=0.0)
         frac = _checked(tx_power_fraction, "tx_power_fraction", low=0.0, high=1.0)
-        return self.tx_power_w * frac * g * fad / self.noise_w
+        pl = path_loss_coded(d, self.carrier_hz, *self.path_loss_terms())
+        return snr_from_path_loss(pl, fad, frac, self.tx_power_w, self.noise_w)
+
+    def path_loss_terms(self) -> tuple:
+        """The profile's model as the numbers after (distance, carrier) of :func:`path_loss_coded` (compiled code)."""
+        self._wireless("path_loss_terms")
+        return _coded_path_loss(self._pl_model, self._pl_params, self.carrier_hz)
 
     def downlink_snr(self, distance_m, fading_power=1.0):
         """Linear downlink SNR (base-station power ``downlink_tx_power_w``, same path and noise)."""
@@ -700,20 +730,20 @@ class LinkModel:
         """
         if self.medium == "wired":
             return self._wired_rate(distance_m, fading_power, tx_power_fraction)
-        return self.bandwidth_hz * np.log2(1.0 + self.uplink_snr(distance_m, fading_power, tx_power_fraction))
+        return rate_from_snr(self.bandwidth_hz, self.uplink_snr(distance_m, fading_power, tx_power_fraction))
 
     def downlink_rate_bps(self, distance_m, fading_power=1.0):
         """Downlink (base station to device) Shannon rate in bit/s. Wired: ``rate_bps``."""
         if self.medium == "wired":
             return self._wired_rate(distance_m, fading_power)
-        return self.bandwidth_hz * np.log2(1.0 + self.downlink_snr(distance_m, fading_power))
+        return rate_from_snr(self.bandwidth_hz, self.downlink_snr(distance_m, fading_power))
 
     def rates_from_uplink_snr(self, snr):
         """(uplink, downlink) rates in bit/s given a linear uplink SNR (same path, base-station power downlink)."""
         self._wireless("rates_from_uplink_snr")
         snr = _checked(snr, "snr", low=0.0)
         down_snr = snr * (self.downlink_tx_power_w / self.tx_power_w)
-        return self.bandwidth_hz * np.log2(1.0 + snr), self.bandwidth_hz * np.log2(1.0 + down_snr)
+        return rate_from_snr(self.bandwidth_hz, snr), rate_from_snr(self.bandwidth_hz, down_snr)
 
     # -- small scale ------------------------------------------------------
 

@@ -55,6 +55,9 @@ __all__ = [
     "erasure_probability",
     "accuracy_penalty",
     "accuracy_loss",
+    "accuracy_loss_terms",
+    "loss_from_erasure",
+    "erasure_from_snr",
     "penalty_from_loss",
     "depth_sensitivity",
     "penalty_from_sensitivity",
@@ -636,7 +639,12 @@ ACCURACY_CURVE = {
 def erasure_probability(snr_db) -> np.ndarray:
     """Probability that a hidden-state element is lost on the uplink at ``snr_db`` (logistic BLER)."""
     c = ACCURACY_CURVE
-    return 1.0 / (1.0 + np.exp((np.asarray(snr_db, dtype=np.float64) - c["erasure_snr50_db"]) / c["erasure_slope_db"]))
+    return erasure_from_snr(np.asarray(snr_db, dtype=np.float64), c["erasure_snr50_db"], c["erasure_slope_db"])
+
+
+def erasure_from_snr(snr_db, snr50_db, slope_db):
+    """The logistic of :func:`erasure_probability` with its numbers, unchecked (arrays or compiled)."""
+    return 1.0 / (1.0 + np.exp((snr_db - snr50_db) / slope_db))
 
 
 def accuracy_penalty(split, num_layers: int, snr_db, activation_dtype: str = "float16") -> np.ndarray:
@@ -654,12 +662,23 @@ def accuracy_penalty(split, num_layers: int, snr_db, activation_dtype: str = "fl
 
 def accuracy_loss(snr_db, activation_dtype: str = "float16") -> np.ndarray:
     """``0.6 p + 6 (1 - (1 - p)^7) + q(dtype)``: the loss of :func:`accuracy_penalty` before the depth."""
+    return loss_from_erasure(erasure_probability(snr_db), *accuracy_loss_terms(activation_dtype))
+
+
+def accuracy_loss_terms(activation_dtype: str = "float16") -> tuple[float, ...]:
+    """The numbers of :func:`loss_from_erasure` after the erasure probability, from ``ACCURACY_CURVE``."""
     c = ACCURACY_CURVE
     if activation_dtype not in c["compression"]:
         raise ValueError(f"activation_dtype: expected one of {', '.join(c['compression'])}, got {activation_dtype!r}")
-    p = np.minimum(erasure_probability(snr_db), 1.0 - 1e-12)
-    return (c["random_erasure_slope"] * p + c["outlier_loss"] * -np.expm1(c["outlier_dims"] * np.log1p(-p))
-            + c["compression"][activation_dtype])
+    return (float(c["random_erasure_slope"]), float(c["outlier_dims"]), float(c["outlier_loss"]),
+            float(c["compression"][activation_dtype]))
+
+
+def loss_from_erasure(p, random_erasure_slope, outlier_dims, outlier_loss, compression):
+    """:func:`accuracy_loss` from the erasure probability ``p``, unchecked (arrays or compiled, as are
+    :func:`erasure_from_snr` and :func:`penalty_from_sensitivity`, by the envs' kernels)."""
+    p = np.minimum(p, 1.0 - 1e-12)
+    return random_erasure_slope * p + outlier_loss * -np.expm1(outlier_dims * np.log1p(-p)) + compression
 
 
 def depth_sensitivity(split, num_layers: int) -> np.ndarray:

@@ -76,7 +76,13 @@ def valid_token_spec(spec) -> bool:
 def lognormal_tokens(spec, z, shift=0.0) -> np.ndarray:
     """Token counts ``clip(round(median exp(sigma z + shift)), min, max)`` from standard normals ``z``."""
     median, sigma, low, high = spec
-    return np.clip(np.round(median * np.exp(sigma * np.asarray(z) + shift)), low, high)
+    return lognormal_count(np.asarray(z, dtype=np.float64), float(median), float(sigma), float(low), float(high),
+                           shift)
+
+
+def lognormal_count(z, median, sigma, low, high, shift=0.0):
+    """:func:`lognormal_tokens` of numbers (arrays, or compiled as it is; ``low <= high``)."""
+    return np.minimum(np.maximum(np.round(median * np.exp(sigma * z + shift)), low), high)
 
 
 def _lognormal_tokens(rng: np.random.Generator, spec, n: int, shift=0.0) -> np.ndarray:

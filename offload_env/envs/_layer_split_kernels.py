@@ -14,12 +14,18 @@ import math
 import numba
 import numpy as np
 
-from .. import costs
+from .. import channel, costs, workload
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")  # no call, no refcounts
 
 _link_terms = _inline(costs.link_terms)
+_erasure = _inline(costs.erasure_from_snr)
+_loss = _inline(costs.loss_from_erasure)
+_path_loss = _inline(channel.path_loss_coded)
+_snr_from_path_loss = _inline(channel.snr_from_path_loss)
+_rate = _inline(channel.rate_from_snr)
+_tokens = _inline(workload.lognormal_count)
 _queue_waits = _inline(costs.queue_waits)
 _penalty = _inline(costs.penalty_from_sensitivity)
 
@@ -70,90 +76,100 @@ def _fold(x, lo, width):
     return lo + (2.0 * width - folded if folded > width else folded)
 
 
+@_inline
+def _normals(u1, u2):
+    """Two independent standard normals from two uniforms in [0, 1) (Box-Muller)."""
+    r = math.sqrt(-2.0 * math.log1p(-u1))
+    return r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)
+
+
+@_inline
+def _snr(distance, fading_power, link):
+    """Linear uplink SNR (``channel.path_loss_coded`` and ``snr_from_path_loss``); link: see draw_block."""
+    pl = _path_loss(distance, link[2], link[3], link[4], link[5], link[6], link[7], link[8])
+    return _snr_from_path_loss(pl, fading_power, 1.0, link[0], link[1])
+
+
 @_jit
-def draw_block(u, fresh, start_u, distance, direction, fading, load_state, arrival_rate_hz, deadline_lo, deadline_hi,
-               dist_lo, dist_hi, speed_mps, rho, load_cdf, out):
-    """Exogenous processes of a block of requests from uniforms ``u`` (m, B, 10).
+def draw_block(idx, u, fresh, start_u, distance, direction, fading, load_state, last_snr_db, scenario, load_cdf,
+               load_levels, prompt_spec, output_spec, link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high,
+               req):
+    """The next block of requests of envs ``idx`` from uniforms ``u`` (m, B, 10), written into ``req``.
 
     Envs with ``fresh`` start an episode from ``start_u`` (m, 4): distance
-    uniform in [lo, hi], a random direction, fading from its stationary law,
-    the lowest load. Updates the walk (unfolded ``distance``, ``direction``),
-    the complex ``fading`` and ``load_state`` of the m envs in place; writes
-    per request ``out`` (9, m, B + 1), column 0 being the state before the
-    block: inter-arrival time, normals of prompt, output, estimate noise and
-    output prediction, deadline, distance folded into [lo, hi], fading power,
-    load state.
+    uniform in the range, a random direction, fading from its stationary law,
+    the lowest load. Per request: Poisson arrival, lognormal prompt and output
+    lengths (``workload.lognormal_count``), uniform deadline, a walk reflected
+    into the distance range, Gauss-Markov fading, the Markov-modulated server
+    load, the uplink SNR and rates (``channel``), the accuracy loss of the hidden
+    state (``costs``), the deepest split that fits edge memory, and the
+    observation entries that depend on the request only (float32, clipped).
+    Updates the per-env state arrays (indexed by ``idx``) in place.
+
+    ``scenario``: (arrival rate, deadline lo, hi, distance lo, hi, speed, fading
+    correlation, output prediction sigma, estimate noise dB, min split, discrete);
+    ``link``: (tx power W, noise W, carrier Hz, path-loss code and numbers,
+    bandwidth Hz, downlink / uplink power); specs: (median, sigma, min, max).
     """
     m, B = u.shape[0], u.shape[1]
-    width = dist_hi - dist_lo
+    rate, d_lo, d_hi, x_lo, x_hi, speed, rho, pred_sigma, noise_db, min_split, discrete = scenario
+    width = x_hi - x_lo
     innov_scale = math.sqrt(1.0 - rho * rho) / math.sqrt(2.0)
     n_levels = load_cdf.shape[0]
     for j in range(m):
-        x, d, h, ls = distance[j], direction[j], fading[j], load_state[j]
+        i = idx[j]
+        x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
         if fresh[j]:
-            s = start_u[j]
-            x = dist_lo + width * s[0]
+            s = start_u[i]
+            x = x_lo + width * s[0]
             d = 1.0 if s[1] < 0.5 else -1.0
-            r = math.sqrt(-2.0 * math.log1p(-s[2]))
-            h = complex(r * math.cos(2 * math.pi * s[3]), r * math.sin(2 * math.pi * s[3])) / math.sqrt(2.0)
+            z1, z2 = _normals(s[2], s[3])
+            h = complex(z1, z2) / math.sqrt(2.0)
             ls = 0
-        out[:, j, 0] = 0.0
-        out[6, j, 0], out[7, j, 0] = _fold(x, dist_lo, width), abs(h) ** 2
+            previous = 10.0 * math.log10(_snr(x, abs(h) ** 2, link))
+        else:
+            previous = last_snr_db[i]
         for t in range(B):
             uu = u[j, t]
-            dt = -math.log1p(-uu[0]) / arrival_rate_hz
-            r = math.sqrt(-2.0 * math.log1p(-uu[1]))
-            z_prompt, z_output = r * math.cos(2 * math.pi * uu[2]), r * math.sin(2 * math.pi * uu[2])
-            r = math.sqrt(-2.0 * math.log1p(-uu[3]))
-            w_re, w_im = r * math.cos(2 * math.pi * uu[4]), r * math.sin(2 * math.pi * uu[4])
-            r = math.sqrt(-2.0 * math.log1p(-uu[5]))
-            z_est, z_pred = r * math.cos(2 * math.pi * uu[6]), r * math.sin(2 * math.pi * uu[6])
-            # mobility: a walk that turns back with probability 0.05 per request, reflected into [lo, hi]
+            dt = -math.log1p(-uu[0]) / rate
+            z_prompt, z_output = _normals(uu[1], uu[2])
+            w_re, w_im = _normals(uu[3], uu[4])
+            z_est, z_pred = _normals(uu[5], uu[6])
+            # mobility: a walk that turns back with probability 0.05 per request, reflected into the range
             if uu[9] < 0.05:
                 d = -d
-            x = x + d * (speed_mps * dt)
+            x = x + d * (speed * dt)
+            dist = _fold(x, x_lo, width)
             # Gauss-Markov fading and the Markov-modulated server load
             h = rho * h + innov_scale * complex(w_re, w_im)
             nxt = 0
-            for s in range(n_levels):
-                nxt += uu[7] > load_cdf[ls, s]
+            for level in range(n_levels):
+                nxt += uu[7] > load_cdf[ls, level]
             ls = min(nxt, n_levels - 1)
-            c = t + 1
-            out[0, j, c], out[1, j, c], out[2, j, c], out[3, j, c], out[4, j, c] = dt, z_prompt, z_output, z_est, z_pred
-            out[5, j, c] = deadline_lo + (deadline_hi - deadline_lo) * uu[8]
-            out[6, j, c] = _fold(x, dist_lo, width)
-            out[7, j, c] = abs(h) ** 2
-            out[8, j, c] = ls
-        distance[j], direction[j], fading[j], load_state[j] = x, d, h, ls
-
-
-@_jit
-def fill_block(idx, fresh, ex, prompt, output, output_pred, snr_db, uplink_bps, downlink_bps, loss, last_snr_db,
-               load_levels, fit_by_tokens, min_split, estimate_noise_db, obs_scale, obs_low, obs_high, req):
-    """Write the block's requests into rows ``idx`` of ``req`` (REQUEST_COLUMNS); ``last_snr_db`` moves on.
-
-    ``snr_db`` (m, B + 1) starts with the state before the block: the first
-    estimate of a fresh episode. Observation entries are rounded to float32
-    and clipped to the observation bounds, as the observation stores them.
-    """
-    m, B = prompt.shape
-    for j in range(m):
-        i = idx[j]
-        previous = snr_db[j, 0] if fresh[j] else last_snr_db[i]
-        for t in range(B):
-            row, c = req[i, t], t + 1
-            row[_DT], row[_PROMPT], row[_OUTPUT], row[_PRED] = ex[0, j, c], prompt[j, t], output[j, t], output_pred[j, t]
-            row[_DEADLINE], row[_SNR_DB] = ex[5, j, c], snr_db[j, c]
-            row[_SNR_EST] = previous + estimate_noise_db * ex[3, j, c]
-            previous = snr_db[j, c]
-            row[_SHARE] = 1.0 - load_levels[int(ex[8, j, c])]
-            row[_UP], row[_DOWN] = uplink_bps[j, t], downlink_bps[j, t]
-            row[_DISTANCE], row[_FADING], row[_LOSS] = ex[6, j, c], ex[7, j, c], loss[j, t]
-            row[_HI] = max(fit_by_tokens[int(prompt[j, t] + output[j, t])], min_split)
+            power = abs(h) ** 2
+            snr = _snr(dist, power, link)
+            snr_db = 10.0 * math.log10(snr)
+            prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
+            output = _tokens(z_output, output_spec[0], output_spec[1], output_spec[2], output_spec[3], 0.0)
+            row = req[i, t]
+            row[_DT], row[_PROMPT], row[_OUTPUT] = dt, prompt, output
+            row[_PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
+            row[_DEADLINE] = d_lo + (d_hi - d_lo) * uu[8]
+            row[_SNR_DB], row[_SNR_EST] = snr_db, previous + noise_db * z_est
+            previous = snr_db
+            row[_SHARE] = 1.0 - load_levels[ls]
+            row[_UP] = _rate(link[9], snr)
+            row[_DOWN] = _rate(link[9], snr * link[10])
+            row[_DISTANCE], row[_FADING] = dist, power
+            row[_LOSS] = 0.0
+            if discrete:
+                row[_LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
+                                   loss_terms[4], loss_terms[5])
+            row[_HI] = max(fit_by_tokens[int(prompt + output)], min_split)
             for q, v in enumerate((row[_SNR_EST], row[_PROMPT], row[_PRED], row[_DEADLINE])):
                 o = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
                 row[_OBS0 + q] = min(max(o, obs_low[q]), obs_high[q])
-        last_snr_db[i] = previous
+        distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, previous
 
 
 @_inline

@@ -185,6 +185,16 @@ class _Simulator:
                       episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
         self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
         self._obs_scale = np.array([30.0, s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1]])
+        # the numbers of the compiled block draw (see kernels.draw_block)
+        self._draw_terms = (float(s.arrival_rate_hz), float(s.deadline_s[0]), float(s.deadline_s[1]),
+                            float(s.distance_m[0]), float(s.distance_m[1]), float(s.speed_mps),
+                            float(s.fading_correlation), float(s.output_prediction_sigma),
+                            float(s.channel_estimate_noise_db), int(s.min_split), not continuous)
+        self._prompt_spec, self._output_spec = (tuple(float(v) for v in x) for x in (s.prompt_tokens, s.output_tokens))
+        self._link_terms = (self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
+                            self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w)
+        self._loss_terms = (float(costs.ACCURACY_CURVE["erasure_snr50_db"]),
+                            float(costs.ACCURACY_CURVE["erasure_slope_db"]), *costs.accuracy_loss_terms("float16"))
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -264,26 +274,14 @@ class _Simulator:
                 drawn[j, count:] = 0.5  # past the end of the episode: never read
             self.drawn[i] = done + count
             self.used[i] += _DRAWS_PER_STEP * count
-        fresh = self.pending[idx]
-        x, direction, h, ls = self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx]
-        ex = np.empty((9, m, B + 1))  # column 0: the state before the block (for the first channel estimate)
-        kernels.draw_block(drawn, fresh, self.start_u[idx], x, direction, h, ls, s.arrival_rate_hz, s.deadline_s[0],
-                           s.deadline_s[1], s.distance_m[0], s.distance_m[1], s.speed_mps, s.fading_correlation,
-                           self.load_cdf, ex)
-        self.distance[idx], self.direction[idx], self.fading[idx], self.load_state[idx] = x, direction, h, ls
-        snr = self.link.uplink_snr(ex[6], ex[7])
-        snr_db = 10.0 * np.log10(snr)
-        uplink_bps, downlink_bps = self.link.rates_from_uplink_snr(snr[:, 1:])
-        prompt = lognormal_tokens(s.prompt_tokens, ex[1, :, 1:])
-        output = lognormal_tokens(s.output_tokens, ex[2, :, 1:])
-        output_pred = np.clip(output * np.exp(s.output_prediction_sigma * ex[4, :, 1:]), 1.0, None)
-        loss = np.zeros((m, B)) if self.continuous else costs.accuracy_loss(snr_db[:, 1:], "float16")
-        kernels.fill_block(idx, fresh, ex, prompt, output, output_pred, snr_db, uplink_bps, downlink_bps, loss,
-                           self.last_snr_db, self.load_levels, self.fit_by_tokens, s.min_split,
-                           s.channel_estimate_noise_db, self._obs_scale, OBSERVATION_LOW[_STATIC_OBS],
+        kernels.draw_block(idx, drawn, self.pending[idx], self.start_u, self.distance, self.direction, self.fading,
+                           self.load_state, self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels,
+                           self._prompt_spec, self._output_spec, self._link_terms, self._loss_terms,
+                           self.fit_by_tokens, self._obs_scale, OBSERVATION_LOW[_STATIC_OBS],
                            OBSERVATION_HIGH[_STATIC_OBS], self.req)
         if self.continuous:
-            form = self.split_model.form_parts(prompt, output)
+            form = self.split_model.form_parts(self.req[idx, :, _REQUEST_INDEX["prompt"]],
+                                               self.req[idx, :, _REQUEST_INDEX["output"]])
             for k, v in vars(form).items():
                 getattr(self.buf_form, k)[idx] = v
         self.ptr[idx] = 0
