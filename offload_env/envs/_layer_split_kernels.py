@@ -91,12 +91,11 @@ def _snr(distance, fading_power, link):
 
 
 @_jit
-def draw_block(idx, u, fresh, start_u, distance, direction, fading, load_state, last_snr_db, scenario, load_cdf,
-               load_levels, prompt_spec, output_spec, link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high,
-               req):
-    """The next block of requests of envs ``idx`` from uniforms ``u`` (m, B, 10), written into ``req``.
+def draw_block(idx, u, fresh, distance, direction, fading, load_state, last_snr_db, scenario, load_cdf, load_levels,
+               prompt_spec, output_spec, link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high, req):
+    """The next block of requests of envs ``idx`` from uniforms ``u`` (m, 4 + 10 B), written into ``req``.
 
-    Envs with ``fresh`` start an episode from ``start_u`` (m, 4): distance
+    Envs with ``fresh`` start an episode from ``u[:, :4]``: distance
     uniform in the range, a random direction, fading from its stationary law,
     the lowest load. Per request: Poisson arrival, lognormal prompt and output
     lengths (``workload.lognormal_count``), uniform deadline, a walk reflected
@@ -111,7 +110,7 @@ def draw_block(idx, u, fresh, start_u, distance, direction, fading, load_state, 
     ``link``: (tx power W, noise W, carrier Hz, path-loss code and numbers,
     bandwidth Hz, downlink / uplink power); specs: (median, sigma, min, max).
     """
-    m, B = u.shape[0], u.shape[1]
+    m, B = u.shape[0], req.shape[1]
     rate, d_lo, d_hi, x_lo, x_hi, speed, rho, pred_sigma, noise_db, min_split, discrete = scenario
     width = x_hi - x_lo
     innov_scale = math.sqrt(1.0 - rho * rho) / math.sqrt(2.0)
@@ -120,23 +119,22 @@ def draw_block(idx, u, fresh, start_u, distance, direction, fading, load_state, 
         i = idx[j]
         x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
         if fresh[j]:
-            s = start_u[i]
-            x = x_lo + width * s[0]
-            d = 1.0 if s[1] < 0.5 else -1.0
-            z1, z2 = _normals(s[2], s[3])
+            x = x_lo + width * u[j, 0]
+            d = 1.0 if u[j, 1] < 0.5 else -1.0
+            z1, z2 = _normals(u[j, 2], u[j, 3])
             h = complex(z1, z2) / math.sqrt(2.0)
             ls = 0
             previous = 10.0 * math.log10(_snr(x, abs(h) ** 2, link))
         else:
             previous = last_snr_db[i]
         for t in range(B):
-            uu = u[j, t]
-            dt = -math.log1p(-uu[0]) / rate
-            z_prompt, z_output = _normals(uu[1], uu[2])
-            w_re, w_im = _normals(uu[3], uu[4])
-            z_est, z_pred = _normals(uu[5], uu[6])
+            o = 4 + 10 * t  # this request's 10 uniforms
+            dt = -math.log1p(-u[j, o]) / rate
+            z_prompt, z_output = _normals(u[j, o + 1], u[j, o + 2])
+            w_re, w_im = _normals(u[j, o + 3], u[j, o + 4])
+            z_est, z_pred = _normals(u[j, o + 5], u[j, o + 6])
             # mobility: a walk that turns back with probability 0.05 per request, reflected into the range
-            if uu[9] < 0.05:
+            if u[j, o + 9] < 0.05:
                 d = -d
             x = x + d * (speed * dt)
             dist = _fold(x, x_lo, width)
@@ -144,31 +142,30 @@ def draw_block(idx, u, fresh, start_u, distance, direction, fading, load_state, 
             h = rho * h + innov_scale * complex(w_re, w_im)
             nxt = 0
             for level in range(n_levels):
-                nxt += uu[7] > load_cdf[ls, level]
+                nxt += u[j, o + 7] > load_cdf[ls, level]
             ls = min(nxt, n_levels - 1)
             power = abs(h) ** 2
             snr = _snr(dist, power, link)
             snr_db = 10.0 * math.log10(snr)
             prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
             output = _tokens(z_output, output_spec[0], output_spec[1], output_spec[2], output_spec[3], 0.0)
-            row = req[i, t]
-            row[_DT], row[_PROMPT], row[_OUTPUT] = dt, prompt, output
-            row[_PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
-            row[_DEADLINE] = d_lo + (d_hi - d_lo) * uu[8]
-            row[_SNR_DB], row[_SNR_EST] = snr_db, previous + noise_db * z_est
+            req[i, t, _DT], req[i, t, _PROMPT], req[i, t, _OUTPUT] = dt, prompt, output
+            req[i, t, _PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
+            req[i, t, _DEADLINE] = d_lo + (d_hi - d_lo) * u[j, o + 8]
+            req[i, t, _SNR_DB], req[i, t, _SNR_EST] = snr_db, previous + noise_db * z_est
             previous = snr_db
-            row[_SHARE] = 1.0 - load_levels[ls]
-            row[_UP] = _rate(link[9], snr)
-            row[_DOWN] = _rate(link[9], snr * link[10])
-            row[_DISTANCE], row[_FADING] = dist, power
-            row[_LOSS] = 0.0
+            req[i, t, _SHARE] = 1.0 - load_levels[ls]
+            req[i, t, _UP] = _rate(link[9], snr)
+            req[i, t, _DOWN] = _rate(link[9], snr * link[10])
+            req[i, t, _DISTANCE], req[i, t, _FADING] = dist, power
+            req[i, t, _LOSS] = 0.0
             if discrete:
-                row[_LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
+                req[i, t, _LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
                                    loss_terms[4], loss_terms[5])
-            row[_HI] = max(fit_by_tokens[int(prompt + output)], min_split)
-            for q, v in enumerate((row[_SNR_EST], row[_PROMPT], row[_PRED], row[_DEADLINE])):
-                o = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
-                row[_OBS0 + q] = min(max(o, obs_low[q]), obs_high[q])
+            req[i, t, _HI] = max(fit_by_tokens[int(prompt + output)], min_split)
+            for q, v in enumerate((req[i, t, _SNR_EST], req[i, t, _PROMPT], req[i, t, _PRED], req[i, t, _DEADLINE])):
+                entry = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
+                req[i, t, _OBS0 + q] = min(max(entry, obs_low[q]), obs_high[q])
         distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, previous
 
 
@@ -214,18 +211,18 @@ def _reward(base, accuracy_cost, wait, total, energy, deadline, energy_left, dro
 
 
 @_inline
-def _request_costs(req_row, by_prompt, by_context, p, parts, cost_form):
+def _request_costs(req, i, b, by_prompt, by_context, p, parts, cost_form):
     """Costs (8 fields) and base reward (row 9) of one request in affine split form, from the token tables."""
-    P = int(req_row[_PROMPT])
-    c = P + int(req_row[_OUTPUT]) - 1
+    P = int(req[i, b, _PROMPT])
+    c = P + int(req[i, b, _OUTPUT]) - 1
     F = cost_form.shape[1]
-    deadline = req_row[_DEADLINE]
+    deadline = req[i, b, _DEADLINE]
     for j in range(F):
         for f in range(parts.shape[0]):  # the identity of SplitModel.token_tables
             parts[f] = by_prompt[P, f, j] + by_context[c, f, j] - by_context[P, f, j]
         up_bytes, uplink, downlink, server, rtt, total, energy = _link_terms(
-            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], req_row[_UP], req_row[_DOWN], p[0],
-            req_row[_SHARE], 1.0, p[1], p[2], p[3], p[4])
+            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], req[i, b, _UP], req[i, b, _DOWN], p[0],
+            req[i, b, _SHARE], 1.0, p[1], p[2], p[3], p[4])
         cost_form[_C_EDGE, j], cost_form[_C_UP, j], cost_form[_C_SERVER, j] = parts[0], uplink, server
         cost_form[_C_DOWN, j], cost_form[_C_RTT, j], cost_form[_C_TOTAL, j] = downlink, rtt, total
         cost_form[_C_ENERGY, j], cost_form[_C_BYTES, j] = energy, up_bytes
@@ -249,7 +246,9 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     n = actions.shape[0]
     L = counts.shape[1] - 1
     F = by_prompt.shape[2]
-    parts, cost_form, at_split = np.empty(by_prompt.shape[1]), np.empty((9, F)), np.empty((5, L + 1))
+    parts, cost_form = np.empty(by_prompt.shape[1]), np.empty((9, F))
+    total_at, energy_at, base_at = np.empty(L + 1), np.empty(L + 1), np.empty(L + 1)  # at every split
+    rest_at, bound_at = np.empty(L + 1), np.empty(L + 1)
     at_served = np.empty(9)
     idle_w, w_accuracy, w_invalid, w_dropped = p[3], p[8], p[11], p[12]
     w_latency, w_energy_idle, w_miss = p[5], p[9], p[10]
@@ -263,22 +262,22 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
             else:
                 _arrive(i, False, ptr, req, state, p, obs, obs_low, obs_high, mask)
             continue
-        row = req[i, ptr[i]]
-        _request_costs(row, by_prompt, by_context, p, parts, cost_form)
-        deadline, loss, hi = row[_DEADLINE], row[_LOSS], int(row[_HI])
+        b = ptr[i]
+        _request_costs(req, i, b, by_prompt, by_context, p, parts, cost_form)
+        deadline, loss, hi = req[i, b, _DEADLINE], req[i, b, _LOSS], int(req[i, b, _HI])
         eb, sb, energy_left, steps = state[i, _EB], state[i, _SB], state[i, _ENERGY_LEFT], state[i, _STEPS]
         e0, s0 = _queue_waits(0, L, eb, sb)
         e1, s1 = _queue_waits(1, L, eb, sb)
         eL, sL = _queue_waits(L, L, eb, sb)
         dropped_cost = w_dropped * (n_requests - steps - 1.0)
-        _expand(cost_form, _C_TOTAL, counts, at_split[0])
-        _expand(cost_form, _C_ENERGY, counts, at_split[1])
-        _expand(cost_form, _C_BASE, counts, at_split[2])
+        _expand(cost_form, _C_TOTAL, counts, total_at)
+        _expand(cost_form, _C_ENERGY, counts, energy_at)
+        _expand(cost_form, _C_BASE, counts, base_at)
         best, best_k = -np.inf, -1
         for k in (0, L):  # the ends: their own queue waits, no accuracy penalty
             if min_split <= k <= hi:
                 wait = e0 + s0 if k == 0 else eL + sL
-                r = _reward(at_split[2, k], 0.0, wait, at_split[0, k], at_split[1, k] + wait * idle_w, deadline,
+                r = _reward(base_at[k], 0.0, wait, total_at[k], energy_at[k] + wait * idle_w, deadline,
                             energy_left, dropped_cost, w_latency, w_energy_idle, w_miss)
                 if r > best or (r == best and k < best_k):
                     best, best_k = r, k
@@ -289,31 +288,33 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
             wait = e1 + s1
             waiting = (w_latency / deadline + w_energy_idle) * wait  # queue_cost's first term, hoisted
             idle_energy = wait * idle_w
-            bound_k, bound = -1, -np.inf
-            for k in range(lo, top + 1):
-                rest = (waiting + w_miss * (at_split[0, k] + wait > deadline)
-                        + dropped_cost * (at_split[1, k] + idle_energy >= energy_left))
-                at_split[3, k] = rest
-                # 1 - exp(-x) >= x / (1 + x) for x >= 0 (shrunk by a few ulps for rounding): >= the reward at k
+            for k in range(lo, top + 1):  # branch-free: vectorised
+                rest = (waiting + w_miss * (total_at[k] + wait > deadline)
+                        + dropped_cost * (energy_at[k] + idle_energy >= energy_left))
+                rest_at[k] = rest
+                # exp(x) >= 1 + x + x^2/2 + x^3/6 =: 1 + q for x >= 0, so the penalty 1 - exp(-x) >= q / (1 + q)
+                # (shrunk by some ulps for rounding): bound_at >= the reward at k
                 x = sensitivity[k] * loss
-                at_split[4, k] = (at_split[2, k] - w_accuracy * (x / (1.0 + x) * (1.0 - 1e-15))) - rest
-                if at_split[4, k] > bound:
-                    bound_k, bound = k, at_split[4, k]
+                q = x * (1.0 + x * (0.5 + x * (1.0 / 6.0)))
+                bound_at[k] = (base_at[k] - w_accuracy * (q / (1.0 + q) * (1.0 - 1e-14))) - rest
+            bound_k = lo
+            for k in range(lo + 1, top + 1):
+                if bound_at[k] > bound_at[bound_k]:
+                    bound_k = k
             for k in (bound_k,):  # the most promising split first, then the others the bound cannot rule out
-                r = (at_split[2, k] - w_accuracy * _penalty(sensitivity[k], loss)) - at_split[3, k]
+                r = (base_at[k] - w_accuracy * _penalty(sensitivity[k], loss)) - rest_at[k]
                 if r > best or (r == best and k < best_k):
                     best, best_k = r, k
             for k in range(lo, top + 1):
-                if k == bound_k or at_split[4, k] < best or (at_split[4, k] == best and k > best_k):
+                if k == bound_k or bound_at[k] < best or (bound_at[k] == best and k > best_k):
                     continue
-                r = (at_split[2, k] - w_accuracy * _penalty(sensitivity[k], loss)) - at_split[3, k]
+                r = (base_at[k] - w_accuracy * _penalty(sensitivity[k], loss)) - rest_at[k]
                 if r > best or (r == best and k < best_k):
                     best, best_k = r, k
         o_wait = e0 + s0 if best_k == 0 else eL + sL if best_k == L else e1 + s1
-        out = info[:, i]
-        out[16], out[17] = best_k, best
-        out[18] = at_split[0, best_k] + o_wait
-        out[19] = at_split[1, best_k] + o_wait * idle_w
+        info[16, i], info[17, i] = best_k, best
+        info[18, i] = total_at[best_k] + o_wait
+        info[19, i] = energy_at[best_k] + o_wait * idle_w
         if dry_run:
             continue
         # the action served
@@ -330,22 +331,22 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
                     dropped_cost, w_latency, w_energy_idle, w_miss)
         rewards[i] = r - w_invalid * invalid
         latency = total + wait
-        out[0], out[1], out[2], out[3], out[4], out[5] = served, a, invalid, latency, edge_wait, server_wait
-        out[6], out[7], out[8], out[9] = edge_c, at_served[_C_UP], server_c, at_served[_C_DOWN]
-        out[10], out[11], out[12], out[13] = at_served[_C_RTT], energy, at_served[_C_BYTES], penalty
-        out[14], out[15] = deadline, latency <= deadline
+        info[0, i], info[1, i], info[2, i], info[3, i], info[4, i], info[5, i] = served, a, invalid, latency, edge_wait, server_wait
+        info[6, i], info[7, i], info[8, i], info[9, i] = edge_c, at_served[_C_UP], server_c, at_served[_C_DOWN]
+        info[10, i], info[11, i], info[12, i], info[13, i] = at_served[_C_RTT], energy, at_served[_C_BYTES], penalty
+        info[14, i], info[15, i] = deadline, latency <= deadline
         # the state after serving
         if served >= 1:
             state[i, _EB] = edge_wait + edge_c
         if served < L:
             state[i, _SB] = wait + server_c
-            state[i, _LOAD_OBS] = 1.0 - row[_SHARE]
+            state[i, _LOAD_OBS] = 1.0 - req[i, b, _SHARE]
         energy_left -= energy
         steps += 1.0
         state[i, _ENERGY_LEFT], state[i, _STEPS] = energy_left, steps
         terminated[i] = energy_left <= 0.0
         truncated[i] = not terminated[i] and steps >= n_requests
-        out[20] = n_requests - steps if terminated[i] else 0.0
+        info[20, i] = n_requests - steps if terminated[i] else 0.0
         ptr[i] += 1
         if pending[i] or ptr[i] >= block:
             refills += 1
@@ -358,20 +359,19 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
 def _arrive(i, active, ptr, req, state, p, obs, obs_low, obs_high, mask):
     """The next request reaches env i: its queues drain for the inter-arrival time; observation and mask."""
     budget, n_requests, min_split = p[15], p[13], int(p[14])
-    row = req[i, ptr[i]]
-    dt = row[_DT] if active else 0.0
+    b = ptr[i]
+    dt = req[i, b, _DT] if active else 0.0
     eb = max(state[i, _EB] - dt, 0.0)
     sb = max(state[i, _SB] - dt, 0.0)
     state[i, _EB], state[i, _SB] = eb, sb
-    deadline = row[_DEADLINE]
-    o = obs[i]
-    o[0], o[1], o[2], o[7] = row[_OBS0], row[_OBS0 + 1], row[_OBS0 + 2], row[_OBS0 + 3]
-    o[3] = min(max(eb / deadline, obs_low[3]), obs_high[3])
-    o[4] = min(max(sb / deadline, obs_low[4]), obs_high[4])
-    o[5] = min(max(state[i, _LOAD_OBS], obs_low[5]), obs_high[5])
-    o[6] = min(max(state[i, _ENERGY_LEFT] / budget, obs_low[6]), obs_high[6])
-    o[8] = min(max(state[i, _STEPS] / n_requests, obs_low[8]), obs_high[8])
-    hi = int(row[_HI])
+    deadline = req[i, b, _DEADLINE]
+    obs[i, 0], obs[i, 1], obs[i, 2], obs[i, 7] = req[i, b, _OBS0], req[i, b, _OBS0 + 1], req[i, b, _OBS0 + 2], req[i, b, _OBS0 + 3]
+    obs[i, 3] = min(max(eb / deadline, obs_low[3]), obs_high[3])
+    obs[i, 4] = min(max(sb / deadline, obs_low[4]), obs_high[4])
+    obs[i, 5] = min(max(state[i, _LOAD_OBS], obs_low[5]), obs_high[5])
+    obs[i, 6] = min(max(state[i, _ENERGY_LEFT] / budget, obs_low[6]), obs_high[6])
+    obs[i, 8] = min(max(state[i, _STEPS] / n_requests, obs_low[8]), obs_high[8])
+    hi = int(req[i, b, _HI])
     for k in range(mask.shape[1]):
         mask[i, k] = min_split <= k <= hi
 

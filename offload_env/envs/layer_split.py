@@ -205,7 +205,6 @@ class _Simulator:
         self.segment = 4 + _DRAWS_PER_STEP * (s.episode_requests + 1)  # uniforms an episode may read
         self.used = [0] * n  # uniforms of the current segment read so far
         self.drawn = [0] * n  # requests drawn in the current episode
-        self.start_u = np.zeros((n, 4))  # the uniforms of the episode's start state
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.ptr = np.zeros(n, dtype=np.int64)
         self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
@@ -246,11 +245,6 @@ class _Simulator:
         to the next step (one refill for the envs that reset and those at the
         end of a block).
         """
-        for i in idx.tolist():
-            rng = self.rngs[i]
-            _skip(rng, self.segment - self.used[i])
-            self.start_u[i] = rng.random(4)
-            self.used[i], self.drawn[i] = 4, 0
         self.state[idx] = 0.0
         self.energy_left[idx] = self.scenario.energy_budget_j
         self.pending[idx] = True
@@ -264,17 +258,21 @@ class _Simulator:
         """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
         s, B = self.scenario, self.block
         m = len(idx)
-        drawn = np.empty((m, B, _DRAWS_PER_STEP))
+        drawn = np.empty((m, 4 + B * _DRAWS_PER_STEP))  # an episode's start, then each request's uniforms
         limit = s.episode_requests + 1
-        for j, i in enumerate(idx.tolist()):
-            done = self.drawn[i]
+        pending = self.pending[idx]
+        for j, (i, fresh) in enumerate(zip(idx.tolist(), pending.tolist())):
+            rng, done = self.rngs[i], self.drawn[i]
+            if fresh:  # skip what the last episode left of its segment, then the new start
+                _skip(rng, self.segment - self.used[i])
+                done = 0
             count = min(B, limit - done) if done < limit else B
-            self.rngs[i].random(out=drawn[j, :count])
+            rng.random(out=drawn[j, (0 if fresh else 4):4 + count * _DRAWS_PER_STEP])
             if count < B:
-                drawn[j, count:] = 0.5  # past the end of the episode: never read
+                drawn[j, 4 + count * _DRAWS_PER_STEP:] = 0.5  # past the end of the episode: never read
             self.drawn[i] = done + count
-            self.used[i] += _DRAWS_PER_STEP * count
-        kernels.draw_block(idx, drawn, self.pending[idx], self.start_u, self.distance, self.direction, self.fading,
+            self.used[i] = (4 if fresh else self.used[i]) + count * _DRAWS_PER_STEP
+        kernels.draw_block(idx, drawn, pending, self.distance, self.direction, self.fading,
                            self.load_state, self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels,
                            self._prompt_spec, self._output_spec, self._link_terms, self._loss_terms,
                            self.fit_by_tokens, self._obs_scale, OBSERVATION_LOW[_STATIC_OBS],
