@@ -324,7 +324,7 @@ def test_blocks_and_early_ends_never_shift_the_next_episode():
 
 @pytest.mark.parametrize("scenario", list(PRESETS))
 def test_compiled_step_agrees_with_the_numpy_cost_model(scenario):
-    """Rewards, costs and the oracle of the compiled step equal ``costs.link_costs`` + ``with_queues`` at every split."""
+    """Rewards, costs and the oracle of the compiled step equal ``costs.link_costs`` + ``with_queues`` at each split."""
     env = LayerSplitEnv(scenario, arrival_rate_hz=1.0)  # queues build up
     obs, info = env.reset(seed=1)
     rng = np.random.default_rng(0)
@@ -348,3 +348,28 @@ def test_compiled_step_agrees_with_the_numpy_cost_model(scenario):
         assert best[info["oracle_split"]] == pytest.approx(best.max(), rel=1e-9)
         if terminated or truncated:
             obs, info = env.reset()
+
+
+@pytest.mark.parametrize("scenario", list(PRESETS))
+def test_compiled_block_draw_agrees_with_channel_costs_and_workload(scenario):
+    """Each drawn request's SNR, rates, accuracy loss, tokens and memory fit are those of the numpy modules."""
+    env = LayerSplitVectorEnv(num_envs=4, scenario=scenario, block=16)
+    env.reset(seed=2)
+    for _ in range(20):  # past a few block ends
+        env.step(np.zeros(4, dtype=np.int64))
+    sim, s = env._sim, env.scenario
+    b = sim.buf
+    snr = sim.link.uplink_snr(b["distance"], b["fading"])
+    np.testing.assert_allclose(b["snr_db"], 10.0 * np.log10(snr), rtol=1e-12, atol=1e-12)
+    up, down = sim.link.rates_from_uplink_snr(snr)
+    np.testing.assert_allclose(b["uplink_bps"], up, rtol=1e-12)
+    np.testing.assert_allclose(b["downlink_bps"], down, rtol=1e-12)
+    np.testing.assert_allclose(b["loss"], costs.accuracy_loss(b["snr_db"]), rtol=1e-12, atol=1e-15)
+    for name, spec in (("prompt", s.prompt_tokens), ("output", s.output_tokens)):
+        assert np.all(b[name] == np.round(b[name])) and spec[2] <= b[name].min() and b[name].max() <= spec[3]
+    fits = sim.split_model.last_split_within(sim.split_model.form_parts(b["prompt"], b["output"]).edge_memory_bytes,
+                                             sim.edge.usable_memory_bytes)
+    np.testing.assert_array_equal(b["last_split"], np.maximum(fits, s.min_split))
+    assert np.all(np.isin(np.round(1.0 - b["share"], 12), np.round(s.server_load_levels, 12)))
+    lo, hi = s.distance_m
+    assert np.all((b["distance"] >= lo) & (b["distance"] <= hi)) and np.all(b["dt"] > 0)

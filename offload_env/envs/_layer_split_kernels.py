@@ -331,7 +331,8 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
                     dropped_cost, w_latency, w_energy_idle, w_miss)
         rewards[i] = r - w_invalid * invalid
         latency = total + wait
-        info[0, i], info[1, i], info[2, i], info[3, i], info[4, i], info[5, i] = served, a, invalid, latency, edge_wait, server_wait
+        info[0, i], info[1, i], info[2, i], info[3, i] = served, a, invalid, latency
+        info[4, i], info[5, i] = edge_wait, server_wait
         info[6, i], info[7, i], info[8, i], info[9, i] = edge_c, at_served[_C_UP], server_c, at_served[_C_DOWN]
         info[10, i], info[11, i], info[12, i], info[13, i] = at_served[_C_RTT], energy, at_served[_C_BYTES], penalty
         info[14, i], info[15, i] = deadline, latency <= deadline
@@ -365,7 +366,8 @@ def _arrive(i, active, ptr, req, state, p, obs, obs_low, obs_high, mask):
     sb = max(state[i, _SB] - dt, 0.0)
     state[i, _EB], state[i, _SB] = eb, sb
     deadline = req[i, b, _DEADLINE]
-    obs[i, 0], obs[i, 1], obs[i, 2], obs[i, 7] = req[i, b, _OBS0], req[i, b, _OBS0 + 1], req[i, b, _OBS0 + 2], req[i, b, _OBS0 + 3]
+    obs[i, 0], obs[i, 1], obs[i, 2] = req[i, b, _OBS0], req[i, b, _OBS0 + 1], req[i, b, _OBS0 + 2]
+    obs[i, 7] = req[i, b, _OBS0 + 3]
     obs[i, 3] = min(max(eb / deadline, obs_low[3]), obs_high[3])
     obs[i, 4] = min(max(sb / deadline, obs_low[4]), obs_high[4])
     obs[i, 5] = min(max(state[i, _LOAD_OBS], obs_low[5]), obs_high[5])

@@ -251,9 +251,6 @@ class _Simulator:
         if refill:
             self._refill(idx)
 
-    def _snr_db(self, distance, fading_power, power_fraction=1.0):
-        return 10.0 * np.log10(self.link.uplink_snr(distance, fading_power, power_fraction))
-
     def _refill(self, idx: np.ndarray) -> None:
         """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
         s, B = self.scenario, self.block
@@ -816,7 +813,8 @@ class LayerSplitVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.continuous = bool(continuous)
         self.render_mode = None
-        self._sim = _Simulator(self.scenario, num_envs, self.continuous, min(block or max(16, 32768 // num_envs), self.scenario.episode_requests + 1))
+        block = min(block or max(16, 32768 // num_envs), self.scenario.episode_requests + 1)
+        self._sim = _Simulator(self.scenario, num_envs, self.continuous, block)
         self.single_observation_space, self.single_action_space = _spaces(self._sim, self.continuous)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
