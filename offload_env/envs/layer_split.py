@@ -663,14 +663,21 @@ class LayerSplitEnv(gym.Env):
     overridden by keyword (model, edge, server, link, distance_m, speed_mps,
     arrival_rate_hz, prompt_tokens, output_tokens, deadline_s, energy_budget_j,
     min_split, the reward weights...). ``block`` (requests drawn per call, default
-    a whole episode up to 256) changes speed and memory, never the trajectories.
+    a whole episode up to 256) changes speed and memory, never the trajectories:
+    each episode reads a fixed segment of the env's generator.
+
+    The discrete step and the request draws are compiled with numba (the first
+    env of a new install compiles them once, about 15 s, then loads them
+    from numba's cache); they evaluate the formulas of ``costs``, ``channel``
+    and ``workload`` compiled as they are, and tests check them against those
+    modules' numpy results.
 
     ## Vectorized environment
 
     ``gymnasium.make_vec("offload_env/LayerSplit-v0", num_envs=1024,
     vectorization_mode="vector_entry_point")`` builds ``LayerSplitVectorEnv``:
-    numpy over all sub-envs in one process, the same trajectories as this env
-    for the same seeds.
+    all sub-envs in one process (compiled loops), the same trajectories as
+    this env for the same seeds.
 
     ## Version History
 
