@@ -170,36 +170,6 @@ def draw_block(idx, u, fresh, distance, direction, fading, load_state, last_snr_
 
 
 @_inline
-def _at_split(form, k, L, counts, out):
-    """Every row of quantities in affine split form at split k (``SplitModel.at``'s arithmetic)."""
-    if k == 0:
-        out[:] = form[:, 0]
-    elif k == L:
-        out[:] = form[:, 1]
-    else:
-        for row in range(form.shape[0]):
-            v = form[row, 3] * counts[0, k]
-            v += form[row, 2]
-            for g in range(1, counts.shape[0]):
-                v += form[row, 3 + g] * counts[g, k]
-            out[row] = v
-
-
-@_inline
-def _expand(form, row, counts, out):
-    """Row ``row`` of quantities in affine split form at every split (``SplitModel.expand``'s arithmetic)."""
-    L = counts.shape[1] - 1
-    for k in range(L + 1):
-        out[k] = form[row, 3] * counts[0, k]
-    for k in range(L + 1):
-        out[k] += form[row, 2]
-    for g in range(1, counts.shape[0]):
-        for k in range(L + 1):
-            out[k] += form[row, 3 + g] * counts[g, k]
-    out[0], out[L] = form[row, 0], form[row, 1]
-
-
-@_inline
 def _reward(base, accuracy_cost, wait, total, energy, deadline, energy_left, dropped_cost, w_latency, w_energy_idle,
             w_miss):
     """A split's reward: base - accuracy - queueing (a miss included) - dropped requests if the budget runs out.
@@ -208,25 +178,6 @@ def _reward(base, accuracy_cost, wait, total, energy, deadline, energy_left, dro
     """
     rest = _queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss) + dropped_cost * (energy >= energy_left)
     return (base - accuracy_cost) - rest
-
-
-@_inline
-def _request_costs(req, i, b, by_prompt, by_context, p, parts, cost_form):
-    """Costs (8 fields) and base reward (row 9) of one request in affine split form, from the token tables."""
-    P = int(req[i, b, _PROMPT])
-    c = P + int(req[i, b, _OUTPUT]) - 1
-    F = cost_form.shape[1]
-    deadline = req[i, b, _DEADLINE]
-    for j in range(F):
-        for f in range(parts.shape[0]):  # the identity of SplitModel.token_tables
-            parts[f] = by_prompt[P, f, j] + by_context[c, f, j] - by_context[P, f, j]
-        up_bytes, uplink, downlink, server, rtt, total, energy = _link_terms(
-            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], req[i, b, _UP], req[i, b, _DOWN], p[0],
-            req[i, b, _SHARE], 1.0, p[1], p[2], p[3], p[4])
-        cost_form[_C_EDGE, j], cost_form[_C_UP, j], cost_form[_C_SERVER, j] = parts[0], uplink, server
-        cost_form[_C_DOWN, j], cost_form[_C_RTT, j], cost_form[_C_TOTAL, j] = downlink, rtt, total
-        cost_form[_C_ENERGY, j], cost_form[_C_BYTES, j] = energy, up_bytes
-        cost_form[_C_BASE, j] = _base_reward(total, energy, 0.0, deadline, p[5], p[6], p[7], p[8])
 
 
 @_jit
@@ -244,8 +195,8 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     changes.
     """
     n = actions.shape[0]
-    L = counts.shape[1] - 1
-    F = by_prompt.shape[2]
+    L, n_groups = counts.shape[1] - 1, counts.shape[0]
+    F, n_parts = by_prompt.shape[2], by_prompt.shape[1]
     parts, cost_form = np.empty(by_prompt.shape[1]), np.empty((9, F))
     total_at, energy_at, base_at = np.empty(L + 1), np.empty(L + 1), np.empty(L + 1)  # at every split
     rest_at, bound_at = np.empty(L + 1), np.empty(L + 1)
@@ -263,16 +214,42 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
                 _arrive(i, False, ptr, req, state, p, obs, obs_low, obs_high, mask)
             continue
         b = ptr[i]
-        _request_costs(req, i, b, by_prompt, by_context, p, parts, cost_form)
         deadline, loss, hi = req[i, b, _DEADLINE], req[i, b, _LOSS], int(req[i, b, _HI])
+        # costs and base reward in affine split form: the token tables' identity, then costs.link_terms
+        P = int(req[i, b, _PROMPT])
+        c = P + int(req[i, b, _OUTPUT]) - 1
+        up, down, share = req[i, b, _UP], req[i, b, _DOWN], req[i, b, _SHARE]
+        for j in range(F):
+            for f in range(n_parts):
+                parts[f] = by_prompt[P, f, j] + by_context[c, f, j] - by_context[P, f, j]
+            up_bytes, uplink, downlink, server, rtt, total, energy = _link_terms(
+                parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], up, down, p[0], share, 1.0, p[1], p[2],
+                p[3], p[4])
+            cost_form[_C_EDGE, j], cost_form[_C_UP, j], cost_form[_C_SERVER, j] = parts[0], uplink, server
+            cost_form[_C_DOWN, j], cost_form[_C_RTT, j], cost_form[_C_TOTAL, j] = downlink, rtt, total
+            cost_form[_C_ENERGY, j], cost_form[_C_BYTES, j] = energy, up_bytes
+            cost_form[_C_BASE, j] = _base_reward(total, energy, 0.0, deadline, p[5], p[6], p[7], p[8])
         eb, sb, energy_left, steps = state[i, _EB], state[i, _SB], state[i, _ENERGY_LEFT], state[i, _STEPS]
         e0, s0 = _queue_waits(0, L, eb, sb)
         e1, s1 = _queue_waits(1, L, eb, sb)
         eL, sL = _queue_waits(L, L, eb, sb)
         dropped_cost = w_dropped * (n_requests - steps - 1.0)
-        _expand(cost_form, _C_TOTAL, counts, total_at)
-        _expand(cost_form, _C_ENERGY, counts, energy_at)
-        _expand(cost_form, _C_BASE, counts, base_at)
+        # total, energy and base reward at every split (SplitModel.expand's arithmetic)
+        for k in range(L + 1):
+            total_at[k] = cost_form[_C_TOTAL, 3] * counts[0, k]
+            energy_at[k] = cost_form[_C_ENERGY, 3] * counts[0, k]
+            base_at[k] = cost_form[_C_BASE, 3] * counts[0, k]
+        for k in range(L + 1):
+            total_at[k] += cost_form[_C_TOTAL, 2]
+            energy_at[k] += cost_form[_C_ENERGY, 2]
+            base_at[k] += cost_form[_C_BASE, 2]
+        for g in range(1, n_groups):
+            for k in range(L + 1):
+                total_at[k] += cost_form[_C_TOTAL, 3 + g] * counts[g, k]
+                energy_at[k] += cost_form[_C_ENERGY, 3 + g] * counts[g, k]
+                base_at[k] += cost_form[_C_BASE, 3 + g] * counts[g, k]
+        total_at[0], energy_at[0], base_at[0] = cost_form[_C_TOTAL, 0], cost_form[_C_ENERGY, 0], cost_form[_C_BASE, 0]
+        total_at[L], energy_at[L], base_at[L] = cost_form[_C_TOTAL, 1], cost_form[_C_ENERGY, 1], cost_form[_C_BASE, 1]
         best, best_k = -np.inf, -1
         for k in (0, L):  # the ends: their own queue waits, no accuracy penalty
             if min_split <= k <= hi:
@@ -323,7 +300,17 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         invalid = served != a
         edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (e1, s1)
         wait = edge_wait + server_wait
-        _at_split(cost_form, served, L, counts, at_served)
+        for row in range(9):  # every cost at the served split (SplitModel.at's arithmetic)
+            if served == 0:
+                at_served[row] = cost_form[row, 0]
+            elif served == L:
+                at_served[row] = cost_form[row, 1]
+            else:
+                v = cost_form[row, 3] * counts[0, served]
+                v += cost_form[row, 2]
+                for g in range(1, n_groups):
+                    v += cost_form[row, 3 + g] * counts[g, served]
+                at_served[row] = v
         edge_c, server_c, total = at_served[_C_EDGE], at_served[_C_SERVER], at_served[_C_TOTAL]
         energy = at_served[_C_ENERGY] + wait * idle_w
         penalty = _penalty(sensitivity[served], loss)
@@ -356,7 +343,7 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     return refills
 
 
-@_inline
+@_jit
 def _arrive(i, active, ptr, req, state, p, obs, obs_low, obs_high, mask):
     """The next request reaches env i: its queues drain for the inter-arrival time; observation and mask."""
     budget, n_requests, min_split = p[15], p[13], int(p[14])
