@@ -713,9 +713,9 @@ class LinkModel:
 
     def downlink_snr(self, distance_m, fading_power=1.0):
         """Linear downlink SNR (base-station power ``downlink_tx_power_w``, same path and noise)."""
-        g = self.mean_gain(distance_m)
+        pl = self.path_loss_db(distance_m)
         fad = _checked(fading_power, "fading_power", low=0.0)
-        return self.downlink_tx_power_w * g * fad / self.noise_w
+        return snr_from_path_loss(pl, fad, 1.0, self.downlink_tx_power_w, self.noise_w)
 
     def _wired_rate(self, *args):
         for name, value in zip(("distance_m", "fading_power", "tx_power_fraction"), args):

@@ -58,6 +58,7 @@ __all__ = [
     "accuracy_loss_terms",
     "loss_from_erasure",
     "erasure_from_snr",
+    "erasure_terms",
     "penalty_from_loss",
     "depth_sensitivity",
     "penalty_from_sensitivity",
@@ -638,8 +639,12 @@ ACCURACY_CURVE = {
 
 def erasure_probability(snr_db) -> np.ndarray:
     """Probability that a hidden-state element is lost on the uplink at ``snr_db`` (logistic BLER)."""
-    c = ACCURACY_CURVE
-    return erasure_from_snr(np.asarray(snr_db, dtype=np.float64), c["erasure_snr50_db"], c["erasure_slope_db"])
+    return erasure_from_snr(np.asarray(snr_db, dtype=np.float64), *erasure_terms())
+
+
+def erasure_terms() -> tuple[float, float]:
+    """The numbers of :func:`erasure_from_snr` after ``snr_db``, from ``ACCURACY_CURVE``."""
+    return float(ACCURACY_CURVE["erasure_snr50_db"]), float(ACCURACY_CURVE["erasure_slope_db"])
 
 
 def erasure_from_snr(snr_db, snr50_db, slope_db):

@@ -1,10 +1,10 @@
-"""Compiled inner loops of LayerSplit-v0 (numba): the exogenous draws of a block and the discrete step.
+"""Compiled inner loops of LayerSplit-v0 (numba): the draws of a block of requests and the discrete step.
 
-The cost formulas are not written here: ``costs.link_terms``,
-``costs.queue_waits`` and ``costs.penalty_from_sensitivity`` are compiled as
-they are, request parts come from ``costs.SplitModel.token_tables`` and edge
-memory fits from ``SplitModel.memory_fit_by_tokens``. The reward terms below
-are the env's own, used by its numpy paths too.
+No cost formula is written here: the functions of ``costs``, ``channel`` and
+``workload`` bound below are compiled as they are, request parts come from
+``costs.SplitModel.token_tables`` and edge-memory fits from
+``SplitModel.memory_fit_by_tokens``. The reward terms below are the env's
+own, used by its numpy paths too.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ INFO_COLUMNS = ("split", "requested_split", "fallback", "latency_s", "edge_queue
                 "oracle_latency_s", "oracle_energy_j", "dropped_requests")
 INFO_INTS = ("split", "requested_split", "oracle_split", "dropped_requests")
 INFO_BOOLS = ("fallback", "deadline_met")
-#: Parameters of the discrete step, in the order of ``step_params``.
+#: The numbers of ``p`` (the simulator's ``params``) the kernels read, in order.
 PARAM_NAMES = ("rtt_s", "activation_scale", "power_active_w", "power_idle_w", "power_radio_tx_w", "w_latency",
                "w_energy", "energy_ref", "w_accuracy", "w_energy_idle", "w_deadline_miss", "w_invalid", "w_dropped",
                "episode_requests", "min_split", "energy_budget_j")
@@ -170,14 +170,9 @@ def draw_block(idx, u, fresh, distance, direction, fading, load_state, last_snr_
 
 
 @_inline
-def _reward(base, accuracy_cost, wait, total, energy, deadline, energy_left, dropped_cost, w_latency, w_energy_idle,
-            w_miss):
-    """A split's reward: base - accuracy - queueing (a miss included) - dropped requests if the budget runs out.
-
-    The oracle's interior loop does this arithmetic with the queueing term hoisted (same operations).
-    """
-    rest = _queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss) + dropped_cost * (energy >= energy_left)
-    return (base - accuracy_cost) - rest
+def _rest(wait, total, energy, deadline, energy_left, dropped_cost, w_latency, w_energy_idle, w_miss):
+    """What a split costs beyond its base reward and accuracy: queueing (a miss included), dropped requests."""
+    return _queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_miss) + dropped_cost * (energy >= energy_left)
 
 
 @_jit
@@ -197,13 +192,13 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     n = actions.shape[0]
     L, n_groups = counts.shape[1] - 1, counts.shape[0]
     F, n_parts = by_prompt.shape[2], by_prompt.shape[1]
-    parts, cost_form = np.empty(by_prompt.shape[1]), np.empty((9, F))
+    parts, cost_form = np.empty(n_parts), np.empty((9, F))
     total_at, energy_at, base_at = np.empty(L + 1), np.empty(L + 1), np.empty(L + 1)  # at every split
     rest_at, bound_at = np.empty(L + 1), np.empty(L + 1)
     at_served = np.empty(9)
     idle_w, w_accuracy, w_invalid, w_dropped = p[3], p[8], p[11], p[12]
     w_latency, w_energy_idle, w_miss = p[5], p[9], p[10]
-    n_requests, min_split, budget = p[13], int(p[14]), p[15]
+    n_requests, min_split = p[13], int(p[14])
     block = req.shape[1]
     refills = 0
     for i in range(n):
@@ -254,8 +249,8 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         for k in (0, L):  # the ends: their own queue waits, no accuracy penalty
             if min_split <= k <= hi:
                 wait = e0 + s0 if k == 0 else eL + sL
-                r = _reward(base_at[k], 0.0, wait, total_at[k], energy_at[k] + wait * idle_w, deadline,
-                            energy_left, dropped_cost, w_latency, w_energy_idle, w_miss)
+                r = base_at[k] - _rest(wait, total_at[k], energy_at[k] + wait * idle_w, deadline, energy_left,
+                                       dropped_cost, w_latency, w_energy_idle, w_miss)
                 if r > best or (r == best and k < best_k):
                     best, best_k = r, k
         # the interior: one queue wait. Bound each reward with a lower bound of its accuracy penalty, then
@@ -263,27 +258,22 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         lo, top = max(min_split, 1), min(hi, L - 1)
         if lo <= top:
             wait = e1 + s1
-            waiting = (w_latency / deadline + w_energy_idle) * wait  # queue_cost's first term, hoisted
             idle_energy = wait * idle_w
-            for k in range(lo, top + 1):  # branch-free: vectorised
-                rest = (waiting + w_miss * (total_at[k] + wait > deadline)
-                        + dropped_cost * (energy_at[k] + idle_energy >= energy_left))
-                rest_at[k] = rest
+            bound_k = lo
+            for k in range(lo, top + 1):
+                rest_at[k] = _rest(wait, total_at[k], energy_at[k] + idle_energy, deadline, energy_left,
+                                   dropped_cost, w_latency, w_energy_idle, w_miss)
                 # exp(x) >= 1 + x + x^2/2 + x^3/6 =: 1 + q for x >= 0, so the penalty 1 - exp(-x) >= q / (1 + q)
                 # (shrunk by some ulps for rounding): bound_at >= the reward at k
                 x = sensitivity[k] * loss
                 q = x * (1.0 + x * (0.5 + x * (1.0 / 6.0)))
-                bound_at[k] = (base_at[k] - w_accuracy * (q / (1.0 + q) * (1.0 - 1e-14))) - rest
-            bound_k = lo
-            for k in range(lo + 1, top + 1):
+                bound_at[k] = (base_at[k] - w_accuracy * (q / (1.0 + q) * (1.0 - 1e-14))) - rest_at[k]
                 if bound_at[k] > bound_at[bound_k]:
                     bound_k = k
-            for k in (bound_k,):  # the most promising split first, then the others the bound cannot rule out
-                r = (base_at[k] - w_accuracy * _penalty(sensitivity[k], loss)) - rest_at[k]
-                if r > best or (r == best and k < best_k):
-                    best, best_k = r, k
-            for k in range(lo, top + 1):
-                if k == bound_k or bound_at[k] < best or (bound_at[k] == best and k > best_k):
+            # the most promising split first, then the others its reward leaves in play
+            for step_k in range(lo - 1, top + 1):
+                k = bound_k if step_k < lo else step_k
+                if step_k >= lo and (k == bound_k or bound_at[k] < best or (bound_at[k] == best and k > best_k)):
                     continue
                 r = (base_at[k] - w_accuracy * _penalty(sensitivity[k], loss)) - rest_at[k]
                 if r > best or (r == best and k < best_k):
@@ -314,8 +304,8 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
         edge_c, server_c, total = at_served[_C_EDGE], at_served[_C_SERVER], at_served[_C_TOTAL]
         energy = at_served[_C_ENERGY] + wait * idle_w
         penalty = _penalty(sensitivity[served], loss)
-        r = _reward(at_served[_C_BASE], w_accuracy * penalty, wait, total, energy, deadline, energy_left,
-                    dropped_cost, w_latency, w_energy_idle, w_miss)
+        r = (at_served[_C_BASE] - w_accuracy * penalty) - _rest(wait, total, energy, deadline, energy_left,
+                                                                  dropped_cost, w_latency, w_energy_idle, w_miss)
         rewards[i] = r - w_invalid * invalid
         latency = total + wait
         info[0, i], info[1, i], info[2, i], info[3, i] = served, a, invalid, latency

@@ -193,8 +193,7 @@ class _Simulator:
         self._prompt_spec, self._output_spec = (tuple(float(v) for v in x) for x in (s.prompt_tokens, s.output_tokens))
         self._link_terms = (self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
                             self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w)
-        self._loss_terms = (float(costs.ACCURACY_CURVE["erasure_snr50_db"]),
-                            float(costs.ACCURACY_CURVE["erasure_slope_db"]), *costs.accuracy_loss_terms("float16"))
+        self._loss_terms = (*costs.erasure_terms(), *costs.accuracy_loss_terms("float16"))
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -202,9 +201,7 @@ class _Simulator:
         self.fading = np.zeros(n, dtype=np.complex128)
         self.load_state = np.zeros(n, dtype=np.int64)
         self.last_snr_db = np.zeros(n)
-        self.segment = 4 + _DRAWS_PER_STEP * (s.episode_requests + 1)  # uniforms an episode may read
-        self.used = [0] * n  # uniforms of the current segment read so far
-        self.drawn = [0] * n  # requests drawn in the current episode
+        self.drawn = [0] * n  # requests drawn in the current episode (its segment: 4 + 10 per request)
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.ptr = np.zeros(n, dtype=np.int64)
         self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
@@ -233,7 +230,7 @@ class _Simulator:
 
     def seed(self, index: int, rng: np.random.Generator) -> None:
         self.rngs[index] = rng
-        self.used[index] = self.segment  # a new generator: nothing of an episode to skip
+        self.drawn[index] = self.scenario.episode_requests + 1  # a new generator: no segment left to skip
 
     def reset(self, idx: np.ndarray, refill: bool = True) -> None:
         """Start new episodes in envs ``idx`` (their generators already set).
@@ -261,14 +258,13 @@ class _Simulator:
         for j, (i, fresh) in enumerate(zip(idx.tolist(), pending.tolist())):
             rng, done = self.rngs[i], self.drawn[i]
             if fresh:  # skip what the last episode left of its segment, then the new start
-                _skip(rng, self.segment - self.used[i])
+                _skip(rng, _DRAWS_PER_STEP * (limit - done))
                 done = 0
             count = min(B, limit - done) if done < limit else B
             rng.random(out=drawn[j, (0 if fresh else 4):4 + count * _DRAWS_PER_STEP])
             if count < B:
                 drawn[j, 4 + count * _DRAWS_PER_STEP:] = 0.5  # past the end of the episode: never read
             self.drawn[i] = done + count
-            self.used[i] = (4 if fresh else self.used[i]) + count * _DRAWS_PER_STEP
         kernels.draw_block(idx, drawn, pending, self.distance, self.direction, self.fading,
                            self.load_state, self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels,
                            self._prompt_spec, self._output_spec, self._link_terms, self._loss_terms,
@@ -287,26 +283,17 @@ class _Simulator:
     def _rows(self):
         return self._all, self.ptr
 
-    def _mask(self, hi: np.ndarray) -> np.ndarray:
-        """Allowed splits: min_split..hi (last axis: splits)."""
-        return (self.splits >= self.scenario.min_split) & (self.splits <= hi[..., None])
+    def observe(self) -> tuple[np.ndarray, np.ndarray]:
+        """(observation (n, 9), action mask (n, L+1)) of every env's current request (the step's own code)."""
+        obs = np.empty((self.n, len(OBSERVATION_FIELDS)), dtype=np.float32)
+        mask = np.empty((self.n, self.L + 1), dtype=bool)
+        kernels.arrive(self._all, np.zeros(self.n, dtype=bool), self.ptr, self.req, self.state, self.params, obs,
+                       _LOW64, _HIGH64, mask)  # not active: no time passes
+        return obs, mask
 
     def action_mask(self) -> np.ndarray:
         """(n, L+1) bool: splits that fit edge memory and respect the privacy minimum (never empty)."""
-        return self._mask(self.buf["last_split"][self._rows()].astype(np.int64))
-
-    def observe(self) -> np.ndarray:
-        r = self._rows()
-        deadline = self.buf["deadline"][r]
-        obs = np.empty((self.n, len(OBSERVATION_FIELDS)), dtype=np.float32)
-        obs[:, _STATIC_OBS] = self.req[r][:, _STATIC_COLUMNS]
-        obs[:, 3] = self.edge_backlog / deadline
-        obs[:, 4] = self.server_backlog / deadline
-        obs[:, 5] = self.load_observed
-        obs[:, 6] = self.energy_left / self.scenario.energy_budget_j
-        obs[:, 8] = self.steps / self.scenario.episode_requests
-        np.clip(obs, OBSERVATION_LOW, OBSERVATION_HIGH, out=obs)
-        return obs
+        return self.observe()[1]
 
     def _base_reward(self, total, energy, penalty, deadline):
         s = self.scenario
@@ -524,7 +511,6 @@ class _Simulator:
 #: Observation entries that depend only on the request (precomputed per block), and their request columns.
 _STATIC_OBS = [0, 1, 2, 7]
 _REQUEST_INDEX = {k: j for j, k in enumerate(kernels.REQUEST_COLUMNS)}
-_STATIC_COLUMNS = [_REQUEST_INDEX[k] for k in ("obs_snr", "obs_prompt", "obs_output", "obs_deadline")]
 _ORACLE_SPLIT = kernels.INFO_COLUMNS.index("oracle_split")
 _INFO_INTS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_INTS]
 _INFO_BOOLS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_BOOLS]
@@ -710,8 +696,9 @@ class LayerSplitEnv(gym.Env):
             self._sim.seed(0, self.np_random)
         self._sim.reset(np.array([0]))
         self._last = None
-        self._mask = self._sim.action_mask()[0]
-        return self._sim.observe()[0], {"action_mask": self._mask.copy()}
+        obs, mask = self._sim.observe()
+        self._mask = mask[0]
+        return obs[0], {"action_mask": self._mask.copy()}
 
     def step(self, action):
         if self._sim.rngs[0] is None:
@@ -732,10 +719,11 @@ class LayerSplitEnv(gym.Env):
         act = np.asarray(action, dtype=np.float64).reshape(1, 3)
         rewards, terminated, truncated, info_arrays = self._sim.step(act)
         info = {k: (v[0].item() if isinstance(v, np.ndarray) else v) for k, v in info_arrays.items()}
-        self._mask = self._sim.action_mask()[0]
+        obs, mask = self._sim.observe()
+        self._mask = mask[0]
         info["action_mask"] = self._mask.copy()
         self._last = info
-        return self._sim.observe()[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
+        return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
     def action_masks(self) -> np.ndarray:
         """Allowed splits for the current request (sb3-contrib's MaskablePPO calls this)."""
@@ -840,7 +828,8 @@ class LayerSplitVectorEnv(VectorEnv):
                 self._sim.seed(i, np.random.default_rng(sd) if sd is None else gym.utils.seeding.np_random(sd)[0])
         self._sim.reset(np.arange(self.num_envs))
         self._prev_done[:] = False
-        return self._sim.observe(), {"action_mask": self._sim.action_mask(), "_action_mask": self._ones}
+        obs, mask = self._sim.observe()
+        return obs, {"action_mask": mask, "_action_mask": self._ones}
 
     def step(self, actions):
         if self._sim.rngs[0] is None:
@@ -854,7 +843,7 @@ class LayerSplitVectorEnv(VectorEnv):
         if self.continuous:
             rewards, terminated, truncated, infos = self._sim.step(actions, active=served)
             rewards = np.where(served, rewards, 0.0)
-            obs, mask = self._sim.observe(), self._sim.action_mask()
+            obs, mask = self._sim.observe()
         else:
             rewards, terminated, truncated, table, obs, mask = self._sim.step_discrete(actions, served)
             infos = dict(zip(kernels.INFO_COLUMNS, table))
