@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import statistics
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 import offload_env  # noqa: F401  (registers the envs)
 from agents.baselines import AllLocal, AllServer, Greedy, Oracle, RandomFeasible, evaluate
 from offload_env import costs, profiles
+from offload_env.envs import _layer_split_kernels as kernels
 from offload_env.envs.layer_split import PRESETS, LayerSplitEnv, LayerSplitVectorEnv
 
 ENV_ID = "offload_env/LayerSplit-v0"
@@ -320,6 +322,35 @@ def test_blocks_and_early_ends_never_shift_the_next_episode():
     assert ends >= 2  # episodes ended early on the energy budget
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+def test_episodes_read_their_generator_in_place_as_random_would():
+    """An episode's first block reads 4 + 10 per request of env.np_random (any bit generator), like .random()."""
+    for bit_generator in (np.random.PCG64(11), np.random.MT19937(11), np.random.Philox(11)):
+        env = LayerSplitEnv(block=8)
+        env.np_random = np.random.Generator(bit_generator)
+        twin = copy.deepcopy(env.np_random)
+        env.reset()
+        twin.random(4 + 10 * 8)
+        assert env.np_random.random() == twin.random()
+    env = LayerSplitEnv(block=8)
+    env.reset(seed=3)
+    clone = copy.deepcopy(env)  # the copy draws from its own generator
+    for _ in range(20):
+        a, b = env.step(0), clone.step(0)
+        np.testing.assert_array_equal(a[0], b[0])
+    assert env.np_random.random() == clone.np_random.random()
+
+
+def test_standard_normal_is_the_normal_quantile():
+    """The kernels' normals: AS241 as in the standard library, finite and symmetric at the ends of [0, 1)."""
+    grid = np.random.default_rng(0).random(2000).tolist() + [0.0, 2.0 ** -53, 0.02, 0.0749, 0.5, 0.9251, 1 - 2.0 ** -53]
+    quantile = statistics.NormalDist().inv_cdf
+    for u in grid:
+        expected = quantile(u + 2.0 ** -54) if u + 2.0 ** -54 < 1.0 else -quantile(2.0 ** -54)
+        assert kernels.standard_normal(u) == pytest.approx(expected, rel=1e-14, abs=1e-15)
+        assert kernels._normal(u) == kernels.standard_normal(u)  # compiled as it is
+    assert kernels.standard_normal(0.0) == -kernels.standard_normal(1 - 2.0 ** -53) < -8.0
 
 
 @pytest.mark.parametrize("scenario", list(PRESETS))

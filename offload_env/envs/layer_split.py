@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -201,7 +202,9 @@ class _Simulator:
         self.fading = np.zeros(n, dtype=np.complex128)
         self.load_state = np.zeros(n, dtype=np.int64)
         self.last_snr_db = np.zeros(n)
-        self.drawn = [0] * n  # requests drawn in the current episode (its segment: 4 + 10 per request)
+        self.drawn = np.zeros(n, dtype=np.int64)  # requests drawn this episode (its segment: 4 + 10 per request)
+        self.rng_states = np.zeros(n, dtype=np.uintp)  # each generator's bit-generator state, for the kernel
+        self._next_double = None  # their kind's next_double (ctypes; one kind per simulator), the kernel calls it
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.ptr = np.zeros(n, dtype=np.int64)
         self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
@@ -228,7 +231,28 @@ class _Simulator:
 
     # ---------------------------------------------------------------- sampling
 
+    def __getstate__(self):  # generator addresses and ctypes functions do not survive pickling
+        return {k: v for k, v in self.__dict__.items() if k not in ("rng_states", "_next_double")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.rng_states, self._next_double = np.zeros(self.n, dtype=np.uintp), None
+        for index, rng in enumerate(self.rngs):
+            if rng is not None:
+                self._bind(index, rng)
+
+    def _bind(self, index: int, rng: np.random.Generator) -> None:
+        """Let the kernel draw from ``rng``'s state in place, as ``rng.random()`` would."""
+        interface = rng.bit_generator.ctypes
+        if self._next_double is not None and self.n > 1 and \
+                ctypes.cast(interface.next_double, ctypes.c_void_p).value != \
+                ctypes.cast(self._next_double, ctypes.c_void_p).value:
+            raise ValueError(f"generator of env {index}: expected the kind of bit generator the other envs use "
+                             f"(one per vector env), got {type(rng.bit_generator).__name__}")
+        self.rng_states[index], self._next_double = interface.state_address, interface.next_double
+
     def seed(self, index: int, rng: np.random.Generator) -> None:
+        self._bind(index, rng)
         self.rngs[index] = rng
         self.drawn[index] = self.scenario.episode_requests + 1  # a new generator: no segment left to skip
 
@@ -250,26 +274,16 @@ class _Simulator:
 
     def _refill(self, idx: np.ndarray) -> None:
         """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
-        s, B = self.scenario, self.block
-        m = len(idx)
-        drawn = np.empty((m, 4 + B * _DRAWS_PER_STEP))  # an episode's start, then each request's uniforms
-        limit = s.episode_requests + 1
-        pending = self.pending[idx]
-        for j, (i, fresh) in enumerate(zip(idx.tolist(), pending.tolist())):
-            rng, done = self.rngs[i], self.drawn[i]
-            if fresh:  # skip what the last episode left of its segment, then the new start
-                _skip(rng, _DRAWS_PER_STEP * (limit - done))
-                done = 0
-            count = min(B, limit - done) if done < limit else B
-            rng.random(out=drawn[j, (0 if fresh else 4):4 + count * _DRAWS_PER_STEP])
-            if count < B:
-                drawn[j, 4 + count * _DRAWS_PER_STEP:] = 0.5  # past the end of the episode: never read
-            self.drawn[i] = done + count
-        kernels.draw_block(idx, drawn, pending, self.distance, self.direction, self.fading,
-                           self.load_state, self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels,
-                           self._prompt_spec, self._output_spec, self._link_terms, self._loss_terms,
-                           self.fit_by_tokens, self._obs_scale, OBSERVATION_LOW[_STATIC_OBS],
-                           OBSERVATION_HIGH[_STATIC_OBS], self.req)
+        if len(idx) == 0:
+            return
+        limit = self.scenario.episode_requests + 1
+        for i in idx[self.pending[idx]].tolist():  # skip what the last episode left of its segment
+            _skip(self.rngs[i], _DRAWS_PER_STEP * (limit - int(self.drawn[i])))
+        kernels.draw_block(idx, self.pending[idx], self._next_double, self.rng_states, self.drawn, limit,
+                           self.distance, self.direction, self.fading, self.load_state, self.last_snr_db,
+                           self._draw_terms, self.load_cdf, self.load_levels, self._prompt_spec, self._output_spec,
+                           self._link_terms, self._loss_terms, self.fit_by_tokens, self._obs_scale,
+                           OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS], self.req)
         if self.continuous:
             form = self.split_model.form_parts(self.req[idx, :, _REQUEST_INDEX["prompt"]],
                                                self.req[idx, :, _REQUEST_INDEX["output"]])
