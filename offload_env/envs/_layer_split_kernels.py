@@ -72,8 +72,16 @@ def _fold(x, lo, width):
     """A position on the unfolded walk, reflected into [lo, lo + width]."""
     if width <= 0:
         return lo
-    folded = (x - lo) % (2.0 * width)
-    return lo + (2.0 * width - folded if folded > width else folded)
+    period = 2.0 * width
+    folded = (x - lo) - period * math.floor((x - lo) / period)  # no fmod call; clipped for rounding
+    folded = min(max(folded, 0.0), period)
+    return lo + (period - folded if folded > width else folded)
+
+
+@_inline
+def _power(h):
+    """|h|^2 of a complex gain (no hypot call)."""
+    return h.real * h.real + h.imag * h.imag
 
 
 def standard_normal(u):
@@ -170,7 +178,7 @@ def draw_block(idx, fresh, next_double, rng_states, drawn, limit, distance, dire
             z1, z2 = _normal(u[2]), _normal(u[3])
             h = complex(z1, z2) / math.sqrt(2.0)
             ls = 0
-            previous = 10.0 * math.log10(_snr(x, abs(h) ** 2, link))
+            previous = 10.0 * math.log10(_snr(x, _power(h), link))
         else:
             previous = last_snr_db[i]
         drawn[i] = done + count
@@ -191,7 +199,7 @@ def draw_block(idx, fresh, next_double, rng_states, drawn, limit, distance, dire
             for level in range(n_levels):
                 nxt += u[7] > load_cdf[ls, level]
             ls = min(nxt, n_levels - 1)
-            power = abs(h) ** 2
+            power = _power(h)
             snr = _snr(dist, power, link)
             snr_db = 10.0 * math.log10(snr)
             prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
