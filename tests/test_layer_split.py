@@ -183,7 +183,7 @@ def test_all_local_and_all_server_match_estimate_with_empty_queues():
     env = LayerSplitEnv(model="qwen2.5-0.5b", min_split=0)
     obs, info = env.reset(seed=2)
     sim = env._sim
-    P, T = sim.buf["prompt"][0, 0], sim.buf["output"][0, 0]
+    P, T = sim.buf["prompt"][0], sim.buf["output"][0]
     local = costs.estimate(sim.model, sim.edge, P, T)
     clone = copy.deepcopy(env)
     _, _, _, _, info_local = clone.step(AllLocal().act(obs, info))
@@ -303,37 +303,26 @@ def test_bad_scenarios_fail_at_construction_naming_the_field(kwargs, field):
         LayerSplitEnv(colour="red")
 
 
-def test_blocks_and_early_ends_never_shift_the_next_episode():
-    """Trajectories do not depend on how many requests are drawn at once, across early-ended episodes."""
-    def play(block):
-        env = LayerSplitEnv(block=block, energy_budget_j=300.0, episode_requests=40)
-        obs, info = env.reset(seed=5)
-        out, ends = [obs], 0
-        for t in range(300):
-            obs, r, terminated, truncated, info = env.step(t % 29)
-            out += [obs, r]
-            if terminated or truncated:
-                ends += terminated
-                obs, info = env.reset()
-                out.append(obs)
-        return out, ends
-
-    (a, ends), (b, _) = play(None), play(7)
-    assert ends >= 2  # episodes ended early on the energy budget
-    for x, y in zip(a, b):
-        np.testing.assert_array_equal(x, y)
-
-
 def test_episodes_read_their_generator_in_place_as_random_would():
-    """An episode's first block reads 4 + 10 per request of env.np_random (any bit generator), like .random()."""
+    """An episode reads 4 + 10 per request of env.np_random (any bit generator), as .random() would, nothing else."""
     for bit_generator in (np.random.PCG64(11), np.random.MT19937(11), np.random.Philox(11)):
-        env = LayerSplitEnv(block=8)
+        env = LayerSplitEnv(energy_budget_j=300.0, episode_requests=40)
         env.np_random = np.random.Generator(bit_generator)
         twin = copy.deepcopy(env.np_random)
         env.reset()
-        twin.random(4 + 10 * 8)
-        assert env.np_random.random() == twin.random()
-    env = LayerSplitEnv(block=8)
+        used, ends = 4 + 10, 0
+        for t in range(120):  # across episodes ended early by the energy budget
+            _, _, terminated, truncated, _ = env.step(t % 29)
+            used += 10
+            if terminated or truncated:
+                ends += terminated
+                env.reset()
+                used += 4 + 10
+        assert ends >= 2
+        twin.random(used)
+        state = copy.deepcopy(env.np_random)
+        assert state.random() == twin.random()
+    env = LayerSplitEnv()
     env.reset(seed=3)
     clone = copy.deepcopy(env)  # the copy draws from its own generator
     for _ in range(20):
@@ -382,14 +371,16 @@ def test_compiled_step_agrees_with_the_numpy_cost_model(scenario):
 
 
 @pytest.mark.parametrize("scenario", list(PRESETS))
-def test_compiled_block_draw_agrees_with_channel_costs_and_workload(scenario):
+def test_compiled_draw_agrees_with_channel_costs_and_workload(scenario):
     """Each drawn request's SNR, rates, accuracy loss, tokens and memory fit are those of the numpy modules."""
-    env = LayerSplitVectorEnv(num_envs=4, scenario=scenario, block=16)
+    env = LayerSplitVectorEnv(num_envs=4, scenario=scenario)
     env.reset(seed=2)
-    for _ in range(20):  # past a few block ends
-        env.step(np.zeros(4, dtype=np.int64))
     sim, s = env._sim, env.scenario
-    b = sim.buf
+    drawn = [sim.req.copy()]
+    for _ in range(20):
+        env.step(np.zeros(4, dtype=np.int64))
+        drawn.append(sim.req.copy())
+    b = dict(zip(kernels.REQUEST_COLUMNS, np.concatenate(drawn).T))
     snr = sim.link.uplink_snr(b["distance"], b["fading"])
     np.testing.assert_allclose(b["snr_db"], 10.0 * np.log10(snr), rtol=1e-12, atol=1e-12)
     up, down = sim.link.rates_from_uplink_snr(snr)

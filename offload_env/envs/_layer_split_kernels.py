@@ -1,4 +1,4 @@
-"""Compiled inner loops of LayerSplit-v0 (numba): the draws of a block of requests and the discrete step.
+"""Compiled inner loops of LayerSplit-v0 (numba): the draw of each request and the discrete step.
 
 No cost formula is written here: the functions of ``costs``, ``channel`` and
 ``workload`` bound below are compiled as they are, request parts come from
@@ -13,6 +13,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from .. import channel, costs, workload
 
@@ -43,7 +46,7 @@ def queue_cost(wait, total, deadline, w_latency, w_energy_idle, w_deadline_miss)
 _base_reward = _inline(base_reward)
 _queue_cost = _inline(queue_cost)
 
-#: Columns of the per-request table ``req`` (n, block, len(REQUEST_COLUMNS)); the kernels index them by position.
+#: Columns of the current-request table ``req`` (n, len(REQUEST_COLUMNS)); the kernels index them by position.
 REQUEST_COLUMNS = ("dt", "prompt", "output", "output_pred", "deadline", "snr_db", "snr_est_db", "share",
                    "uplink_bps", "downlink_bps", "distance", "fading", "loss", "last_split", "obs_snr", "obs_prompt",
                    "obs_output", "obs_deadline")
@@ -128,100 +131,119 @@ _normal = _inline(standard_normal)
 
 @_inline
 def _snr(distance, fading_power, link):
-    """Linear uplink SNR (``channel.path_loss_coded`` and ``snr_from_path_loss``); link: see draw_block."""
+    """Linear uplink SNR (``channel.path_loss_coded`` and ``snr_from_path_loss``); link: see _draw."""
     pl = _path_loss(distance, link[2], link[3], link[4], link[5], link[6], link[7], link[8])
     return _snr_from_path_loss(pl, fading_power, 1.0, link[0], link[1])
 
 
-@_jit
-def draw_block(idx, fresh, next_double, rng_states, drawn, limit, distance, direction, fading, load_state,
-               last_snr_db, scenario, load_cdf, load_levels, prompt_spec, output_spec, link, loss_terms,
-               fit_by_tokens, obs_scale, obs_low, obs_high, req):
-    """The next block of requests of envs ``idx``, drawn from their generators and written into ``req``.
+@intrinsic
+def _next_double(typingctx, function_address, state_address):
+    """Call a bit generator's C ``next_double(state)`` at these addresses (its ctypes interface's)."""
+    def codegen(context, builder, signature, args):
+        state_type = ir.IntType(8).as_pointer()
+        function = builder.inttoptr(args[0], ir.FunctionType(ir.DoubleType(), [state_type]).as_pointer())
+        return builder.call(function, [builder.inttoptr(args[1], state_type)])
+    return types.float64(types.uintp, types.uintp), codegen
 
-    ``next_double`` (a bit generator's ctypes ``next_double``) draws from the
-    states at ``rng_states[i]`` in place, the uniforms ``Generator.random``
-    would give: each episode reads 4, then 10 per request, up to ``limit``
-    requests (``drawn[i]`` counts them; rows past the limit draw nothing).
-    Envs with ``fresh`` start an episode from its first 4: distance
-    uniform in the range, a random direction, fading from its stationary law,
-    the lowest load. Per request: Poisson arrival, lognormal prompt and output
-    lengths (``workload.lognormal_count``), uniform deadline, a walk reflected
-    into the distance range, Gauss-Markov fading, the Markov-modulated server
-    load, the uplink SNR and rates (``channel``), the accuracy loss of the hidden
-    state (``costs``), the deepest split that fits edge memory, and the
-    observation entries that depend on the request only (float32, clipped).
-    Updates the per-env state arrays (indexed by ``idx``) in place.
+
+@_inline
+def _uniform(generators, i):
+    """The next uniform of env i's generator (``generators[i]``: its next_double and state addresses)."""
+    return _next_double(generators[i, 0], generators[i, 1])
+
+
+#: Uniforms an episode reads from its env's generator: this many at its start, then UNIFORMS_PER_REQUEST each.
+UNIFORMS_AT_START, UNIFORMS_PER_REQUEST = 4, 10
+
+
+@_inline
+def _draw(i, fresh, draws, req):
+    """Env i's next request, drawn from its generator into ``req[i]`` (its episode's start first if ``fresh``).
+
+    ``draws``: (generators, distance, direction, fading, load_state,
+    last_snr_db, scenario, load_cdf, load_levels, prompt_spec, output_spec,
+    link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high).
+    ``generators[i]`` holds the addresses of env i's bit generator's C
+    ``next_double`` and of its state: the draws read that state in place, the
+    uniforms ``Generator.random`` would give. A fresh episode starts from 4: distance uniform in the range,
+    a random direction, fading from its stationary law, the lowest load. Each
+    request reads 10: Poisson arrival, lognormal prompt and output lengths
+    (``workload.lognormal_count``), uniform deadline, a walk reflected into the
+    distance range, Gauss-Markov fading, the Markov-modulated server load, the
+    uplink SNR and rates (``channel``), the accuracy loss of the hidden state
+    (``costs``), the deepest split that fits edge memory, and the observation
+    entries that depend on the request only (float32, clipped). Updates env i's
+    state entries in place.
 
     ``scenario``: (arrival rate, deadline lo, hi, distance lo, hi, speed, fading
     correlation, output prediction sigma, estimate noise dB, min split, discrete);
     ``link``: (tx power W, noise W, carrier Hz, path-loss code and numbers,
     bandwidth Hz, downlink / uplink power); specs: (median, sigma, min, max).
     """
-    m, B = idx.shape[0], req.shape[1]
+    (generators, distance, direction, fading, load_state, last_snr_db, scenario, load_cdf, load_levels,
+     prompt_spec, output_spec, link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high) = draws
     rate, d_lo, d_hi, x_lo, x_hi, speed, rho, pred_sigma, noise_db, min_split, discrete = scenario
     width = x_hi - x_lo
-    innov_scale = math.sqrt(1.0 - rho * rho) / math.sqrt(2.0)
+    x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
+    if fresh:
+        u0, u1, u2, u3 = _uniform(generators, i), _uniform(generators, i), _uniform(generators, i), \
+            _uniform(generators, i)
+        x = x_lo + width * u0
+        d = 1.0 if u1 < 0.5 else -1.0
+        h = complex(_normal(u2), _normal(u3)) / math.sqrt(2.0)
+        ls = 0
+        previous = 10.0 * math.log10(_snr(x, _power(h), link))
+    else:
+        previous = last_snr_db[i]
+    u0, u1, u2, u3, u4 = (_uniform(generators, i), _uniform(generators, i), _uniform(generators, i),
+                          _uniform(generators, i), _uniform(generators, i))
+    u5, u6, u7, u8, u9 = (_uniform(generators, i), _uniform(generators, i), _uniform(generators, i),
+                          _uniform(generators, i), _uniform(generators, i))
+    dt = -math.log1p(-u0) / rate
+    z_prompt, z_output, w_re, w_im = _normal(u1), _normal(u2), _normal(u3), _normal(u4)
+    z_est, z_pred = _normal(u5), _normal(u6)
+    # mobility: a walk that turns back with probability 0.05 per request, reflected into the range
+    if u9 < 0.05:
+        d = -d
+    x = x + d * (speed * dt)
+    dist = _fold(x, x_lo, width)
+    # Gauss-Markov fading and the Markov-modulated server load
+    h = rho * h + (math.sqrt(1.0 - rho * rho) / math.sqrt(2.0)) * complex(w_re, w_im)
     n_levels = load_cdf.shape[0]
-    u = np.empty(10)
-    for j in range(m):
-        i = idx[j]
-        state = rng_states[i]
-        x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
-        done = 0 if fresh[j] else drawn[i]
-        count = min(B, limit - done) if done < limit else B
-        if fresh[j]:
-            for c in range(4):
-                u[c] = next_double(state)
-            x = x_lo + width * u[0]
-            d = 1.0 if u[1] < 0.5 else -1.0
-            z1, z2 = _normal(u[2]), _normal(u[3])
-            h = complex(z1, z2) / math.sqrt(2.0)
-            ls = 0
-            previous = 10.0 * math.log10(_snr(x, _power(h), link))
-        else:
-            previous = last_snr_db[i]
-        drawn[i] = done + count
-        for t in range(B):
-            for c in range(10):  # this request's 10 uniforms
-                u[c] = next_double(state) if t < count else 0.5  # past the episode's end: never read
-            dt = -math.log1p(-u[0]) / rate
-            z_prompt, z_output, z_est, z_pred = _normal(u[1]), _normal(u[2]), _normal(u[5]), _normal(u[6])
-            w_re, w_im = _normal(u[3]), _normal(u[4])
-            # mobility: a walk that turns back with probability 0.05 per request, reflected into the range
-            if u[9] < 0.05:
-                d = -d
-            x = x + d * (speed * dt)
-            dist = _fold(x, x_lo, width)
-            # Gauss-Markov fading and the Markov-modulated server load
-            h = rho * h + innov_scale * complex(w_re, w_im)
-            nxt = 0
-            for level in range(n_levels):
-                nxt += u[7] > load_cdf[ls, level]
-            ls = min(nxt, n_levels - 1)
-            power = _power(h)
-            snr = _snr(dist, power, link)
-            snr_db = 10.0 * math.log10(snr)
-            prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
-            output = _tokens(z_output, output_spec[0], output_spec[1], output_spec[2], output_spec[3], 0.0)
-            req[i, t, _DT], req[i, t, _PROMPT], req[i, t, _OUTPUT] = dt, prompt, output
-            req[i, t, _PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
-            req[i, t, _DEADLINE] = d_lo + (d_hi - d_lo) * u[8]
-            req[i, t, _SNR_DB], req[i, t, _SNR_EST] = snr_db, previous + noise_db * z_est
-            previous = snr_db
-            req[i, t, _SHARE] = 1.0 - load_levels[ls]
-            req[i, t, _UP] = _rate(link[9], snr)
-            req[i, t, _DOWN] = _rate(link[9], snr * link[10])
-            req[i, t, _DISTANCE], req[i, t, _FADING] = dist, power
-            req[i, t, _LOSS] = 0.0
-            if discrete:
-                req[i, t, _LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
-                                   loss_terms[4], loss_terms[5])
-            req[i, t, _HI] = max(fit_by_tokens[int(prompt + output)], min_split)
-            for q, v in enumerate((req[i, t, _SNR_EST], req[i, t, _PROMPT], req[i, t, _PRED], req[i, t, _DEADLINE])):
-                entry = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
-                req[i, t, _OBS0 + q] = min(max(entry, obs_low[q]), obs_high[q])
-        distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, previous
+    nxt = 0
+    for level in range(n_levels):
+        nxt += u7 > load_cdf[ls, level]
+    ls = min(nxt, n_levels - 1)
+    power = _power(h)
+    snr = _snr(dist, power, link)
+    snr_db = 10.0 * math.log10(snr)
+    prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
+    output = _tokens(z_output, output_spec[0], output_spec[1], output_spec[2], output_spec[3], 0.0)
+    r = req[i]
+    r[_DT], r[_PROMPT], r[_OUTPUT] = dt, prompt, output
+    r[_PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
+    r[_DEADLINE] = d_lo + (d_hi - d_lo) * u8
+    r[_SNR_DB], r[_SNR_EST] = snr_db, previous + noise_db * z_est
+    r[_SHARE] = 1.0 - load_levels[ls]
+    r[_UP] = _rate(link[9], snr)
+    r[_DOWN] = _rate(link[9], snr * link[10])
+    r[_DISTANCE], r[_FADING] = dist, power
+    r[_LOSS] = 0.0
+    if discrete:
+        r[_LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
+                         loss_terms[4], loss_terms[5])
+    r[_HI] = max(fit_by_tokens[int(prompt + output)], min_split)
+    for q, v in enumerate((r[_SNR_EST], r[_PROMPT], r[_PRED], r[_DEADLINE])):
+        entry = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
+        r[_OBS0 + q] = min(max(entry, obs_low[q]), obs_high[q])
+    distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, snr_db
+
+
+@_jit
+def draw(envs, fresh, draws, req):
+    """:func:`_draw` for envs ``envs`` (their episodes start where ``fresh``)."""
+    for j in range(envs.shape[0]):
+        _draw(envs[j], fresh[j], draws, req)
 
 
 @_inline
@@ -231,18 +253,18 @@ def _rest(wait, total, energy, deadline, energy_left, dropped_cost, w_latency, w
 
 
 @_jit
-def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt, by_context, counts, sensitivity, p,
-                  rewards, terminated, truncated, info, obs, obs_low, obs_high, mask):
+def step_discrete(actions, active, dry_run, pending, req, state, by_prompt, by_context, counts, sensitivity, p,
+                  rewards, terminated, truncated, info, obs, obs_low, obs_high, mask, draws):
     """Serve the current request of every active env (discrete split actions) and advance its pointer.
 
     Scores every allowed split in the true state (the myopic oracle: the best
     reward, ties to the shallower split), serves the action (a masked split
     falls back to the nearest allowed one and pays ``w_invalid``) and writes
-    rewards, termination and ``info`` (INFO_COLUMNS x envs). Then the next
-    request arrives (:func:`_arrive`) in every env whose block has one left;
-    returns how many envs need a refill first (end of block, or ``pending``).
-    With ``dry_run`` only ``info``'s oracle columns are written and no state
-    changes.
+    rewards, termination and ``info`` (INFO_COLUMNS x envs); then its next
+    request is drawn (:func:`_draw`) and arrives (:func:`_arrive`). Inactive
+    envs only start their episode where ``pending`` (reset, first request not
+    drawn yet). With ``dry_run`` only ``info``'s oracle columns are written and
+    no state changes.
     """
     n = actions.shape[0]
     L, n_groups = counts.shape[1] - 1, counts.shape[0]
@@ -254,21 +276,18 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
     idle_w, w_accuracy, w_invalid, w_dropped = p[3], p[8], p[11], p[12]
     w_latency, w_energy_idle, w_miss = p[5], p[9], p[10]
     n_requests, min_split = p[13], int(p[14])
-    block = req.shape[1]
-    refills = 0
     for i in range(n):
         if not (active[i] or dry_run):
-            if pending[i] or ptr[i] >= block:
-                refills += 1
-            else:
-                _arrive(i, False, ptr, req, state, p, obs, obs_low, obs_high, mask)
+            if pending[i]:
+                _draw(i, True, draws, req)
+                pending[i] = False
+            _arrive(i, False, req, state, p, obs, obs_low, obs_high, mask)
             continue
-        b = ptr[i]
-        deadline, loss, hi = req[i, b, _DEADLINE], req[i, b, _LOSS], int(req[i, b, _HI])
+        deadline, loss, hi = req[i, _DEADLINE], req[i, _LOSS], int(req[i, _HI])
         # costs and base reward in affine split form: the token tables' identity, then costs.link_terms
-        P = int(req[i, b, _PROMPT])
-        c = P + int(req[i, b, _OUTPUT]) - 1
-        up, down, share = req[i, b, _UP], req[i, b, _DOWN], req[i, b, _SHARE]
+        P = int(req[i, _PROMPT])
+        c = P + int(req[i, _OUTPUT]) - 1
+        up, down, share = req[i, _UP], req[i, _DOWN], req[i, _SHARE]
         for j in range(F):
             for f in range(n_parts):
                 parts[f] = by_prompt[P, f, j] + by_context[c, f, j] - by_context[P, f, j]
@@ -378,45 +397,41 @@ def step_discrete(actions, active, dry_run, ptr, pending, req, state, by_prompt,
             state[i, _EB] = edge_wait + edge_c
         if served < L:
             state[i, _SB] = wait + server_c
-            state[i, _LOAD_OBS] = 1.0 - req[i, b, _SHARE]
+            state[i, _LOAD_OBS] = 1.0 - req[i, _SHARE]
         energy_left -= energy
         steps += 1.0
         state[i, _ENERGY_LEFT], state[i, _STEPS] = energy_left, steps
         terminated[i] = energy_left <= 0.0
         truncated[i] = not terminated[i] and steps >= n_requests
         info[20, i] = n_requests - steps if terminated[i] else 0.0
-        ptr[i] += 1
-        if pending[i] or ptr[i] >= block:
-            refills += 1
-        else:
-            _arrive(i, True, ptr, req, state, p, obs, obs_low, obs_high, mask)
-    return refills
+        _draw(i, False, draws, req)  # the next request arrives
+        _arrive(i, True, req, state, p, obs, obs_low, obs_high, mask)
 
 
 @_jit
-def _arrive(i, active, ptr, req, state, p, obs, obs_low, obs_high, mask):
-    """The next request reaches env i: its queues drain for the inter-arrival time; observation and mask."""
+def _arrive(i, active, req, state, p, obs, obs_low, obs_high, mask):
+    """Env i's request ``req[i]`` arrives: the queues drain for its inter-arrival time (if ``active``);
+    observation and mask."""
     budget, n_requests, min_split = p[15], p[13], int(p[14])
-    b = ptr[i]
-    dt = req[i, b, _DT] if active else 0.0
+    dt = req[i, _DT] if active else 0.0
     eb = max(state[i, _EB] - dt, 0.0)
     sb = max(state[i, _SB] - dt, 0.0)
     state[i, _EB], state[i, _SB] = eb, sb
-    deadline = req[i, b, _DEADLINE]
-    obs[i, 0], obs[i, 1], obs[i, 2] = req[i, b, _OBS0], req[i, b, _OBS0 + 1], req[i, b, _OBS0 + 2]
-    obs[i, 7] = req[i, b, _OBS0 + 3]
+    deadline = req[i, _DEADLINE]
+    obs[i, 0], obs[i, 1], obs[i, 2] = req[i, _OBS0], req[i, _OBS0 + 1], req[i, _OBS0 + 2]
+    obs[i, 7] = req[i, _OBS0 + 3]
     obs[i, 3] = min(max(eb / deadline, obs_low[3]), obs_high[3])
     obs[i, 4] = min(max(sb / deadline, obs_low[4]), obs_high[4])
     obs[i, 5] = min(max(state[i, _LOAD_OBS], obs_low[5]), obs_high[5])
     obs[i, 6] = min(max(state[i, _ENERGY_LEFT] / budget, obs_low[6]), obs_high[6])
     obs[i, 8] = min(max(state[i, _STEPS] / n_requests, obs_low[8]), obs_high[8])
-    hi = int(req[i, b, _HI])
+    hi = int(req[i, _HI])
     for k in range(mask.shape[1]):
         mask[i, k] = min_split <= k <= hi
 
 
 @_jit
-def arrive(envs, active, ptr, req, state, p, obs, obs_low, obs_high, mask):
-    """:func:`_arrive` for envs ``envs`` (after their refill)."""
+def arrive(envs, active, req, state, p, obs, obs_low, obs_high, mask):
+    """:func:`_arrive` for envs ``envs``."""
     for i in envs:
-        _arrive(i, active[i], ptr, req, state, p, obs, obs_low, obs_high, mask)
+        _arrive(i, active[i], req, state, p, obs, obs_low, obs_high, mask)

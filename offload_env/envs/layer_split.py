@@ -25,8 +25,6 @@ COMPRESSION_LEVELS = costs.ACTIVATION_DTYPES
 #: Transmit-power fractions the oracle searches in continuous mode.
 ORACLE_POWER_LEVELS = (0.25, 0.5, 1.0)
 #: Uniform draws consumed per request (fixed, so trajectories do not depend on batching).
-_DRAWS_PER_STEP = 10
-_CACHED_REQUESTS = 2048  # a vector env's drawn-ahead requests (144 bytes each): about a core's L2
 
 
 @dataclass(frozen=True)
@@ -110,18 +108,8 @@ def _check_scenario(s: LayerSplitScenario) -> None:
     need(s.dtype in profiles.DTYPE_BYTES, "dtype", "one of " + ", ".join(profiles.DTYPE_BYTES))
 
 
-def _skip(rng: np.random.Generator, n: int) -> None:
-    """Advance ``rng`` as if it had drawn ``n`` doubles."""
-    if n <= 0:
-        return
-    if type(rng.bit_generator) in (np.random.PCG64, np.random.PCG64DXSM):
-        rng.bit_generator.advance(int(n))  # one step per double
-    else:
-        rng.random(n)
-
-
 class _Columns:
-    """Named columns of the per-request table: ``sim.buf["deadline"]`` is a view (n, block)."""
+    """Named columns of the current requests: ``sim.buf["deadline"]`` is a view (n,)."""
 
     __slots__ = ("_table",)
 
@@ -138,8 +126,9 @@ class _Simulator:
     ``LayerSplitEnv`` is this with one env and ``LayerSplitVectorEnv`` with many,
     so both give the same trajectories for the same seeds. Exogenous processes
     (arrivals, token counts, mobility, fading, server load) do not depend on the
-    actions: they are drawn ahead in blocks, from a fixed number of uniforms per
-    request (block sizes change the work, never the numbers). The discrete step
+    actions: each request is drawn when it arrives, from a fixed number of
+    uniforms of its env's generator (so an episode's draws never depend on the
+    others, or on how the envs are stepped). The discrete step
     is compiled (``_layer_split_kernels``): it costs each request from
     ``costs.SplitModel.token_tables`` with ``costs.link_terms`` and scores every
     allowed split for the oracle. The continuous step is numpy over
@@ -147,7 +136,7 @@ class _Simulator:
     actions.
     """
 
-    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool, block: int):
+    def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool):
         _check_scenario(scenario)
         s = self.scenario = scenario
         self.model = profiles.load_model(s.model)
@@ -162,7 +151,6 @@ class _Simulator:
                              f"({s.model} has {self.L} layers), got {s.min_split}")
         self.n = num_envs
         self.continuous = continuous
-        self.block = block
         self.splits = np.arange(self.L + 1)
         self.energy_ref = s.energy_budget_j / s.episode_requests
         self.rngs: list[np.random.Generator | None] = [None] * num_envs
@@ -187,7 +175,7 @@ class _Simulator:
                       episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
         self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
         self._obs_scale = np.array([30.0, s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1]])
-        # the numbers of the compiled block draw (see kernels.draw_block)
+        # the numbers of the compiled request draw (see kernels._draw)
         self._draw_terms = (float(s.arrival_rate_hz), float(s.deadline_s[0]), float(s.deadline_s[1]),
                             float(s.distance_m[0]), float(s.distance_m[1]), float(s.speed_mps),
                             float(s.fading_correlation), float(s.output_prediction_sigma),
@@ -203,17 +191,14 @@ class _Simulator:
         self.fading = np.zeros(n, dtype=np.complex128)
         self.load_state = np.zeros(n, dtype=np.int64)
         self.last_snr_db = np.zeros(n)
-        self.drawn = np.zeros(n, dtype=np.int64)  # requests drawn this episode (its segment: 4 + 10 per request)
-        self.rng_states = np.zeros(n, dtype=np.uintp)  # each generator's bit-generator state, for the kernel
-        self._next_double = None  # their kind's next_double (ctypes; one kind per simulator), the kernel calls it
+        self.generators = np.zeros((n, 2), dtype=np.uintp)  # addresses of each generator's next_double and state
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
-        self.ptr = np.zeros(n, dtype=np.int64)
-        self.pending = np.zeros(n, dtype=bool)  # reset, first block not drawn yet
-        self.req = np.zeros((n, block, len(kernels.REQUEST_COLUMNS)))  # each request of the block
+        self.pending = np.zeros(n, dtype=bool)  # reset, first request not drawn yet
+        self.req = np.zeros((n, len(kernels.REQUEST_COLUMNS)))  # each env's current request
         if continuous:
             F = self.split_model.form_size
             #: each request's parts in affine split form (costs.SplitModel)
-            self.buf_form = costs.RequestParts(**{k: np.zeros((n, block, F), dtype=bool if k == "feasible"
+            self.buf_form = costs.RequestParts(**{k: np.zeros((n, F), dtype=bool if k == "feasible"
                                                               else np.float64)
                                                   for k in costs.RequestParts.__dataclass_fields__})
         self._all = np.arange(n)
@@ -227,82 +212,64 @@ class _Simulator:
 
     @property
     def buf(self) -> _Columns:
-        """The block's requests by column name (views of shape (n, block))."""
+        """The current requests by column name (views of shape (n,))."""
         return _Columns(self.req)
 
     # ---------------------------------------------------------------- sampling
 
-    def __getstate__(self):  # generator addresses and ctypes functions do not survive pickling
-        return {k: v for k, v in self.__dict__.items() if k not in ("rng_states", "_next_double")}
+    def __getstate__(self):  # addresses do not survive pickling
+        return {k: v for k, v in self.__dict__.items() if k not in ("generators", "_draws")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.rng_states, self._next_double = np.zeros(self.n, dtype=np.uintp), None
+        self.generators = np.zeros((self.n, 2), dtype=np.uintp)
         for index, rng in enumerate(self.rngs):
             if rng is not None:
                 self._bind(index, rng)
 
     def _bind(self, index: int, rng: np.random.Generator) -> None:
-        """Let the kernel draw from ``rng``'s state in place, as ``rng.random()`` would."""
-        interface = rng.bit_generator.ctypes
-        if self._next_double is not None and self.n > 1 and \
-                ctypes.cast(interface.next_double, ctypes.c_void_p).value != \
-                ctypes.cast(self._next_double, ctypes.c_void_p).value:
-            raise ValueError(f"generator of env {index}: expected the kind of bit generator the other envs use "
-                             f"(one per vector env), got {type(rng.bit_generator).__name__}")
-        self.rng_states[index], self._next_double = interface.state_address, interface.next_double
+        """Let the kernels draw from ``rng``'s state in place, as ``rng.random()`` would."""
+        interface = rng.bit_generator.ctypes  # lives as long as the generator, which self.rngs holds
+        self.generators[index] = ctypes.cast(interface.next_double, ctypes.c_void_p).value, interface.state_address
+        # what kernels._draw reads (the arrays are updated in place)
+        self._draws = (self.generators, self.distance, self.direction, self.fading, self.load_state,
+                       self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels, self._prompt_spec,
+                       self._output_spec, self._link_terms, self._loss_terms, self.fit_by_tokens, self._obs_scale,
+                       OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS])
 
     def seed(self, index: int, rng: np.random.Generator) -> None:
         self._bind(index, rng)
         self.rngs[index] = rng
-        self.drawn[index] = self.scenario.episode_requests + 1  # a new generator: no segment left to skip
 
-    def reset(self, idx: np.ndarray, refill: bool = True) -> None:
+    def reset(self, idx: np.ndarray, draw: bool = True) -> None:
         """Start new episodes in envs ``idx`` (their generators already set).
 
-        Each episode reads a fixed-length segment of its env's generator (4 +
-        10 per request, up to ``episode_requests + 1`` requests): what an
-        episode leaves undrawn is skipped, so blocks and early ends never
-        shift the next episode. ``refill=False`` leaves drawing the first block
-        to the next step (one refill for the envs that reset and those at the
-        end of a block).
+        Each episode reads 4 uniforms of its env's generator at its start and 10
+        per request, in order, nothing else. ``draw=False`` leaves drawing the
+        first request to the next step (the vector env's autoreset).
         """
         self.state[idx] = 0.0
         self.energy_left[idx] = self.scenario.energy_budget_j
         self.pending[idx] = True
-        if refill:
-            self._refill(idx)
+        if draw:
+            self._draw(idx)
 
-    def _refill(self, idx: np.ndarray) -> None:
-        """Draw the next block of requests for envs ``idx`` (the first of an episode where pending)."""
-        if len(idx) == 0:
-            return
-        limit = self.scenario.episode_requests + 1
-        for i in idx[self.pending[idx]].tolist():  # skip what the last episode left of its segment
-            _skip(self.rngs[i], _DRAWS_PER_STEP * (limit - int(self.drawn[i])))
-        kernels.draw_block(idx, self.pending[idx], self._next_double, self.rng_states, self.drawn, limit,
-                           self.distance, self.direction, self.fading, self.load_state, self.last_snr_db,
-                           self._draw_terms, self.load_cdf, self.load_levels, self._prompt_spec, self._output_spec,
-                           self._link_terms, self._loss_terms, self.fit_by_tokens, self._obs_scale,
-                           OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS], self.req)
+    def _draw(self, idx: np.ndarray) -> None:
+        """Draw the next request of envs ``idx`` (an episode's first where pending)."""
+        kernels.draw(idx, self.pending[idx], self._draws, self.req)
+        self.pending[idx] = False
         if self.continuous:
-            form = self.split_model.form_parts(self.req[idx, :, _REQUEST_INDEX["prompt"]],
-                                               self.req[idx, :, _REQUEST_INDEX["output"]])
+            form = self.split_model.form_parts(self.buf["prompt"][idx], self.buf["output"][idx])
             for k, v in vars(form).items():
                 getattr(self.buf_form, k)[idx] = v
-        self.ptr[idx] = 0
-        self.pending[idx] = False
 
     # ---------------------------------------------------------------- stepping
-
-    def _rows(self):
-        return self._all, self.ptr
 
     def observe(self) -> tuple[np.ndarray, np.ndarray]:
         """(observation (n, 9), action mask (n, L+1)) of every env's current request (the step's own code)."""
         obs = np.empty((self.n, len(OBSERVATION_FIELDS)), dtype=np.float32)
         mask = np.empty((self.n, self.L + 1), dtype=bool)
-        kernels.arrive(self._all, np.zeros(self.n, dtype=bool), self.ptr, self.req, self.state, self.params, obs,
+        kernels.arrive(self._all, np.zeros(self.n, dtype=bool), self.req, self.state, self.params, obs,
                        _LOW64, _HIGH64, mask)  # not active: no time passes
         return obs, mask
 
@@ -341,12 +308,11 @@ class _Simulator:
         powers are ``ORACLE_POWER_LEVELS`` plus ``power`` (the chosen one) last.
         """
         n = self.n
-        r = self._rows()
         rows = np.arange(n)
         mask = self.action_mask()
-        deadline = self.buf["deadline"][r]
+        deadline = self.buf["deadline"]
         if self.continuous:
-            sc, penalty = self._grid_costs(r, np.ones(n) if power is None else power)
+            sc, penalty = self._grid_costs(np.ones(n) if power is None else power)
             qc, reward = self._score(sc, penalty, self.edge_backlog[:, None, None], self.server_backlog[:, None, None],
                                      deadline[:, None, None, None], self.energy_left[:, None, None, None],
                                      self.steps[:, None, None, None])
@@ -355,19 +321,19 @@ class _Simulator:
             oracle = (rows, o_level, o_power, o_split)
         else:
             b = self.buf
-            sc = costs.link_costs(self._parts(r), self.edge, b["uplink_bps"][r], b["downlink_bps"][r],
-                                  self.link_profile.base_rtt_s, server_share=b["share"][r], check=False)
-            penalty = costs.penalty_from_loss(self.splits, self.L, b["loss"][r][:, None])
+            sc = costs.link_costs(self._parts(), self.edge, b["uplink_bps"], b["downlink_bps"],
+                                  self.link_profile.base_rtt_s, server_share=b["share"], check=False)
+            penalty = costs.penalty_from_loss(self.splits, self.L, b["loss"][:, None])
             qc, reward = self._score(sc, penalty, self.edge_backlog, self.server_backlog, deadline[:, None],
                                      self.energy_left[:, None], self.steps[:, None])
             oracle = (rows, np.where(mask, reward, -np.inf).argmax(axis=1))
         return mask, sc, penalty, qc, reward, oracle
 
-    def _parts(self, r) -> costs.RequestParts:
-        """The parts at every split of the requests at rows ``r``."""
+    def _parts(self) -> costs.RequestParts:
+        """The parts at every split of the current requests."""
         if not self.continuous:
-            return self.split_model.parts(self.buf["prompt"][r], self.buf["output"][r])
-        fields = {k: self.split_model.expand(getattr(self.buf_form, k)[r])
+            return self.split_model.parts(self.buf["prompt"], self.buf["output"])
+        fields = {k: self.split_model.expand(getattr(self.buf_form, k))
                   for k in costs.RequestParts.__dataclass_fields__ if k != "feasible"}
         return costs.RequestParts(**fields, feasible=fields["edge_memory_bytes"] <= self.edge.usable_memory_bytes)
 
@@ -394,10 +360,10 @@ class _Simulator:
             return split, np.digitize(a[:, 1], (-1.0 / 3.0, 1.0 / 3.0)), 0.1 + 0.9 * (a[:, 2] + 1.0) / 2.0
         return np.asarray(action, dtype=np.int64).reshape(n), np.zeros(n, dtype=np.int64), np.ones(n)
 
-    def _step_kernel(self, actions, active, info, rewards, terminated, truncated, obs, mask, dry_run=False) -> int:
-        return kernels.step_discrete(actions, active, dry_run, self.ptr, self.pending, self.req, self.state,
-                                     self.by_prompt, self.by_context, self.counts, self.sensitivity, self.params,
-                                     rewards, terminated, truncated, info, obs, _LOW64, _HIGH64, mask)
+    def _step_kernel(self, actions, active, info, rewards, terminated, truncated, obs, mask, dry_run=False) -> None:
+        kernels.step_discrete(actions, active, dry_run, self.pending, self.req, self.state, self.by_prompt,
+                              self.by_context, self.counts, self.sensitivity, self.params, rewards, terminated,
+                              truncated, info, obs, _LOW64, _HIGH64, mask, self._draws)
 
     def step_discrete(self, action, active: np.ndarray, out=None):
         """Serve every active env's request (discrete); the next requests arrive.
@@ -415,18 +381,14 @@ class _Simulator:
         mask = np.empty((n, self.L + 1), dtype=bool)
         actions = action if isinstance(action, np.ndarray) and action.dtype == np.int64 else \
             np.asarray(action, dtype=np.int64).reshape(n)
-        if self._step_kernel(actions, active, info, rewards, terminated, truncated, obs, mask):
-            idx = np.flatnonzero((self.ptr >= self.block) | self.pending)
-            self._refill(idx)
-            kernels.arrive(idx, active, self.ptr, self.req, self.state, self.params, obs, _LOW64, _HIGH64, mask)
+        self._step_kernel(actions, active, info, rewards, terminated, truncated, obs, mask)
         return rewards, terminated, truncated, info, obs, mask
 
     def step(self, action: np.ndarray, active: np.ndarray | None = None):
         """Continuous mode: serve the current request of every (active) env; (reward, terminated, truncated, info)."""
         s, n = self.scenario, self.n
-        r = self._rows()
         rows = np.arange(n)
-        deadline = self.buf["deadline"][r]
+        deadline = self.buf["deadline"]
         split, level, power = self.decode_action(action)
         mask, sc, penalty, qc, reward, opick = self.evaluate(power)
         o_split = opick[-1]
@@ -463,23 +425,19 @@ class _Simulator:
     def _advance(self, active, served, energy, edge_backlog, server_backlog, info):
         """Continuous mode: the state after serving (active envs only), then the next request."""
         s, n = self.scenario, self.n
-        r = self._rows()
         if active is None:
             active = np.ones(n, dtype=bool)
         edge_backlog = np.where(active, edge_backlog, self.edge_backlog)
         server_backlog = np.where(active, server_backlog, self.server_backlog)
         self.energy_left[:] = np.where(active, self.energy_left - energy, self.energy_left)
-        self.load_observed[:] = np.where(active & (served < self.L), 1.0 - self.buf["share"][r], self.load_observed)
+        self.load_observed[:] = np.where(active & (served < self.L), 1.0 - self.buf["share"], self.load_observed)
         self.steps[:] = self.steps + active
         terminated = active & (self.energy_left <= 0.0)
         truncated = active & ~terminated & (self.steps >= s.episode_requests)
         info["dropped_requests"] = np.where(terminated, s.episode_requests - self.steps, 0).astype(np.int64)
         # the next request arrives
-        self.ptr += active
-        full = np.flatnonzero((self.ptr >= self.block) | self.pending)
-        if len(full):
-            self._refill(full)
-        dt = np.where(active, self.buf["dt"][self._rows()], 0.0)
+        self._draw(np.flatnonzero(active | self.pending))
+        dt = np.where(active, self.buf["dt"], 0.0)
         self.edge_backlog[:] = np.maximum(edge_backlog - dt, 0.0)
         self.server_backlog[:] = np.maximum(server_backlog - dt, 0.0)
         return terminated, truncated, info
@@ -501,17 +459,17 @@ class _Simulator:
         return self._score(sc, penalty, obs[:, 3] * deadline, obs[:, 4] * deadline, deadline[:, None], energy_left,
                            steps)[1]
 
-    def _grid_costs(self, r, power):
+    def _grid_costs(self, power):
         """Continuous mode: costs at every (compression, power, split); the last power is the chosen one."""
         b = self.buf
-        parts = self._parts(r)
+        parts = self._parts()
         parts = costs.RequestParts(**{k: v[:, None, None, :] for k, v in vars(parts).items()})
         fractions = np.concatenate([np.broadcast_to(ORACLE_POWER_LEVELS, (self.n, len(ORACLE_POWER_LEVELS))),
                                     power[:, None]], axis=1)  # (n, P)
-        dist, fading, snr_full = b["distance"][r][:, None], b["fading"][r][:, None], b["snr_db"][r][:, None]
+        dist, fading, snr_full = b["distance"][:, None], b["fading"][:, None], b["snr_db"][:, None]
         up = self.link.uplink_rate_bps(dist, fading, fractions)[:, None, :]  # (n, 1, P)
-        down = b["downlink_bps"][r][:, None, None]
-        share = b["share"][r][:, None, None]
+        down = b["downlink_bps"][:, None, None]
+        share = b["share"][:, None, None]
         per_level = [costs.link_costs(parts, self.edge, up, down, self.link_profile.base_rtt_s, server_share=share,
                                       radio_power_scale=fractions[:, None, :], activation_dtype=c, check=False)
                      for c in COMPRESSION_LEVELS]
@@ -523,7 +481,7 @@ class _Simulator:
         return sc, penalty
 
 
-#: Observation entries that depend only on the request (precomputed per block), and their request columns.
+#: Observation entries that depend only on the request (computed when it is drawn).
 _STATIC_OBS = [0, 1, 2, 7]
 _REQUEST_INDEX = {k: j for j, k in enumerate(kernels.REQUEST_COLUMNS)}
 _ORACLE_SPLIT = kernels.INFO_COLUMNS.index("oracle_split")
@@ -663,9 +621,8 @@ class LayerSplitEnv(gym.Env):
     name (``PRESETS``) or a ``LayerSplitScenario``; any scenario field can be
     overridden by keyword (model, edge, server, link, distance_m, speed_mps,
     arrival_rate_hz, prompt_tokens, output_tokens, deadline_s, energy_budget_j,
-    min_split, the reward weights...). ``block`` (requests drawn per call, default
-    a whole episode up to 256) changes speed and memory, never the trajectories:
-    each episode reads a fixed segment of the env's generator.
+    min_split, the reward weights...). Each request is drawn when it arrives,
+    from 10 uniforms of the env's generator (4 more at an episode's start).
 
     The discrete step and the request draws are compiled with numba (the first
     env of a new install compiles them once, about 15 s, then loads them
@@ -688,15 +645,14 @@ class LayerSplitEnv(gym.Env):
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(self, scenario: str | LayerSplitScenario | None = None, *, continuous: bool = False,
-                 render_mode: str | None = None, block: int | None = None, **fields: Any):
+                 render_mode: str | None = None, **fields: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
         self.scenario = _scenario_from_kwargs(scenario, fields)
         self.continuous = bool(continuous)
         self.render_mode = render_mode
-        block = min(block or 256, self.scenario.episode_requests + 1)  # a whole episode, and its last observation
-        self._sim = _Simulator(self.scenario, 1, self.continuous, block)
+        self._sim = _Simulator(self.scenario, 1, self.continuous)
         self._active = np.ones(1, dtype=bool)
         self._out = (np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
                      np.zeros((len(kernels.INFO_COLUMNS), 1)))  # filled by each step, read into Python values
@@ -765,19 +721,20 @@ class LayerSplitEnv(gym.Env):
             gym.logger.warn("render() called with render_mode=None")
             return None
         sim = self._sim
-        r = (np.arange(1), sim.ptr)
-        total = costs.link_costs(sim._parts(r), sim.edge, sim.buf["uplink_bps"][r], sim.buf["downlink_bps"][r],
-                                 sim.link_profile.base_rtt_s, server_share=sim.buf["share"][r]).total_s[0]
+        b = sim.buf
+        total = costs.link_costs(sim._parts(), sim.edge, b["uplink_bps"], b["downlink_bps"],
+                                 sim.link_profile.base_rtt_s, server_share=b["share"]).total_s[0]
+        deadline = b["deadline"][0]
         mask = sim.action_mask()[0]
         chosen = None if self._last is None else self._last["split"]
         if self.render_mode == "ansi":
-            lines = [f"request: prompt {int(sim.buf['prompt'][r][0])} tok, deadline {sim.buf['deadline'][r][0]:.2f} s"
+            lines = [f"request: prompt {int(b['prompt'][0])} tok, deadline {deadline:.2f} s"
                      + ("" if chosen is None else f"; last split {chosen}, latency {self._last['latency_s']:.3f} s")]
             for k in range(sim.L + 1):
-                bar = "#" * int(min(total[k] / sim.buf["deadline"][r][0], 2.0) * 20)
+                bar = "#" * int(min(total[k] / deadline, 2.0) * 20)
                 lines.append(f"{k:3d} {'.' if mask[k] else 'x'} {total[k]:8.3f}s {bar}")
             return "\n".join(lines) + "\n"
-        return _render_rgb(total, mask, chosen, sim.buf["deadline"][r][0])
+        return _render_rgb(total, mask, chosen, deadline)
 
 
 def _render_rgb(total: np.ndarray, mask: np.ndarray, chosen: int | None, deadline: float) -> np.ndarray:
@@ -813,8 +770,7 @@ class LayerSplitVectorEnv(VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, scenario: str | LayerSplitScenario | None = None, *,
-                 continuous: bool = False, render_mode: str | None = None,
-                 block: int | None = None, **fields: Any):
+                 continuous: bool = False, render_mode: str | None = None, **fields: Any):
         if num_envs < 1:
             raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs}")
         if render_mode is not None:
@@ -823,9 +779,7 @@ class LayerSplitVectorEnv(VectorEnv):
         self.num_envs = num_envs
         self.continuous = bool(continuous)
         self.render_mode = None
-        # requests drawn ahead per env: the table of all envs' drawn requests stays small enough to stay in cache
-        block = min(block or max(2, _CACHED_REQUESTS // num_envs), self.scenario.episode_requests + 1)
-        self._sim = _Simulator(self.scenario, num_envs, self.continuous, block)
+        self._sim = _Simulator(self.scenario, num_envs, self.continuous)
         self.single_observation_space, self.single_action_space = _spaces(self._sim, self.continuous)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
@@ -855,7 +809,7 @@ class LayerSplitVectorEnv(VectorEnv):
         served = ~done_before
         if done_before.any():  # next-step autoreset: these envs reset instead of stepping
             idx = np.flatnonzero(done_before)
-            self._sim.reset(idx, refill=False)
+            self._sim.reset(idx, draw=False)
         if self.continuous:
             rewards, terminated, truncated, infos = self._sim.step(actions, active=served)
             rewards = np.where(served, rewards, 0.0)
