@@ -331,6 +331,16 @@ def test_episodes_read_their_generator_in_place_as_random_would():
     assert env.np_random.random() == clone.np_random.random()
 
 
+def test_draw_numbers_pack_in_the_documented_order():
+    parts = {name: np.arange(length) + 100 * j for j, (name, length) in enumerate(kernels.DRAW_NUMBERS)}
+    packed = kernels.draw_numbers(**parts)
+    np.testing.assert_array_equal(packed, np.concatenate(list(parts.values())))
+    with pytest.raises(ValueError, match="'link': expected 11 values, got 3"):
+        kernels.draw_numbers(**{**parts, "link": (1, 2, 3)})
+    with pytest.raises(ValueError, match="unknown parts"):
+        kernels.draw_numbers(**parts, colour=(1,))
+
+
 def test_standard_normal_is_the_normal_quantile():
     """The kernels' normals: AS241 as in the standard library, finite and symmetric at the ends of [0, 1)."""
     grid = np.random.default_rng(0).random(2000).tolist() + [0.0, 2.0 ** -53, 0.02, 0.0749, 0.5, 0.9251, 1 - 2.0 ** -53]

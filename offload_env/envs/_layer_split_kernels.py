@@ -129,11 +129,40 @@ def standard_normal(u):
 _normal = _inline(standard_normal)
 
 
+#: The numbers of the request draw, packed in one float64 array (:func:`draw_numbers`): (part, length).
+DRAW_NUMBERS = (
+    ("scenario", 11),  # arrival rate, deadline lo, hi, distance lo, hi, speed, fading correlation,
+                       # output prediction sigma, estimate noise dB, min split, discrete (1.0) or not
+    ("prompt_spec", 4), ("output_spec", 4),  # token specs: median, sigma, min, max
+    ("link", 11),  # tx power W, noise W, carrier Hz, path-loss code and its 5 numbers, bandwidth Hz,
+                   # downlink / uplink power
+    ("loss", 6),  # the numbers of costs.erasure_from_snr, then of costs.loss_from_erasure
+    ("obs_scale", 4), ("obs_low", 4), ("obs_high", 4),  # observation entries 0, 1, 2, 7: divisor, bounds
+)
+_SCN, _PROMPT_SPEC, _OUTPUT_SPEC, _LINK, _LOSS_TERMS, _OBS_SCALE, _OBS_LOW, _OBS_HIGH = \
+    np.cumsum([0] + [length for _, length in DRAW_NUMBERS])[:-1].tolist()
+
+
+def draw_numbers(**parts) -> np.ndarray:
+    """The parts of ``DRAW_NUMBERS``, by name, packed into one array (each checked for its length)."""
+    packed = []
+    for name, length in DRAW_NUMBERS:
+        values = [float(v) for v in parts.pop(name)]
+        if len(values) != length:
+            raise ValueError(f"draw numbers {name!r}: expected {length} values, got {len(values)}")
+        packed += values
+    if parts:
+        raise ValueError(f"draw numbers: unknown parts {sorted(parts)}")
+    return np.array(packed)
+
+
 @_inline
-def _snr(distance, fading_power, link):
-    """Linear uplink SNR (``channel.path_loss_coded`` and ``snr_from_path_loss``); link: see _draw."""
-    pl = _path_loss(distance, link[2], link[3], link[4], link[5], link[6], link[7], link[8])
-    return _snr_from_path_loss(pl, fading_power, 1.0, link[0], link[1])
+def _snr(distance, fading_power, nums):
+    """Linear uplink SNR (``channel.path_loss_coded`` and ``snr_from_path_loss``) with the link of ``nums``."""
+    k = _LINK
+    pl = _path_loss(distance, nums[k + 2], nums[k + 3], nums[k + 4], nums[k + 5], nums[k + 6], nums[k + 7],
+                    nums[k + 8])
+    return _snr_from_path_loss(pl, fading_power, 1.0, nums[k], nums[k + 1])
 
 
 @intrinsic
@@ -161,12 +190,11 @@ def _draw(i, fresh, draws, req):
     """Env i's next request, drawn from its generator into ``req[i]`` (its episode's start first if ``fresh``).
 
     ``draws``: (generators, distance, direction, fading, load_state,
-    last_snr_db, scenario, load_cdf, load_levels, prompt_spec, output_spec,
-    link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high).
-    ``generators[i]`` holds the addresses of env i's bit generator's C
-    ``next_double`` and of its state: the draws read that state in place, the
-    uniforms ``Generator.random`` would give. A fresh episode starts from 4: distance uniform in the range,
-    a random direction, fading from its stationary law, the lowest load. Each
+    last_snr_db, numbers (``DRAW_NUMBERS``), load_cdf, load_levels,
+    fit_by_tokens). ``generators[i]`` holds the addresses of env i's bit
+    generator's C ``next_double`` and of its state: the draws read that state
+    in place, the uniforms ``Generator.random`` would give. A fresh episode
+    starts from 4: distance uniform in the range, a random direction, fading from its stationary law, the lowest load. Each
     request reads 10: Poisson arrival, lognormal prompt and output lengths
     (``workload.lognormal_count``), uniform deadline, a walk reflected into the
     distance range, Gauss-Markov fading, the Markov-modulated server load, the
@@ -174,15 +202,12 @@ def _draw(i, fresh, draws, req):
     (``costs``), the deepest split that fits edge memory, and the observation
     entries that depend on the request only (float32, clipped). Updates env i's
     state entries in place.
-
-    ``scenario``: (arrival rate, deadline lo, hi, distance lo, hi, speed, fading
-    correlation, output prediction sigma, estimate noise dB, min split, discrete);
-    ``link``: (tx power W, noise W, carrier Hz, path-loss code and numbers,
-    bandwidth Hz, downlink / uplink power); specs: (median, sigma, min, max).
     """
-    (generators, distance, direction, fading, load_state, last_snr_db, scenario, load_cdf, load_levels,
-     prompt_spec, output_spec, link, loss_terms, fit_by_tokens, obs_scale, obs_low, obs_high) = draws
-    rate, d_lo, d_hi, x_lo, x_hi, speed, rho, pred_sigma, noise_db, min_split, discrete = scenario
+    generators, distance, direction, fading, load_state, last_snr_db, nums, load_cdf, load_levels, fit_by_tokens = \
+        draws
+    rate, d_lo, d_hi, x_lo, x_hi = nums[_SCN], nums[_SCN + 1], nums[_SCN + 2], nums[_SCN + 3], nums[_SCN + 4]
+    speed, rho, pred_sigma, noise_db = nums[_SCN + 5], nums[_SCN + 6], nums[_SCN + 7], nums[_SCN + 8]
+    min_split, discrete = nums[_SCN + 9], nums[_SCN + 10] != 0.0
     width = x_hi - x_lo
     x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
     if fresh:
@@ -192,7 +217,7 @@ def _draw(i, fresh, draws, req):
         d = 1.0 if u1 < 0.5 else -1.0
         h = complex(_normal(u2), _normal(u3)) / math.sqrt(2.0)
         ls = 0
-        previous = 10.0 * math.log10(_snr(x, _power(h), link))
+        previous = 10.0 * math.log10(_snr(x, _power(h), nums))
     else:
         previous = last_snr_db[i]
     u0, u1, u2, u3, u4 = (_uniform(generators, i), _uniform(generators, i), _uniform(generators, i),
@@ -215,27 +240,29 @@ def _draw(i, fresh, draws, req):
         nxt += u7 > load_cdf[ls, level]
     ls = min(nxt, n_levels - 1)
     power = _power(h)
-    snr = _snr(dist, power, link)
+    snr = _snr(dist, power, nums)
     snr_db = 10.0 * math.log10(snr)
-    prompt = _tokens(z_prompt, prompt_spec[0], prompt_spec[1], prompt_spec[2], prompt_spec[3], 0.0)
-    output = _tokens(z_output, output_spec[0], output_spec[1], output_spec[2], output_spec[3], 0.0)
+    k = _PROMPT_SPEC
+    prompt = _tokens(z_prompt, nums[k], nums[k + 1], nums[k + 2], nums[k + 3], 0.0)
+    k = _OUTPUT_SPEC
+    output = _tokens(z_output, nums[k], nums[k + 1], nums[k + 2], nums[k + 3], 0.0)
     r = req[i]
     r[_DT], r[_PROMPT], r[_OUTPUT] = dt, prompt, output
     r[_PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
     r[_DEADLINE] = d_lo + (d_hi - d_lo) * u8
     r[_SNR_DB], r[_SNR_EST] = snr_db, previous + noise_db * z_est
     r[_SHARE] = 1.0 - load_levels[ls]
-    r[_UP] = _rate(link[9], snr)
-    r[_DOWN] = _rate(link[9], snr * link[10])
+    r[_UP] = _rate(nums[_LINK + 9], snr)
+    r[_DOWN] = _rate(nums[_LINK + 9], snr * nums[_LINK + 10])
     r[_DISTANCE], r[_FADING] = dist, power
     r[_LOSS] = 0.0
     if discrete:
-        r[_LOSS] = _loss(_erasure(snr_db, loss_terms[0], loss_terms[1]), loss_terms[2], loss_terms[3],
-                         loss_terms[4], loss_terms[5])
+        k = _LOSS_TERMS
+        r[_LOSS] = _loss(_erasure(snr_db, nums[k], nums[k + 1]), nums[k + 2], nums[k + 3], nums[k + 4], nums[k + 5])
     r[_HI] = max(fit_by_tokens[int(prompt + output)], min_split)
     for q, v in enumerate((r[_SNR_EST], r[_PROMPT], r[_PRED], r[_DEADLINE])):
-        entry = np.float32(v / obs_scale[q])  # observation entries 0, 1, 2 and 7
-        r[_OBS0 + q] = min(max(entry, obs_low[q]), obs_high[q])
+        entry = np.float32(v / nums[_OBS_SCALE + q])  # observation entries 0, 1, 2 and 7
+        r[_OBS0 + q] = min(max(entry, nums[_OBS_LOW + q]), nums[_OBS_HIGH + q])
     distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, snr_db
 
 

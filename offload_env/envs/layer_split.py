@@ -175,15 +175,16 @@ class _Simulator:
                       episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
         self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
         self._obs_scale = np.array([30.0, s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1]])
-        # the numbers of the compiled request draw (see kernels._draw)
-        self._draw_terms = (float(s.arrival_rate_hz), float(s.deadline_s[0]), float(s.deadline_s[1]),
-                            float(s.distance_m[0]), float(s.distance_m[1]), float(s.speed_mps),
-                            float(s.fading_correlation), float(s.output_prediction_sigma),
-                            float(s.channel_estimate_noise_db), int(s.min_split), not continuous)
-        self._prompt_spec, self._output_spec = (tuple(float(v) for v in x) for x in (s.prompt_tokens, s.output_tokens))
-        self._link_terms = (self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
-                            self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w)
-        self._loss_terms = (*costs.erasure_terms(), *costs.accuracy_loss_terms("float16"))
+        # the numbers of the compiled request draw (kernels.DRAW_NUMBERS)
+        self._draw_numbers = kernels.draw_numbers(
+            scenario=(s.arrival_rate_hz, s.deadline_s[0], s.deadline_s[1], s.distance_m[0], s.distance_m[1],
+                      s.speed_mps, s.fading_correlation, s.output_prediction_sigma, s.channel_estimate_noise_db,
+                      s.min_split, not continuous),
+            prompt_spec=s.prompt_tokens, output_spec=s.output_tokens,
+            link=(self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
+                  self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w),
+            loss=(*costs.erasure_terms(), *costs.accuracy_loss_terms("float16")), obs_scale=self._obs_scale,
+            obs_low=OBSERVATION_LOW[_STATIC_OBS], obs_high=OBSERVATION_HIGH[_STATIC_OBS])
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -233,9 +234,7 @@ class _Simulator:
         self.generators[index] = ctypes.cast(interface.next_double, ctypes.c_void_p).value, interface.state_address
         # what kernels._draw reads (the arrays are updated in place)
         self._draws = (self.generators, self.distance, self.direction, self.fading, self.load_state,
-                       self.last_snr_db, self._draw_terms, self.load_cdf, self.load_levels, self._prompt_spec,
-                       self._output_spec, self._link_terms, self._loss_terms, self.fit_by_tokens, self._obs_scale,
-                       OBSERVATION_LOW[_STATIC_OBS], OBSERVATION_HIGH[_STATIC_OBS])
+                       self.last_snr_db, self._draw_numbers, self.load_cdf, self.load_levels, self.fit_by_tokens)
 
     def seed(self, index: int, rng: np.random.Generator) -> None:
         self._bind(index, rng)
