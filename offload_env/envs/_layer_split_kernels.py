@@ -185,7 +185,7 @@ def _uniform(generators, i):
 UNIFORMS_AT_START, UNIFORMS_PER_REQUEST = 4, 10
 
 
-@_inline
+@_jit
 def _draw(i, fresh, draws, req):
     """Env i's next request, drawn from its generator into ``req[i]`` (its episode's start first if ``fresh``).
 

@@ -624,7 +624,7 @@ class LayerSplitEnv(gym.Env):
     from 10 uniforms of the env's generator (4 more at an episode's start).
 
     The discrete step and the request draws are compiled with numba (the first
-    env of a new install compiles them once, about 15 s, then loads them
+    env of a new install compiles them once, about 40 s, then loads them
     from numba's cache); they evaluate the formulas of ``costs``, ``channel``
     and ``workload`` compiled as they are, and tests check them against those
     modules' numpy results.
