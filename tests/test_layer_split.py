@@ -19,7 +19,7 @@ import offload_env  # noqa: F401  (registers the envs)
 from agents.baselines import AllLocal, AllServer, Greedy, Oracle, RandomFeasible, evaluate
 from offload_env import costs, profiles
 from offload_env.envs import _layer_split_kernels as kernels
-from offload_env.envs.layer_split import PRESETS, LayerSplitEnv, LayerSplitVectorEnv
+from offload_env.envs.layer_split import ORACLE_POWER_LEVELS, PRESETS, LayerSplitEnv, LayerSplitVectorEnv
 
 ENV_ID = "offload_env/LayerSplit-v0"
 
@@ -376,6 +376,42 @@ def test_compiled_step_agrees_with_the_numpy_cost_model(scenario):
         best = np.where(mask, rewards, -np.inf)
         assert info["oracle_reward"] == pytest.approx(best.max(), rel=1e-9)
         assert best[info["oracle_split"]] == pytest.approx(best.max(), rel=1e-9)
+        if terminated or truncated:
+            obs, info = env.reset()
+
+
+@pytest.mark.parametrize("scenario", list(PRESETS))
+def test_compiled_continuous_step_agrees_with_the_numpy_cost_model(scenario):
+    """The continuous step's action mapping, costs and oracle equal ``_Simulator.evaluate`` (numpy, ``costs``)."""
+    env = LayerSplitEnv(scenario, continuous=True, arrival_rate_hz=1.0)  # queues build up
+    obs, info = env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        action = rng.uniform(-1.2, 1.2, 3)  # out of the box too: clipped
+        split, level, power = env._sim.decode_action(action)
+        mask, sc, penalty, qc, rewards, (_, o_level, o_power, o_split) = env._sim.evaluate(power)
+        oracle_action = env.oracle_action()
+        obs, r, terminated, truncated, info = env.step(action)
+        allowed = np.flatnonzero(mask[0])
+        k, lv = info["split"], info["compression"]
+        assert (info["requested_split"], lv) == (split[0], level[0])
+        assert k == min(max(split[0], allowed[0]), allowed[-1]) and info["fallback"] == (k != split[0])
+        assert info["tx_power_fraction"] == pytest.approx(power[0], rel=1e-15)
+        pick = (0, lv, -1, k)  # the chosen power is the grid's last
+        assert r == pytest.approx(rewards[pick] - env.scenario.w_invalid * info["fallback"], rel=1e-9, abs=1e-9)
+        for key, field in (("latency_s", qc.latency_s), ("edge_energy_j", qc.edge_energy_j),
+                           ("edge_queue_s", qc.edge_wait_s), ("server_queue_s", qc.server_wait_s)):
+            assert info[key] == pytest.approx(field[pick], rel=1e-9, abs=1e-12), key
+        for key in ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s", "round_trip_s", "uplink_bytes"):
+            assert info[key] == pytest.approx(getattr(sc, key)[pick], rel=1e-9, abs=1e-12), key
+        assert info["accuracy_penalty"] == pytest.approx(penalty[pick], rel=1e-9, abs=1e-15)
+        grid = np.where(mask[0], rewards[0, :, :-1, :], -np.inf)  # the oracle's powers only
+        assert info["oracle_reward"] == pytest.approx(grid.max(), rel=1e-9)
+        assert (info["oracle_split"], info["oracle_compression"]) == (o_split[0], o_level[0])
+        assert info["oracle_tx_power_fraction"] == ORACLE_POWER_LEVELS[o_power[0]]
+        decoded = env._sim.decode_action(oracle_action)
+        assert (decoded[0][0], decoded[1][0]) == (o_split[0], o_level[0])
+        assert decoded[2][0] == pytest.approx(ORACLE_POWER_LEVELS[o_power[0]], rel=1e-6)
         if terminated or truncated:
             obs, info = env.reset()
 

@@ -1,4 +1,4 @@
-"""Compiled inner loops of LayerSplit-v0 (numba): the draw of each request and the discrete step.
+"""Compiled inner loops of LayerSplit-v0 (numba): the draw of each request, the discrete and the continuous step.
 
 No cost formula is written here: the functions of ``costs``, ``channel`` and
 ``workload`` bound below are compiled as they are, request parts come from
@@ -462,3 +462,183 @@ def arrive(envs, active, req, state, p, obs, obs_low, obs_high, mask):
     """:func:`_arrive` for envs ``envs``."""
     for i in envs:
         _arrive(i, active[i], req, state, p, obs, obs_low, obs_high, mask)
+
+
+#: Columns of the continuous step's info table: the discrete step's, then the compression and power.
+CONTINUOUS_INFO_COLUMNS = INFO_COLUMNS + ("compression", "tx_power_fraction", "oracle_compression",
+                                          "oracle_tx_power_fraction")
+CONTINUOUS_INFO_INTS = INFO_INTS + ("compression", "oracle_compression")
+#: What the continuous step reads beyond the discrete step's (:func:`continuous_numbers`): (part, length).
+CONTINUOUS_NUMBERS = (
+    ("oracle_powers", 3),  # the transmit-power fractions the oracle searches
+    ("activation_scales", 3),  # bytes of a hidden-state element / 2, per compression level
+    ("loss", 14),  # the numbers of costs.erasure_from_snr, then of costs.loss_from_erasure per level (3 x 4)
+)
+_C_POWERS, _C_SCALES, _C_LOSS = 0, 3, 6
+
+
+def continuous_numbers(oracle_powers, activation_scales, erasure_terms, loss_terms) -> np.ndarray:
+    """The numbers of :data:`CONTINUOUS_NUMBERS`, packed (``loss_terms``: one 4-tuple per compression level)."""
+    packed = [float(v) for v in (*oracle_powers, *activation_scales, *erasure_terms)]
+    packed += [float(v) for terms in loss_terms for v in terms]
+    if len(packed) != sum(length for _, length in CONTINUOUS_NUMBERS):
+        raise ValueError(f"continuous numbers: expected {CONTINUOUS_NUMBERS}, got {len(packed)} values")
+    return np.array(packed)
+
+
+@_jit
+def step_continuous(actions, active, dry_run, pending, req, state, by_prompt, by_context, counts, sensitivity, p,
+                    cont, rewards, terminated, truncated, info, obs, obs_low, obs_high, mask, draws):
+    """:func:`step_discrete` for continuous actions (split, compression, transmit power in [-1, 1]^3).
+
+    The action maps to split ``round((a0 + 1) / 2 * L)``, compression level
+    (float16 below -1/3, int8 up to 1/3, int4 above) and power fraction
+    ``0.1 + 0.9 (a2 + 1) / 2``, which scales the uplink SNR (hence the rate
+    and the accuracy loss) and the radio's power. The oracle searches every
+    compression level x ``oracle_powers`` x allowed split (ties to the first
+    in that order). ``info``: CONTINUOUS_INFO_COLUMNS x envs.
+    """
+    n = actions.shape[0]
+    L, n_groups = counts.shape[1] - 1, counts.shape[0]
+    F, n_parts = by_prompt.shape[2], by_prompt.shape[1]
+    nums = draws[6]
+    k_link = _LINK
+    tx_w, noise_w, bandwidth = nums[k_link], nums[k_link + 1], nums[k_link + 9]
+    parts, cost_form = np.empty((n_parts, F)), np.empty((9, F))
+    total_at, energy_at, base_at = np.empty(L + 1), np.empty(L + 1), np.empty(L + 1)
+    fractions = np.empty(4)
+    at_served = np.empty(9)
+    idle_w, w_accuracy, w_invalid, w_dropped = p[3], p[8], p[11], p[12]
+    w_latency, w_energy_idle, w_miss = p[5], p[9], p[10]
+    n_requests, min_split = p[13], int(p[14])
+    e50, e_slope = cont[_C_LOSS], cont[_C_LOSS + 1]
+    for i in range(n):
+        if not (active[i] or dry_run):
+            if pending[i]:
+                _draw(i, True, draws, req)
+                pending[i] = False
+            _arrive(i, False, req, state, p, obs, obs_low, obs_high, mask)
+            continue
+        deadline, hi = req[i, _DEADLINE], int(req[i, _HI])
+        P = int(req[i, _PROMPT])
+        c = P + int(req[i, _OUTPUT]) - 1
+        for j in range(F):
+            for f in range(n_parts):
+                parts[f, j] = by_prompt[P, f, j] + by_context[c, f, j] - by_context[P, f, j]
+        down, share, snr_db = req[i, _DOWN], req[i, _SHARE], req[i, _SNR_DB]
+        pl = _path_loss(req[i, _DISTANCE], nums[k_link + 2], nums[k_link + 3], nums[k_link + 4], nums[k_link + 5],
+                        nums[k_link + 6], nums[k_link + 7], nums[k_link + 8])
+        eb, sb, energy_left, steps = state[i, _EB], state[i, _SB], state[i, _ENERGY_LEFT], state[i, _STEPS]
+        dropped_cost = w_dropped * (n_requests - steps - 1.0)
+        # the action
+        a0 = min(max(actions[i, 0], -1.0), 1.0)
+        a1 = min(max(actions[i, 1], -1.0), 1.0)
+        a2 = min(max(actions[i, 2], -1.0), 1.0)
+        requested = int(np.rint((a0 + 1.0) / 2.0 * L))
+        level = 0 if a1 < -1.0 / 3.0 else (1 if a1 < 1.0 / 3.0 else 2)
+        fractions[0], fractions[1], fractions[2] = cont[_C_POWERS], cont[_C_POWERS + 1], cont[_C_POWERS + 2]
+        fractions[3] = 0.1 + 0.9 * (a2 + 1.0) / 2.0
+        served = min(max(requested, min_split), hi)
+        best, best_k, best_level, best_power = -np.inf, -1, -1, -1
+        best_total, best_energy, served_reward, penalty = 0.0, 0.0, 0.0, 0.0
+        for lv in range(3):
+            for pw in range(4):
+                if dry_run and pw == 3:
+                    continue
+                fraction = fractions[pw]
+                up = _rate(bandwidth, _snr_from_path_loss(pl, req[i, _FADING], fraction, tx_w, noise_w))
+                k = _C_LOSS + 2 + 4 * lv
+                loss = _loss(_erasure(snr_db + 10.0 * math.log10(fraction), e50, e_slope), cont[k], cont[k + 1],
+                             cont[k + 2], cont[k + 3])
+                for j in range(F):
+                    up_bytes, uplink, downlink, server, rtt, total, energy = _link_terms(
+                        parts[0, j], parts[1, j], parts[2, j], parts[3, j], parts[4, j], parts[5, j], up, down, p[0],
+                        share, fraction, cont[_C_SCALES + lv], p[2], p[3], p[4])
+                    cost_form[_C_EDGE, j], cost_form[_C_UP, j], cost_form[_C_SERVER, j] = parts[0, j], uplink, server
+                    cost_form[_C_DOWN, j], cost_form[_C_RTT, j], cost_form[_C_TOTAL, j] = downlink, rtt, total
+                    cost_form[_C_ENERGY, j], cost_form[_C_BYTES, j] = energy, up_bytes
+                    cost_form[_C_BASE, j] = _base_reward(total, energy, 0.0, deadline, p[5], p[6], p[7], p[8])
+                if pw == 3:  # the action's own power: only its compression level and split are served
+                    if lv != level:
+                        continue
+                    _form_at(cost_form, counts, served, L, n_groups, at_served)
+                    edge_wait, server_wait = _queue_waits(served, L, eb, sb)
+                    wait = edge_wait + server_wait
+                    penalty = _penalty(sensitivity[served], loss)
+                    energy = at_served[_C_ENERGY] + wait * idle_w
+                    served_reward = (at_served[_C_BASE] - w_accuracy * penalty) - _rest(
+                        wait, at_served[_C_TOTAL], energy, deadline, energy_left, dropped_cost, w_latency,
+                        w_energy_idle, w_miss)
+                    continue
+                _expand_form(cost_form, counts, L, n_groups, total_at, energy_at, base_at)
+                for k in range(min_split, hi + 1):
+                    edge_wait, server_wait = _queue_waits(k, L, eb, sb)
+                    wait = edge_wait + server_wait
+                    r = (base_at[k] - w_accuracy * _penalty(sensitivity[k], loss)) - _rest(
+                        wait, total_at[k], energy_at[k] + wait * idle_w, deadline, energy_left, dropped_cost,
+                        w_latency, w_energy_idle, w_miss)
+                    if r > best:
+                        best, best_k, best_level, best_power = r, k, lv, pw
+                        best_total, best_energy = total_at[k] + wait, energy_at[k] + wait * idle_w
+        info[16, i], info[17, i], info[18, i], info[19, i] = best_k, best, best_total, best_energy
+        info[23, i], info[24, i] = best_level, fractions[best_power]
+        if dry_run:
+            continue
+        invalid = served != requested
+        rewards[i] = served_reward - w_invalid * invalid
+        edge_wait, server_wait = _queue_waits(served, L, eb, sb)
+        wait = edge_wait + server_wait
+        energy = at_served[_C_ENERGY] + wait * idle_w
+        edge_c, server_c, latency = at_served[_C_EDGE], at_served[_C_SERVER], at_served[_C_TOTAL] + wait
+        info[0, i], info[1, i], info[2, i], info[3, i] = served, requested, invalid, latency
+        info[4, i], info[5, i] = edge_wait, server_wait
+        info[6, i], info[7, i], info[8, i], info[9, i] = edge_c, at_served[_C_UP], server_c, at_served[_C_DOWN]
+        info[10, i], info[11, i], info[12, i], info[13, i] = at_served[_C_RTT], energy, at_served[_C_BYTES], penalty
+        info[14, i], info[15, i] = deadline, latency <= deadline
+        info[21, i], info[22, i] = level, fractions[3]
+        # the state after serving (as in step_discrete)
+        if served >= 1:
+            state[i, _EB] = edge_wait + edge_c
+        if served < L:
+            state[i, _SB] = wait + server_c
+            state[i, _LOAD_OBS] = 1.0 - req[i, _SHARE]
+        energy_left -= energy
+        steps += 1.0
+        state[i, _ENERGY_LEFT], state[i, _STEPS] = energy_left, steps
+        terminated[i] = energy_left <= 0.0
+        truncated[i] = not terminated[i] and steps >= n_requests
+        info[20, i] = n_requests - steps if terminated[i] else 0.0
+        _draw(i, False, draws, req)
+        _arrive(i, True, req, state, p, obs, obs_low, obs_high, mask)
+
+
+@_inline
+def _form_at(cost_form, counts, k, L, n_groups, out):
+    """Every row of ``cost_form`` at split ``k`` (SplitModel.at's arithmetic)."""
+    for row in range(cost_form.shape[0]):
+        if k == 0:
+            out[row] = cost_form[row, 0]
+        elif k == L:
+            out[row] = cost_form[row, 1]
+        else:
+            v = cost_form[row, 3] * counts[0, k]
+            v += cost_form[row, 2]
+            for g in range(1, n_groups):
+                v += cost_form[row, 3 + g] * counts[g, k]
+            out[row] = v
+
+
+@_inline
+def _expand_form(cost_form, counts, L, n_groups, total_at, energy_at, base_at):
+    """Total, energy and base reward of ``cost_form`` at every split (SplitModel.expand's arithmetic)."""
+    for k in range(L + 1):
+        total_at[k] = cost_form[_C_TOTAL, 3] * counts[0, k] + cost_form[_C_TOTAL, 2]
+        energy_at[k] = cost_form[_C_ENERGY, 3] * counts[0, k] + cost_form[_C_ENERGY, 2]
+        base_at[k] = cost_form[_C_BASE, 3] * counts[0, k] + cost_form[_C_BASE, 2]
+    for g in range(1, n_groups):
+        for k in range(L + 1):
+            total_at[k] += cost_form[_C_TOTAL, 3 + g] * counts[g, k]
+            energy_at[k] += cost_form[_C_ENERGY, 3 + g] * counts[g, k]
+            base_at[k] += cost_form[_C_BASE, 3 + g] * counts[g, k]
+    total_at[0], energy_at[0], base_at[0] = cost_form[_C_TOTAL, 0], cost_form[_C_ENERGY, 0], cost_form[_C_BASE, 0]
+    total_at[L], energy_at[L], base_at[L] = cost_form[_C_TOTAL, 1], cost_form[_C_ENERGY, 1], cost_form[_C_BASE, 1]

@@ -24,7 +24,6 @@ __all__ = ["LayerSplitScenario", "PRESETS", "LayerSplitEnv", "LayerSplitVectorEn
 COMPRESSION_LEVELS = costs.ACTIVATION_DTYPES
 #: Transmit-power fractions the oracle searches in continuous mode.
 ORACLE_POWER_LEVELS = (0.25, 0.5, 1.0)
-#: Uniform draws consumed per request (fixed, so trajectories do not depend on batching).
 
 
 @dataclass(frozen=True)
@@ -128,12 +127,12 @@ class _Simulator:
     (arrivals, token counts, mobility, fading, server load) do not depend on the
     actions: each request is drawn when it arrives, from a fixed number of
     uniforms of its env's generator (so an episode's draws never depend on the
-    others, or on how the envs are stepped). The discrete step
-    is compiled (``_layer_split_kernels``): it costs each request from
-    ``costs.SplitModel.token_tables`` with ``costs.link_terms`` and scores every
-    allowed split for the oracle. The continuous step is numpy over
-    ``costs.link_costs``. Only the queues and the energy budget depend on the
-    actions.
+    others, or on how the envs are stepped). Both steps are compiled
+    (``_layer_split_kernels``): they cost each request from
+    ``costs.SplitModel.token_tables`` with ``costs.link_terms`` and score every
+    allowed action for the oracle; :meth:`evaluate` scores them with numpy
+    over ``costs.link_costs`` (the reference the tests hold them to). Only the
+    queues and the energy budget depend on the actions.
     """
 
     def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool):
@@ -196,12 +195,14 @@ class _Simulator:
         self.state = np.zeros((n, len(kernels.STATE_COLUMNS)))  # backlogs, energy left, load seen, steps
         self.pending = np.zeros(n, dtype=bool)  # reset, first request not drawn yet
         self.req = np.zeros((n, len(kernels.REQUEST_COLUMNS)))  # each env's current request
-        if continuous:
-            F = self.split_model.form_size
-            #: each request's parts in affine split form (costs.SplitModel)
-            self.buf_form = costs.RequestParts(**{k: np.zeros((n, F), dtype=bool if k == "feasible"
-                                                              else np.float64)
-                                                  for k in costs.RequestParts.__dataclass_fields__})
+        #: the continuous step's numbers (kernels.CONTINUOUS_NUMBERS)
+        self._continuous_numbers = kernels.continuous_numbers(
+            ORACLE_POWER_LEVELS, [profiles.DTYPE_BYTES[c] / 2.0 for c in COMPRESSION_LEVELS], costs.erasure_terms(),
+            [costs.accuracy_loss_terms(c) for c in COMPRESSION_LEVELS])
+        self.info_columns = kernels.CONTINUOUS_INFO_COLUMNS if continuous else kernels.INFO_COLUMNS
+        ints = kernels.CONTINUOUS_INFO_INTS if continuous else kernels.INFO_INTS
+        self.info_ints = [self.info_columns.index(k) for k in ints]
+        self.info_bools = [self.info_columns.index(k) for k in kernels.INFO_BOOLS]
         self._all = np.arange(n)
 
     # state columns, as views (assign in place: ``sim.energy_left[i] = x``)
@@ -257,10 +258,6 @@ class _Simulator:
         """Draw the next request of envs ``idx`` (an episode's first where pending)."""
         kernels.draw(idx, self.pending[idx], self._draws, self.req)
         self.pending[idx] = False
-        if self.continuous:
-            form = self.split_model.form_parts(self.buf["prompt"][idx], self.buf["output"][idx])
-            for k, v in vars(form).items():
-                getattr(self.buf_form, k)[idx] = v
 
     # ---------------------------------------------------------------- stepping
 
@@ -330,25 +327,23 @@ class _Simulator:
 
     def _parts(self) -> costs.RequestParts:
         """The parts at every split of the current requests."""
-        if not self.continuous:
-            return self.split_model.parts(self.buf["prompt"], self.buf["output"])
-        fields = {k: self.split_model.expand(getattr(self.buf_form, k))
-                  for k in costs.RequestParts.__dataclass_fields__ if k != "feasible"}
-        return costs.RequestParts(**fields, feasible=fields["edge_memory_bytes"] <= self.edge.usable_memory_bytes)
+        return self.split_model.parts(self.buf["prompt"], self.buf["output"])
 
     def oracle_actions(self) -> np.ndarray:
-        """The full-information myopic oracle's action for every env's current request."""
+        """The full-information myopic oracle's action for every env's current request (the step's own search)."""
+        n = self.n
+        info = np.zeros((len(self.info_columns), n))
+        actions = np.zeros((n, 3)) if self.continuous else np.zeros(n, dtype=np.int64)
+        self._step_kernel(actions, np.ones(n, dtype=bool), info, np.zeros(n), np.zeros(n, dtype=bool),
+                          np.zeros(n, dtype=bool), np.empty((n, len(OBSERVATION_FIELDS)), dtype=np.float32),
+                          np.empty((n, self.L + 1), dtype=bool), dry_run=True)
+        split = info[_ORACLE_SPLIT].astype(np.int64)
         if not self.continuous:
-            n = self.n
-            info = np.zeros((len(kernels.INFO_COLUMNS), n))
-            self._step_kernel(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), info, np.zeros(n),
-                              np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                              np.empty((n, len(OBSERVATION_FIELDS)), dtype=np.float32),
-                              np.empty((n, self.L + 1), dtype=bool), dry_run=True)
-            return info[_ORACLE_SPLIT].astype(np.int64)
-        _, level, power, split = self.evaluate()[-1]
-        return np.stack([2.0 * split / self.L - 1.0, (level - 1) * (2.0 / 3.0),
-                         (np.asarray(ORACLE_POWER_LEVELS)[power] - 0.1) / 0.45 - 1.0], axis=1)
+            return split
+        columns = self.info_columns
+        level = info[columns.index("oracle_compression")]
+        power = info[columns.index("oracle_tx_power_fraction")]
+        return np.stack([2.0 * split / self.L - 1.0, (level - 1) * (2.0 / 3.0), (power - 0.1) / 0.45 - 1.0], axis=1)
 
     def decode_action(self, action) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(split, compression level, transmit-power fraction) of each env's action."""
@@ -360,86 +355,37 @@ class _Simulator:
         return np.asarray(action, dtype=np.int64).reshape(n), np.zeros(n, dtype=np.int64), np.ones(n)
 
     def _step_kernel(self, actions, active, info, rewards, terminated, truncated, obs, mask, dry_run=False) -> None:
-        kernels.step_discrete(actions, active, dry_run, self.pending, self.req, self.state, self.by_prompt,
-                              self.by_context, self.counts, self.sensitivity, self.params, rewards, terminated,
-                              truncated, info, obs, _LOW64, _HIGH64, mask, self._draws)
+        if self.continuous:
+            kernels.step_continuous(actions, active, dry_run, self.pending, self.req, self.state, self.by_prompt,
+                                    self.by_context, self.counts, self.sensitivity, self.params,
+                                    self._continuous_numbers, rewards, terminated, truncated, info, obs, _LOW64,
+                                    _HIGH64, mask, self._draws)
+        else:
+            kernels.step_discrete(actions, active, dry_run, self.pending, self.req, self.state, self.by_prompt,
+                                  self.by_context, self.counts, self.sensitivity, self.params, rewards, terminated,
+                                  truncated, info, obs, _LOW64, _HIGH64, mask, self._draws)
 
-    def step_discrete(self, action, active: np.ndarray, out=None):
-        """Serve every active env's request (discrete); the next requests arrive.
+    def step(self, action, active: np.ndarray, out=None):
+        """Serve every active env's request; the next requests arrive.
 
-        Returns (reward, terminated, truncated, info table (INFO_COLUMNS x n),
-        observation, action mask), new arrays unless ``out`` holds the first
-        four to fill (the caller copies what it keeps).
+        Returns (reward, terminated, truncated, info table (``info_columns`` x
+        n), observation, action mask), new arrays unless ``out`` holds the
+        first four to fill (the caller copies what it keeps).
         """
         n = self.n
         if out is None:
             out = (np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool),
-                   np.zeros((len(kernels.INFO_COLUMNS), n)))
+                   np.zeros((len(self.info_columns), n)))
         rewards, terminated, truncated, info = out
         obs = np.empty((n, len(OBSERVATION_FIELDS)), dtype=np.float32)
         mask = np.empty((n, self.L + 1), dtype=bool)
-        actions = action if isinstance(action, np.ndarray) and action.dtype == np.int64 else \
-            np.asarray(action, dtype=np.int64).reshape(n)
+        if self.continuous:
+            actions = np.asarray(action, dtype=np.float64).reshape(n, 3)
+        else:
+            actions = action if isinstance(action, np.ndarray) and action.dtype == np.int64 else \
+                np.asarray(action, dtype=np.int64).reshape(n)
         self._step_kernel(actions, active, info, rewards, terminated, truncated, obs, mask)
         return rewards, terminated, truncated, info, obs, mask
-
-    def step(self, action: np.ndarray, active: np.ndarray | None = None):
-        """Continuous mode: serve the current request of every (active) env; (reward, terminated, truncated, info)."""
-        s, n = self.scenario, self.n
-        rows = np.arange(n)
-        deadline = self.buf["deadline"]
-        split, level, power = self.decode_action(action)
-        mask, sc, penalty, qc, reward, opick = self.evaluate(power)
-        o_split = opick[-1]
-        valid = (split >= 0) & (split <= self.L)
-        clipped = np.clip(split, 0, self.L)
-        invalid = ~valid | ~mask[rows, clipped]
-        if invalid.any():
-            dist = np.where(mask, np.abs(self.splits[None, :] - split[:, None]), np.iinfo(np.int64).max)
-            served = np.where(invalid, dist.argmin(axis=1), clipped)
-        else:
-            served = clipped
-
-        pick = (rows, level, np.full(n, -1), served)
-        reward_served = reward[pick] - s.w_invalid * invalid
-        latency = qc.latency_s[pick]
-        energy = qc.edge_energy_j[pick]
-        info = {
-            "split": served, "requested_split": split, "fallback": invalid,
-            "latency_s": latency,
-            "edge_queue_s": qc.edge_wait_s[pick], "server_queue_s": qc.server_wait_s[pick],
-            "edge_compute_s": sc.edge_compute_s[pick], "uplink_s": sc.uplink_s[pick],
-            "server_compute_s": sc.server_compute_s[pick], "downlink_s": sc.downlink_s[pick],
-            "round_trip_s": sc.round_trip_s[pick], "edge_energy_j": energy,
-            "uplink_bytes": sc.uplink_bytes[pick], "accuracy_penalty": penalty[pick],
-            "deadline_s": deadline, "deadline_met": latency <= deadline,
-            "oracle_split": o_split, "oracle_reward": reward[opick],
-            "oracle_latency_s": qc.latency_s[opick], "oracle_energy_j": qc.edge_energy_j[opick],
-            "compression": level, "tx_power_fraction": power, "oracle_compression": opick[1],
-            "oracle_tx_power_fraction": np.asarray(ORACLE_POWER_LEVELS)[opick[2]],
-        }
-        return reward_served, *self._advance(active, served, energy, qc.edge_backlog_s[pick],
-                                             qc.server_backlog_s[pick], info)
-
-    def _advance(self, active, served, energy, edge_backlog, server_backlog, info):
-        """Continuous mode: the state after serving (active envs only), then the next request."""
-        s, n = self.scenario, self.n
-        if active is None:
-            active = np.ones(n, dtype=bool)
-        edge_backlog = np.where(active, edge_backlog, self.edge_backlog)
-        server_backlog = np.where(active, server_backlog, self.server_backlog)
-        self.energy_left[:] = np.where(active, self.energy_left - energy, self.energy_left)
-        self.load_observed[:] = np.where(active & (served < self.L), 1.0 - self.buf["share"], self.load_observed)
-        self.steps[:] = self.steps + active
-        terminated = active & (self.energy_left <= 0.0)
-        truncated = active & ~terminated & (self.steps >= s.episode_requests)
-        info["dropped_requests"] = np.where(terminated, s.episode_requests - self.steps, 0).astype(np.int64)
-        # the next request arrives
-        self._draw(np.flatnonzero(active | self.pending))
-        dt = np.where(active, self.buf["dt"], 0.0)
-        self.edge_backlog[:] = np.maximum(edge_backlog - dt, 0.0)
-        self.server_backlog[:] = np.maximum(server_backlog - dt, 0.0)
-        return terminated, truncated, info
 
     def myopic_rewards(self, obs: np.ndarray) -> np.ndarray:
         """(n, L+1) rewards predicted from observations only (the greedy baseline's model)."""
@@ -484,8 +430,6 @@ class _Simulator:
 _STATIC_OBS = [0, 1, 2, 7]
 _REQUEST_INDEX = {k: j for j, k in enumerate(kernels.REQUEST_COLUMNS)}
 _ORACLE_SPLIT = kernels.INFO_COLUMNS.index("oracle_split")
-_INFO_INTS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_INTS]
-_INFO_BOOLS = [kernels.INFO_COLUMNS.index(k) for k in kernels.INFO_BOOLS]
 
 #: Observation layout: (name, low, high). Documented in LayerSplitEnv's docstring.
 OBSERVATION_FIELDS = (
@@ -611,7 +555,11 @@ class LayerSplitEnv(gym.Env):
     the same request and state (``oracle_split``, ``oracle_reward``,
     ``oracle_latency_s``, ``oracle_energy_j``); ``dropped_requests`` (the requests
     left unserved when the budget ran out, else 0); ``action_mask`` for the next
-    request. Agents must not act on the oracle's fields.
+    request. With ``continuous=True`` also the ``compression`` level (0 float16,
+    1 int8, 2 int4) and ``tx_power_fraction`` served, and the oracle's
+    (``oracle_compression``, ``oracle_tx_power_fraction``: it searches every
+    level x powers 0.25, 0.5, 1 x allowed split). Agents must not act on the
+    oracle's fields.
 
     ## Arguments
 
@@ -623,7 +571,7 @@ class LayerSplitEnv(gym.Env):
     min_split, the reward weights...). Each request is drawn when it arrives,
     from 10 uniforms of the env's generator (4 more at an episode's start).
 
-    The discrete step and the request draws are compiled with numba (the first
+    Both steps and the request draws are compiled with numba (the first
     env of a new install compiles them once, about 40 s, then loads them
     from numba's cache); they evaluate the formulas of ``costs``, ``channel``
     and ``workload`` compiled as they are, and tests check them against those
@@ -654,7 +602,7 @@ class LayerSplitEnv(gym.Env):
         self._sim = _Simulator(self.scenario, 1, self.continuous)
         self._active = np.ones(1, dtype=bool)
         self._out = (np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
-                     np.zeros((len(kernels.INFO_COLUMNS), 1)))  # filled by each step, read into Python values
+                     np.zeros((len(self._sim.info_columns), 1)))  # filled by each step, read into Python values
         self._mask = None
         self.num_layers = self._sim.L
         self.observation_space, self.action_space = _spaces(self._sim, self.continuous)
@@ -673,25 +621,17 @@ class LayerSplitEnv(gym.Env):
     def step(self, action):
         if self._sim.rngs[0] is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.continuous:
-            rewards, terminated, truncated, table, obs, mask = self._sim.step_discrete(
-                np.array([action], dtype=np.int64), self._active, self._out)
-            values = table[:, 0].tolist()
-            for j in _INFO_INTS:
-                values[j] = int(values[j])
-            for j in _INFO_BOOLS:
-                values[j] = bool(values[j])
-            info = dict(zip(kernels.INFO_COLUMNS, values))
-            self._mask = mask[0]
-            info["action_mask"] = mask[0].copy()
-            self._last = info
-            return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
-        act = np.asarray(action, dtype=np.float64).reshape(1, 3)
-        rewards, terminated, truncated, info_arrays = self._sim.step(act)
-        info = {k: (v[0].item() if isinstance(v, np.ndarray) else v) for k, v in info_arrays.items()}
-        obs, mask = self._sim.observe()
+        sim = self._sim
+        action = np.asarray(action, dtype=np.float64) if self.continuous else np.array([action], dtype=np.int64)
+        rewards, terminated, truncated, table, obs, mask = sim.step(action, self._active, self._out)
+        values = table[:, 0].tolist()
+        for j in sim.info_ints:
+            values[j] = int(values[j])
+        for j in sim.info_bools:
+            values[j] = bool(values[j])
+        info = dict(zip(sim.info_columns, values))
         self._mask = mask[0]
-        info["action_mask"] = self._mask.copy()
+        info["action_mask"] = mask[0].copy()
         self._last = info
         return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
@@ -809,17 +749,13 @@ class LayerSplitVectorEnv(VectorEnv):
         if done_before.any():  # next-step autoreset: these envs reset instead of stepping
             idx = np.flatnonzero(done_before)
             self._sim.reset(idx, draw=False)
-        if self.continuous:
-            rewards, terminated, truncated, infos = self._sim.step(actions, active=served)
-            rewards = np.where(served, rewards, 0.0)
-            obs, mask = self._sim.observe()
-        else:
-            rewards, terminated, truncated, table, obs, mask = self._sim.step_discrete(actions, served)
-            infos = dict(zip(kernels.INFO_COLUMNS, table))
-            for j in _INFO_INTS:
-                infos[kernels.INFO_COLUMNS[j]] = table[j].astype(np.int64)
-            for j in _INFO_BOOLS:
-                infos[kernels.INFO_COLUMNS[j]] = table[j].astype(bool)
+        sim = self._sim
+        rewards, terminated, truncated, table, obs, mask = sim.step(actions, served)
+        infos = dict(zip(sim.info_columns, table))
+        for j in sim.info_ints:
+            infos[sim.info_columns[j]] = table[j].astype(np.int64)
+        for j in sim.info_bools:
+            infos[sim.info_columns[j]] = table[j].astype(bool)
         for k in list(infos):
             infos["_" + k] = served
         infos["action_mask"] = mask
