@@ -28,6 +28,26 @@ _ENVS = {
 }
 ENV_IDS = tuple(_ENVS)
 
+#: PettingZoo environments by id -> ``module:factory`` of a ``ParallelEnv`` (PettingZoo has no registry).
+PARALLEL_ENVS = {
+    "offload_env/Vehicular-v0": "offload_env.vehicular:parallel_env",
+}
+
+
+def make_parallel(env_id: str, **kwargs):
+    """Build the PettingZoo ``ParallelEnv`` registered as ``env_id`` (see :data:`PARALLEL_ENVS`)."""
+    import importlib
+
+    if not isinstance(env_id, str) or env_id not in PARALLEL_ENVS:
+        raise ValueError(f"env_id: expected one of {', '.join(PARALLEL_ENVS)}, got {env_id!r}")
+    module, _, factory = PARALLEL_ENVS[env_id].partition(":")
+    return getattr(importlib.import_module(module), factory)(**kwargs)
+
+
+def is_parallel_env(env_id: str) -> bool:
+    """Whether ``env_id`` names a PettingZoo (multi-agent) env of this project rather than a Gymnasium one."""
+    return env_id in PARALLEL_ENVS
+
 
 def _register_envs() -> None:
     """Register the environments with Gymnasium (idempotent: ids already there are kept)."""
@@ -42,6 +62,9 @@ _register_envs()
 
 __all__ = [
     "ENV_IDS",
+    "PARALLEL_ENVS",
+    "make_parallel",
+    "is_parallel_env",
     "costs",
     "profiles",
     "ProfileError",

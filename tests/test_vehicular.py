@@ -248,3 +248,16 @@ def test_sumo_grid_drives_a_full_episode(tmp_path):
     frame = evaluate_vehicular(vehicular_baselines()[2], lambda: env, episodes=1)
     assert len(frame) == 20 and (frame["steps"] == 40).all()
     assert frame["share_rsu"].mean() > 0.5  # the 3 RSUs cover the 400 m grid
+
+
+def test_registered_id_builds_the_parallel_env():
+    import offload_env
+
+    env = offload_env.make_parallel("offload_env/Vehicular-v0", num_vehicles=3, max_cycles=5)
+    assert isinstance(env, vehicular.VehicularParallelEnv) and len(env.possible_agents) == 3
+    assert offload_env.is_parallel_env("offload_env/Vehicular-v0")
+    assert not offload_env.is_parallel_env("offload_env/LayerSplit-v0")
+    parallel_api_test(offload_env.make_parallel("offload_env/Vehicular-v0", num_vehicles=3, max_cycles=5),
+                      num_cycles=5)
+    with pytest.raises(ValueError, match="^env_id: expected one of offload_env/Vehicular-v0, got 'Vehicular'"):
+        offload_env.make_parallel("Vehicular")

@@ -1,0 +1,141 @@
+"""The contextual-bandit routers of :mod:`agents.bandits` behind the agent protocol (:mod:`agents.protocol`).
+
+Training a bandit is one online pass over the env for ``budget`` steps: act
+on the observation, step, update on the served query's feedback. A
+:class:`BanditAgent` also updates while it is evaluated when the harness asks
+for an online evaluation (:meth:`observe`), as a bandit is judged
+(cumulative reward and regret); a frozen evaluation only calls :meth:`act`.
+
+Saved as ``router.npz`` + ``router.json`` (the router's arrays and state) and
+``agent.json`` (algo, name, seed, steps), never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from offload_env.atomic import write_text
+
+from . import bandits
+from .protocol import ExportNotAvailable
+
+__all__ = ["BANDIT_ALGOS", "BanditAgent"]
+
+#: Algorithm name (as in experiment configs) -> router class.
+BANDIT_ALGOS: dict[str, type] = {
+    "linucb": bandits.LinUCB,
+    "lints": bandits.LinTS,
+    "epsilon_greedy": bandits.EpsilonGreedy,
+    "cost_aware_linucb": bandits.CostAwareLinUCB,
+}
+_SEEDED = ("lints", "epsilon_greedy")
+
+
+class BanditAgent:
+    """A linear contextual bandit on a discrete-action env whose observation is the context vector.
+
+    ``params`` are the router's own (``alpha``, ``l2``, ``v``, ``epsilon``,
+    ``budget_per_step``...); ``n_arms`` and ``n_features`` come from the env's
+    spaces. The cost-aware router learns quality and cost separately, from
+    ``info["quality"]`` and ``info["cost"]``; the others from the reward.
+    """
+
+    def __init__(self, algo: str, make_env: Callable[[], Any], *, seed: int = 0, name: str | None = None,
+                 **params: Any):
+        if algo not in BANDIT_ALGOS:
+            raise ValueError(f"algo: expected one of {', '.join(BANDIT_ALGOS)}, got {algo!r}")
+        env = make_env()
+        space = env.action_space
+        if not hasattr(space, "n") or len(env.observation_space.shape or ()) != 1:
+            raise ValueError(f"{algo}: needs a Discrete action space and a 1-d observation, the env has "
+                             f"{space} and {env.observation_space}")
+        self.algo = algo
+        self.name = name or algo
+        self.seed = int(seed)
+        self.params = dict(params)
+        kwargs = dict(params)
+        if algo in _SEEDED:
+            kwargs.setdefault("seed", self.seed)
+        self.router = BANDIT_ALGOS[algo](int(space.n), int(env.observation_space.shape[0]), **kwargs)
+        env.close()
+        self._make_env = None
+        self._env = None
+        self._obs = self._info = None
+        self._steps = 0
+
+    # ------------------------------------------------------------------ protocol
+
+    @property
+    def num_timesteps(self) -> int:
+        return self._steps
+
+    def reset(self, env: Any = None) -> None:
+        """Start of an evaluation episode: a bandit keeps what it learned."""
+
+    def act(self, obs, info: dict | None = None) -> int:
+        return self.router.act(np.asarray(obs, dtype=np.float64))
+
+    def observe(self, obs, action: int, reward: float, info: dict) -> None:
+        """Update on the feedback of the query just served (``obs`` its context)."""
+        x = np.asarray(obs, dtype=np.float64)
+        if self.algo == "cost_aware_linucb":
+            self.router.update(x, action, float(info["quality"]), cost=float(info["cost"]))
+        else:
+            self.router.update(x, action, float(reward))
+
+    def learn(self, make_env: Callable[[], Any] | None, budget: int, callback: Callable | None = None
+              ) -> "BanditAgent":
+        """One online pass until ``budget`` steps in all; the env's episodes follow one seeded stream.
+
+        ``callback(agent, info)`` runs after every step; returning False stops early.
+        """
+        if make_env is not None and make_env is not self._make_env:
+            self._make_env, self._env = make_env, make_env()
+            self._obs, self._info = self._env.reset(seed=self.seed)
+        if self._env is None:
+            raise RuntimeError(f"{self.name}: learn needs make_env the first time")
+        while self._steps < int(budget):
+            action = self.act(self._obs, self._info)
+            obs, reward, terminated, truncated, info = self._env.step(action)
+            self.observe(self._obs, action, reward, info)
+            self._steps += 1
+            self._obs, self._info = (obs, info) if not (terminated or truncated) else self._env.reset()
+            if callback is not None and callback(self, info) is False:
+                break
+        return self
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.router.save(folder / "router")
+        write_text(folder / "agent.json", json.dumps({"algo": self.algo, "name": self.name, "seed": self.seed,
+                                                     "num_timesteps": self._steps, "params": self.params},
+                                                    indent=1) + "\n")
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None, **_: Any) -> "BanditAgent":
+        """Read an agent written by :meth:`save` (no pickle); ``make_env`` is needed only to learn further."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "agent.json").read_text())
+        except FileNotFoundError:
+            raise ValueError(f"{folder}: not a bandit agent folder (no agent.json)") from None
+        agent = cls.__new__(cls)
+        agent.algo, agent.name, agent.seed = meta["algo"], meta["name"], int(meta["seed"])
+        agent.params = meta["params"]
+        agent.router = bandits.load(folder / "router")
+        agent._make_env, agent._env, agent._obs, agent._info = None, None, None, None
+        agent._steps = int(meta["num_timesteps"])
+        if make_env is not None:
+            agent._make_env, agent._env = make_env, make_env()
+            agent._obs, agent._info = agent._env.reset(seed=agent.seed + agent._steps)
+        return agent
+
+    def export(self, path: str | os.PathLike) -> Path:
+        raise ExportNotAvailable(f"{self.name}: export of bandit routers comes with the export issue (params.npz)")
