@@ -1,0 +1,171 @@
+"""Routing-v0 baselines as policies (``reset(env)``, ``act(obs, info)``) and the routing episode loop.
+
+Baselines: always-cheapest (lowest mean cost, ``env.mean_cost``), always-best
+(highest published accuracy), random (the best model with probability ``p``,
+else the cheapest: RouteLLM's random router), threshold (RouteLLM-style
+logistic score fitted on calibration episodes whose seeds are disjoint from
+evaluation) and the oracle (PRIVILEGED: the best model in hindsight).
+
+:func:`evaluate_routing` runs any policy; with ``online=True`` a policy that
+has ``observe`` (a bandit) updates after every step, so the table is its
+online pass: cumulative reward and regret, as a bandit is judged.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from agents._episodes import episode_range
+
+from .bandits import ThresholdRouter
+
+__all__ = ["AlwaysCheapest", "AlwaysBest", "RandomRouting", "ThresholdRouting", "OracleRouting",
+           "routing_baselines", "evaluate_routing", "weak_and_strong"]
+
+
+def weak_and_strong(env) -> tuple[int, int]:
+    """(cheapest model by mean cost, best model by published accuracy) of a Routing env."""
+    base = env.unwrapped
+    return int(np.argmin(base.mean_cost)), int(np.nanargmax(base.published_accuracy))
+
+
+class _Routing:
+    name = "routing-baseline"
+
+    def reset(self, env) -> None:
+        self.env = env.unwrapped
+        self.weak, self.strong = weak_and_strong(env)
+
+
+class AlwaysCheapest(_Routing):
+    """The model with the lowest mean cost, every query."""
+
+    name = "always-cheapest"
+
+    def act(self, obs, info=None) -> int:
+        return self.weak
+
+
+class AlwaysBest(_Routing):
+    """The model with the highest published accuracy, every query."""
+
+    name = "always-best"
+
+    def act(self, obs, info=None) -> int:
+        return self.strong
+
+
+class RandomRouting(_Routing):
+    """The best model with probability ``p``, else the cheapest."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None):
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng(seed)
+        self.name = "random" if self.p == 0.5 else f"random(p={self.p:g})"
+
+    def act(self, obs, info=None) -> int:
+        return self.strong if self.rng.random() < self.p else self.weak
+
+
+class ThresholdRouting(_Routing):
+    """RouteLLM-style threshold router, fitted on ``episodes`` calibration episodes from seed ``seed``.
+
+    The score is a logistic fit of "the cheapest model fails where the best
+    succeeds" on the observation; the threshold sends ``share`` of the
+    calibration queries to the best model.
+    """
+
+    def __init__(self, make_env: Callable[[], Any], share: float = 0.5, episodes: int = 2, seed: int = 10_000,
+                 l2: float = 1.0):
+        env = make_env()
+        weak, strong = weak_and_strong(env)
+        X, q_weak, q_strong = [], [], []
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            done = False
+            while not done:
+                X.append(obs)
+                obs, _, terminated, truncated, info = env.step(weak)
+                q_weak.append(info["outcomes"][weak])
+                q_strong.append(info["outcomes"][strong])
+                done = terminated or truncated
+        X = np.asarray(X, dtype=np.float64)
+        self.router = ThresholdRouter(X.shape[1], strong=strong, weak=weak, l2=l2).fit(X, q_weak, q_strong)
+        self.router.threshold_for_share(X, share)
+        self.share = float(share)
+        self.name = "threshold" if self.share == 0.5 else f"threshold(share={self.share:g})"
+
+    def act(self, obs, info=None) -> int:
+        return self.router.act(np.asarray(obs, dtype=np.float64))
+
+
+class OracleRouting(_Routing):
+    """The best model in hindsight for each query. PRIVILEGED: reads the env's hidden outcomes."""
+
+    name = "oracle"
+
+    def act(self, obs, info=None) -> int:
+        return int(self.env.oracle_action())
+
+
+def routing_baselines(make_env: Callable[[], Any], seed: int = 0) -> list:
+    """The Routing baselines, ready for :func:`evaluate_routing`."""
+    return [AlwaysCheapest(), AlwaysBest(), RandomRouting(0.5, seed), ThresholdRouting(make_env), OracleRouting()]
+
+
+def evaluate_routing(policy, make_env: Callable[[], Any] | Any, episodes: int = 10, seed: int = 0,
+                     progress: bool = False, online: bool = False) -> pd.DataFrame:
+    """Run ``policy`` on a Routing env for ``episodes`` episodes (env seeds ``seed + i``); one row per episode.
+
+    Columns: agent, episode, seed, steps, return, accuracy (mean quality
+    served), cost (mean, in the env's cost unit), usd and edge_energy_j (per
+    query), mean_latency_s, deadline_miss_rate, forced_rate (budget spent),
+    regret (oracle return minus return), oracle_return, strong_share (share of
+    queries served by the best model), and the episode's reference points:
+    quality_weak / cost_weak (the cheapest model on the same queries) and
+    quality_strong / cost_strong (the best model), read from the privileged
+    per-model outcomes of ``info``.
+    """
+    env = make_env() if callable(make_env) else make_env
+    observe = getattr(policy, "observe", None) if online else None
+    if online and observe is None:
+        raise ValueError(f"{getattr(policy, 'name', policy)}: online evaluation needs a policy with observe()")
+    weak, strong = weak_and_strong(env)
+    rows = []
+    for ep in episode_range(episodes, policy, progress):
+        obs, info = env.reset(seed=seed + ep)
+        if hasattr(policy, "reset"):
+            policy.reset(env)
+        n = 0
+        sums = dict.fromkeys(("return", "oracle", "quality", "cost", "usd", "energy", "latency", "miss", "forced",
+                              "strong", "q_weak", "q_strong", "c_weak", "c_strong"), 0.0)
+        done = False
+        while not done:
+            action = policy.act(obs, info)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            if observe is not None:
+                observe(obs, action, reward, info)
+            obs, done, n = next_obs, terminated or truncated, n + 1
+            for key, value in (("return", reward), ("oracle", info["oracle_reward"]), ("quality", info["quality"]),
+                               ("cost", info["cost"]), ("usd", info["usd"]), ("energy", info["edge_energy_j"]),
+                               ("latency", info["latency_s"]), ("miss", not info["deadline_met"]),
+                               ("forced", info["forced"]), ("strong", info["model"] == strong),
+                               ("q_weak", info["outcomes"][weak]), ("q_strong", info["outcomes"][strong]),
+                               ("c_weak", info["costs"][weak]), ("c_strong", info["costs"][strong])):
+                sums[key] += float(value)
+        rows.append({
+            "agent": getattr(policy, "name", type(policy).__name__), "episode": ep, "seed": seed + ep, "steps": n,
+            "return": sums["return"], "accuracy": sums["quality"] / n, "cost": sums["cost"] / n,
+            "usd": sums["usd"] / n, "edge_energy_j": sums["energy"] / n, "mean_latency_s": sums["latency"] / n,
+            "deadline_miss_rate": sums["miss"] / n, "forced_rate": sums["forced"] / n,
+            "regret": sums["oracle"] - sums["return"], "oracle_return": sums["oracle"],
+            "strong_share": sums["strong"] / n, "quality_weak": sums["q_weak"] / n,
+            "quality_strong": sums["q_strong"] / n, "cost_weak": sums["c_weak"] / n,
+            "cost_strong": sums["c_strong"] / n,
+        })
+    return pd.DataFrame(rows)
