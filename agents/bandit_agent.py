@@ -12,6 +12,7 @@ Saved as ``router.npz`` + ``router.json`` (the router's arrays and state) and
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -108,6 +109,13 @@ class BanditAgent:
             if callback is not None and callback(self, info) is False:
                 break
         return self
+
+    def snapshot(self) -> "BanditAgent":
+        """A copy that acts and learns without touching this agent (its generator state included)."""
+        twin = copy.copy(self)
+        twin.router = copy.deepcopy(self.router)
+        twin._make_env = twin._env = twin._obs = twin._info = None
+        return twin
 
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)

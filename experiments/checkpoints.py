@@ -18,14 +18,14 @@ __all__ = ["save_checkpoint", "latest_checkpoint"]
 _POINTER = "latest.json"
 
 
-def save_checkpoint(agent, root: str | Path, keep: int = 2) -> Path:
-    """Write ``agent`` (model, normalisation, replay buffer) under ``root`` at its current step."""
+def save_checkpoint(agent, root: str | Path, name: str = "model.zip", keep: int = 2) -> Path:
+    """Write ``agent`` (as ``name``: model and normalisation, and its replay buffer) under ``root`` at its step."""
     root = Path(root)
     step = agent.num_timesteps
     folder = root / f"step_{step:010d}"
     folder.mkdir(parents=True, exist_ok=True)
-    agent.save(folder / "model.zip")
-    if agent.has_replay_buffer:
+    agent.save(folder / name)
+    if getattr(agent, "has_replay_buffer", False):
         agent.save_replay_buffer(folder / "replay_buffer.pkl")
     write_json(root / _POINTER, {"step": step, "folder": folder.name})
     for old in sorted(p for p in root.glob("step_*") if p.is_dir())[:-keep]:
@@ -34,14 +34,14 @@ def save_checkpoint(agent, root: str | Path, keep: int = 2) -> Path:
     return folder
 
 
-def latest_checkpoint(root: str | Path) -> tuple[int, Path] | None:
-    """(step, folder) of the last complete checkpoint under ``root``, or None."""
+def latest_checkpoint(root: str | Path, name: str = "model.zip") -> tuple[int, Path] | None:
+    """(step, folder) of the last complete checkpoint under ``root`` (holding ``name``), or None."""
     pointer = Path(root) / _POINTER
     try:
         data = json.loads(pointer.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     folder = Path(root) / data["folder"]
-    if not (folder / "model.zip").exists():
+    if not (folder / name).exists():
         return None
     return int(data["step"]), folder

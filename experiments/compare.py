@@ -25,6 +25,11 @@ METRICS = {
     "mean_latency_s": "latency (s)",
     "edge_energy_j": "edge energy (J)",
     "deadline_miss_rate": "deadline miss",
+    # Routing-v0 (agents.routing_policies.evaluate_routing)
+    "accuracy": "accuracy",
+    "cost": "cost / query",
+    "regret": "regret",
+    "strong_share": "best-model share",
 }
 _GROUP = ["env", "scenario", "action_space", "agent", "kind"]
 
@@ -99,8 +104,9 @@ def format_summary(summary: pd.DataFrame, metrics: dict[str, str] | None = None)
     for col, label in metrics.items():
         if f"{col}_mean" not in summary:
             continue
-        digits = 3 if summary[f"{col}_mean"].abs().max() < 100 else 1
-        out[label] = [f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if not np.isnan(m) else "-"
+        biggest = summary[f"{col}_mean"].abs().max()
+        spec = ".3g" if biggest < 0.01 else ".3f" if biggest < 100 else ".1f"  # USD per query: significant digits
+        out[label] = [f"{m:{spec}} [{lo:{spec}}, {hi:{spec}}]" if not np.isnan(m) else "-"
                       for m, lo, hi in zip(summary[f"{col}_mean"], summary[f"{col}_ci_low"],
                                            summary[f"{col}_ci_high"])]
         if col == "cost_ratio_to_oracle":

@@ -77,7 +77,8 @@ class AgentConfig:
     """One learned agent. Keys not listed here are constructor arguments of its SB3 algorithm."""
 
     algo: str
-    """SB3 algorithm: ddpg, td3 or maskable_ppo."""
+    """Algorithm (a key of ``agents.registry.AGENTS``): ddpg, td3, maskable_ppo (SB3); linucb, lints,
+    epsilon_greedy, cost_aware_linucb (bandits)."""
     budget: int
     """Training environment steps, in all; a finished run has taken exactly this many."""
     checkpoint_every: int = 0
@@ -91,13 +92,16 @@ class AgentConfig:
     policy: str = "MlpPolicy"
     """SB3 policy name."""
     normalize_obs: bool = True
-    """Normalise observations with running statistics (saved with the model, frozen at evaluation)."""
+    """SB3: normalise observations with running statistics (saved with the model, frozen at evaluation)."""
     normalize_reward: bool = False
     """Scale rewards by a running estimate of the return's standard deviation (training only)."""
     action_noise: NoiseConfig | None = None
     """DDPG/TD3 exploration noise; null for none."""
     torch_threads: int = 1
     """Torch intra-op threads per run (small networks run fastest on one)."""
+    eval_mode: str = ""
+    """Final evaluation: "frozen" (act only) or "online" (bandits: keep learning through the evaluation
+    episodes, judged by cumulative reward and regret); "" picks online for bandits, frozen otherwise."""
     hyperparams: dict[str, Any] = field(default_factory=dict)
     """The algorithm's constructor arguments (written flat in YAML, beside the keys above)."""
 
@@ -241,22 +245,31 @@ def _build(cls, raw: dict, where: str):
 
 
 def _algorithm_signature(algo: str, where: str) -> dict[str, Any]:
-    """Constructor arguments of SB3 algorithm ``algo`` -> type hint."""
-    try:
-        from agents.sb3 import SB3_AGENTS
-    except ImportError as err:
-        raise ConfigError(f"{where}.algo: {algo!r} needs the 'rl' extra (torch, stable-baselines3, sb3-contrib): "
-                          f"{err}") from None
-    if algo not in SB3_AGENTS:
-        raise ConfigError(f"{where}.algo: expected one of {', '.join(SB3_AGENTS)}, got {algo!r}")
-    init = SB3_AGENTS[algo]._algorithm_class().__init__
+    """Constructor arguments of algorithm ``algo`` -> type hint (SB3 algorithm or bandit router)."""
+    from agents.registry import AGENTS
+
+    if algo not in AGENTS:
+        raise ConfigError(f"{where}.algo: expected one of {', '.join(AGENTS)}, got {algo!r}")
+    family = AGENTS[algo]
+    if family.module == "agents.bandit_agent":
+        from agents.bandit_agent import BANDIT_ALGOS
+
+        init = BANDIT_ALGOS[algo].__init__
+        reserved = {"self", "n_arms", "n_features", "seed"}
+    else:
+        try:
+            from agents.sb3 import SB3_AGENTS
+        except ImportError as err:
+            raise ConfigError(f"{where}.algo: {algo!r} needs the 'rl' extra (torch, stable-baselines3, sb3-contrib): "
+                              f"{err}") from None
+        init = SB3_AGENTS[algo]._algorithm_class().__init__
+        reserved = {"self", "policy", "env", "seed", "device", "verbose", "action_noise", "tensorboard_log",
+                    "_init_setup_model"}
     try:
         hints = typing.get_type_hints(init)
     except Exception:  # unresolvable forward references: check names only
         hints = {}
     params = inspect.signature(init).parameters
-    reserved = {"self", "policy", "env", "seed", "device", "verbose", "action_noise", "tensorboard_log",
-                "_init_setup_model"}
     return {name: hints.get(name, Any) for name in params if name not in reserved}
 
 
@@ -293,6 +306,17 @@ def _check_agent(a: AgentConfig, where: str) -> None:
     need(a.budget >= 1, "budget", "an integer >= 1")
     need(a.n_envs >= 1, "n_envs", "an integer >= 1")
     need(a.torch_threads >= 1, "torch_threads", "an integer >= 1")
+    from agents.registry import AGENTS
+
+    family = AGENTS[a.algo]
+    if a.eval_mode == "":
+        a.eval_mode = "online" if family.online else "frozen"
+    need(a.eval_mode in (("frozen", "online") if family.online else ("frozen",)), "eval_mode",
+         "'frozen' or 'online'" if family.online else f"'frozen' ({a.algo} does not learn while evaluated)")
+    if family.module == "agents.bandit_agent":
+        need(a.n_envs == 1, "n_envs", "1 (a bandit makes one online pass)")
+        need(a.action_noise is None, "action_noise", "null (bandits explore by their own rule)")
+        need(not a.normalize_reward, "normalize_reward", "false (bandits learn from the raw reward)")
     if a.checkpoint_every == 0:
         a.checkpoint_every = max(a.budget // 10, 1)
     if a.algo == "maskable_ppo":  # PPO trains in whole rollouts: the budget must be a whole number of them
@@ -355,7 +379,15 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
         gym.spec(cfg.env.id)
     except gym.error.Error as err:
         raise ConfigError(f"env.id: {err}") from None
+    from agents.registry import check_algo_for_env
+
     from .registry import check_baseline_name
+
+    for name, agent in cfg.agents.items():
+        try:
+            check_algo_for_env(agent.algo, cfg.env.id, where=f"agents.{name}.algo")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     for i, name in enumerate(cfg.baselines):
         check_baseline_name(name, f"baselines[{i}]")

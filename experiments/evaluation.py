@@ -49,7 +49,7 @@ class BreakdownRecorder(gym.Wrapper):
 
 def evaluate_policy(policy, env_id: str, env_kwargs: dict[str, Any], *, agent: str, seed: int, episodes: int,
                     eval_seed: int, function: str = "agents.baselines:evaluate",
-                    breakdown_keys: list[str] = (), progress: bool = False) -> pd.DataFrame:
+                    breakdown_keys: list[str] = (), progress: bool = False, online: bool = False) -> pd.DataFrame:
     """Evaluate ``policy`` for ``episodes`` episodes; one row per episode with the run's identity columns.
 
     Columns added to the evaluation function's: env, scenario, action_space,
@@ -64,8 +64,9 @@ def evaluate_policy(policy, env_id: str, env_kwargs: dict[str, Any], *, agent: s
         recorders.append(env)
         return env
 
+    extra = {"online": True} if online else {}  # a bandit's online pass: it learns through the episodes
     frame = evaluate(policy, make_env, episodes=episodes, seed=episode_seed_base(eval_seed, seed),
-                     progress=progress)
+                     progress=progress, **extra)
     frame = frame.rename(columns={"seed": "episode_seed"})
     breakdown = pd.DataFrame([ep for rec in recorders for ep in rec.episodes]) if recorders else pd.DataFrame()
     if len(breakdown) == len(frame):

@@ -135,18 +135,31 @@ def _hyperparams(agent_cfg) -> dict[str, Any]:
     return hp
 
 
+def is_sb3(algo: str) -> bool:
+    from agents.registry import agent_family
+
+    return agent_family(algo).extra == "rl"
+
+
 def make_agent(name: str, agent_cfg, make_env: Callable[[], gym.Env], seed: int):
-    """A fresh SB3 agent for an :class:`~experiments.config.AgentConfig`."""
-    from agents.sb3 import make_sb3_agent
+    """A fresh agent for an :class:`~experiments.config.AgentConfig`, built by its family (agents.registry)."""
+    from agents.registry import agent_family
 
-    return make_sb3_agent(agent_cfg.algo, make_env, seed=seed, name=name, policy=agent_cfg.policy,
-                          n_envs=agent_cfg.n_envs, normalize_obs=agent_cfg.normalize_obs,
-                          normalize_reward=agent_cfg.normalize_reward, action_noise=_noise(agent_cfg),
-                          **_hyperparams(agent_cfg))
+    family = agent_family(agent_cfg.algo)
+    if not is_sb3(agent_cfg.algo):
+        return family.build(make_env, seed=seed, name=name, **agent_cfg.hyperparams)
+    return family.build(make_env, seed=seed, name=name, policy=agent_cfg.policy, n_envs=agent_cfg.n_envs,
+                        normalize_obs=agent_cfg.normalize_obs, normalize_reward=agent_cfg.normalize_reward,
+                        action_noise=_noise(agent_cfg), **_hyperparams(agent_cfg))
 
 
-def load_agent(path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None):
-    """Load an agent saved by the runner (unpickles: only runs you made or trust)."""
-    from agents.sb3 import SB3Agent
+def agent_file(algo: str) -> str:
+    """Name of a saved agent inside a run or checkpoint folder: SB3's zip, or a folder for the others."""
+    return "model.zip" if is_sb3(algo) else "agent"
 
-    return SB3Agent.load(path, make_env, seed=seed)
+
+def load_agent(algo: str, path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None):
+    """Load an agent saved by the runner. SB3 zips unpickle: only runs you made or trust; bandits hold no pickle."""
+    from agents.registry import agent_family
+
+    return agent_family(algo).load(path, make_env, seed=seed)

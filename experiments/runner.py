@@ -23,7 +23,7 @@ import yaml
 from . import atomic
 from .config import ExperimentConfig, dump_yaml, to_dict
 from .evaluation import evaluate_policy
-from .registry import baseline_label, env_factory, load_agent, make_agent, make_baseline
+from .registry import agent_file, baseline_label, env_factory, is_sb3, load_agent, make_agent, make_baseline
 from .scalars import hyperparameter_text, open_writer, write_eval_scalars
 
 __all__ = ["RunError", "RunPaths", "run_paths", "is_finished", "evaluate_baseline", "train_agent",
@@ -56,7 +56,11 @@ class RunPaths:
 
     @property
     def model(self) -> Path:
+        """The saved SB3 agent (``model.zip``); other families save a folder (see :meth:`agent`)."""
         return self.root / "model.zip"
+
+    def agent(self, algo: str) -> Path:
+        return self.root / agent_file(algo)
 
     @property
     def checkpoints(self) -> Path:
@@ -138,11 +142,11 @@ def _finish(paths: RunPaths, frame: pd.DataFrame, **extra) -> pd.DataFrame:
 
 
 def _evaluate(cfg: ExperimentConfig, policy, agent: str, env_kwargs: dict, seed: int, episodes: int,
-              progress: bool) -> pd.DataFrame:
+              progress: bool, online: bool = False) -> pd.DataFrame:
     ev = cfg.evaluation
     return evaluate_policy(policy, cfg.env.id, env_kwargs, agent=agent, seed=seed, episodes=episodes,
                            eval_seed=ev.seed, function=ev.function, breakdown_keys=ev.breakdown_keys,
-                           progress=progress)
+                           progress=progress, online=online)
 
 
 # ---------------------------------------------------------------------------- baselines
@@ -174,16 +178,17 @@ def evaluate_baseline(cfg: ExperimentConfig, name: str, seed: int, *, force: boo
 def _build_or_resume(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, mode: str):
     from .checkpoints import latest_checkpoint
 
+    algo = cfg.agents[name].algo
     make_env = env_factory(cfg.env.id, cfg.agent_env_kwargs(name))
-    last = latest_checkpoint(paths.checkpoints) if mode == "resume" else None
+    last = latest_checkpoint(paths.checkpoints, agent_file(algo)) if mode == "resume" else None
     if last is None:
         _seed_everything(seed)
-        return make_agent(name, cfg.agents[name], make_env, seed), 0
+        return make_agent(name, cfg.agents[name], make_env, seed), 0, make_env
     step, folder = last
-    agent = load_agent(folder / "model.zip", make_env, seed=seed + step)  # fresh env streams after a resume
+    agent = load_agent(algo, folder / agent_file(algo), make_env, seed=seed + step)  # fresh env streams after a resume
     if (folder / "replay_buffer.pkl").exists():
         agent.load_replay_buffer(folder / "replay_buffer.pkl")
-    return agent, step
+    return agent, step, make_env
 
 
 def _curve_rows(paths: RunPaths, up_to: int) -> list[dict]:
@@ -197,65 +202,81 @@ def _curve_rows(paths: RunPaths, up_to: int) -> list[dict]:
 def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = False, force: bool = False,
                 progress: bool = True) -> Path:
     """Train agent ``name`` with ``seed`` to its budget, checkpointing; then evaluate it. Returns the run folder."""
-    import torch
     from tqdm.auto import tqdm
 
-    from .callbacks import EpisodeScalars, StepProgress, sb3_logger
     from .checkpoints import save_checkpoint
 
     spec = cfg.agents[name]
+    sb3 = is_sb3(spec.algo)
     paths = run_paths(cfg, name, seed)
     record = _run_record(cfg, name, seed)
     mode = _start(paths, record, resume=resume, force=force, resumable=True)
     if mode == "skip":
         return paths.root
     atomic.write_text(paths.config, dump_yaml(record))
-    torch.set_num_threads(spec.torch_threads)
-    agent, step = _build_or_resume(cfg, name, seed, paths, mode)
+    if sb3:
+        import torch
+
+        torch.set_num_threads(spec.torch_threads)
+    agent, step, make_env = _build_or_resume(cfg, name, seed, paths, mode)
     writer = open_writer(paths.tensorboard, purge_step=step if step else None)
     if step == 0:
         writer.add_text("hyperparameters", hyperparameter_text({**record["agents"][name], "seed": seed}))
-    agent.set_logger(sb3_logger(writer))
     env_kwargs = cfg.agent_env_kwargs(name)
     curve = _curve_rows(paths, step)
     bar = tqdm(total=spec.budget, initial=step, desc=f"{name} seed {seed}", unit="step", leave=False,
                disable=not progress)
-    callbacks = [EpisodeScalars(writer), StepProgress(bar)]
+    if sb3:
+        from .callbacks import EpisodeScalars, StepProgress, sb3_logger
+
+        agent.set_logger(sb3_logger(writer))
+        callbacks = [EpisodeScalars(writer), StepProgress(bar)]
+
+        def learn(target: int) -> None:
+            agent.learn(target, callback=callbacks)
+    else:
+        def learn(target: int) -> None:
+            agent.learn(make_env, target)
+            bar.update(agent.num_timesteps - bar.n)
     started = time.perf_counter() - (curve[-1]["wall_s"] if curve else 0.0)  # training seconds, across resumes
     try:
         while agent.num_timesteps < spec.budget:
             target = min((agent.num_timesteps // spec.checkpoint_every + 1) * spec.checkpoint_every, spec.budget)
-            agent.learn(target, callback=callbacks)
+            learn(target)
             if agent.num_timesteps != target:
                 raise RunError(f"{name}: trained to step {agent.num_timesteps}, expected {target}")
             if target % spec.eval_every == 0 or target == spec.budget:
-                frame = _evaluate(cfg, agent, name, env_kwargs, seed, cfg.evaluation.curve_episodes, False)
+                view = agent.snapshot() if hasattr(agent, "snapshot") else agent  # evaluation leaves training as is
+                frame = _evaluate(cfg, view, name, env_kwargs, seed, cfg.evaluation.curve_episodes, False)
                 means = write_eval_scalars(writer, frame, target)
                 curve.append({"step": target, "wall_s": time.perf_counter() - started,
                               **{k.split("/")[1]: v for k, v in means.items()},
                               "cost_per_request": float(frame["cost_per_request"].mean())})
                 atomic.write_csv(paths.curve, pd.DataFrame(curve))
-            save_checkpoint(agent, paths.checkpoints)
+            save_checkpoint(agent, paths.checkpoints, agent_file(spec.algo))
     finally:
         bar.close()
-    frame = _evaluate(cfg, agent, name, env_kwargs, seed, cfg.evaluation.episodes, progress)
-    write_eval_scalars(writer, frame, agent.num_timesteps)
+    total_steps = agent.num_timesteps
+    agent.save(paths.agent(spec.algo))  # the trained agent, before an online evaluation moves it on
+    frame = _evaluate(cfg, agent, name, env_kwargs, seed, cfg.evaluation.episodes, progress,
+                      online=spec.eval_mode == "online")
+    write_eval_scalars(writer, frame, total_steps)
     writer.close()
-    agent.save(paths.model)
-    _finish(paths, frame, kind="learned", total_steps=agent.num_timesteps,
+    _finish(paths, frame, kind="learned", total_steps=total_steps,
             train_wall_s=round(time.perf_counter() - started, 3))
     return paths.root
 
 
 def reevaluate(cfg: ExperimentConfig, name: str, seed: int, episodes: int | None = None,
                progress: bool = True) -> pd.DataFrame:
-    """Evaluate a finished learned run again from its ``model.zip`` (normalisation frozen); rewrites eval.csv."""
+    """Evaluate a finished learned run again from its saved agent (normalisation frozen); rewrites eval.csv."""
     paths = run_paths(cfg, name, seed)
-    if not is_finished(paths) or not paths.model.exists():
+    spec = cfg.agents[name]
+    if not is_finished(paths) or not paths.agent(spec.algo).exists():
         raise RunError(f"{paths.root}: no finished learned run to evaluate; train it first")
-    agent = load_agent(paths.model)
+    agent = load_agent(spec.algo, paths.agent(spec.algo))
     frame = _evaluate(cfg, agent, name, cfg.agent_env_kwargs(name), seed, episodes or cfg.evaluation.episodes,
-                      progress)
+                      progress, online=spec.eval_mode == "online")
     atomic.write_csv(paths.eval_table, frame)
     return frame
 

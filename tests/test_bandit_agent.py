@@ -114,3 +114,16 @@ def test_single_and_multi_agent_algorithms_are_checked_against_the_env():
                                          r"offload_env/Vehicular-v0 is a multi-agent env"):
         check_algo_for_env("maskable_ppo", "offload_env/Vehicular-v0", where="agents.x.algo")
     assert {f.multi_agent for f in AGENTS.values()} == {False}  # the MADRL issue registers the first multi-agent one
+
+
+def test_snapshot_acts_without_moving_the_agent():
+    agent = BanditAgent("lints", make_env, seed=4, v=0.3)
+    agent.learn(make_env, 30)
+    state = agent.router.rng.bit_generator.state
+    twin = agent.snapshot()
+    env = make_env()
+    obs, _ = env.reset(seed=1)
+    for _ in range(10):
+        twin.observe(obs, twin.act(obs), 1.0, {"quality": 1.0, "cost": 0.0})
+    assert agent.router.rng.bit_generator.state == state and agent.router.counts.sum() == 30
+    assert twin.router.counts.sum() == 40
