@@ -50,8 +50,9 @@ class EvalConfig:
     """Episodes of each learning-curve evaluation during training."""
     seed: int = 1_000_000
     """Episode i of training seed k is evaluated on env seed ``seed + 1000 * k + i`` (disjoint from training)."""
-    function: str = "agents.baselines:evaluate"
-    """``module:function`` with the signature of ``agents.baselines.evaluate`` (one row per episode)."""
+    function: str = ""
+    """``module:function`` with the signature of ``agents.baselines.evaluate`` (one row per episode);
+    "" picks the env family's loop (experiments.families)."""
     breakdown_keys: list[str] = field(default_factory=lambda: [
         "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
         "round_trip_s"])
@@ -117,7 +118,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds; every agent and baseline runs once per seed."""
     baselines: list[str] = field(default_factory=list)
-    """Baseline names (all-local, all-server, random, best-fixed, greedy, oracle) or ``module:factory`` paths."""
+    """Baseline names of the env's family (LayerSplit: all-local, all-server, random, best-fixed, greedy, oracle;
+    Routing: always-cheapest, always-best, random, threshold, oracle) or ``module:factory`` paths."""
     agents: dict[str, AgentConfig] = field(default_factory=dict)
     """Learned agents by name; an optional ``default`` block is merged under each."""
     evaluation: EvalConfig = field(default_factory=EvalConfig)
@@ -390,7 +392,7 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
             raise ConfigError(str(err)) from None
 
     for i, name in enumerate(cfg.baselines):
-        check_baseline_name(name, f"baselines[{i}]")
+        check_baseline_name(name, f"baselines[{i}]", cfg.env.id)
     clash = set(cfg.baselines) & set(cfg.agents)
     if clash:
         raise ConfigError(f"agents.{sorted(clash)[0]}: the name is also a baseline; rename the agent")
@@ -400,6 +402,14 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
     ev = cfg.evaluation
     if ev.episodes < 1 or ev.curve_episodes < 1:
         raise ConfigError(f"evaluation.episodes: expected integers >= 1, got {ev.episodes}, {ev.curve_episodes}")
+    if ev.function == "":
+        from .families import family_of
+
+        family = family_of(cfg.env.id)
+        if family is None:
+            raise ConfigError(f"evaluation.function: {cfg.env.id} belongs to no env family; name the episode loop "
+                              "('module:function')")
+        ev.function = family.evaluate
     if ":" not in ev.function:
         raise ConfigError(f"evaluation.function: expected 'module:function', got {ev.function!r}")
 

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-__all__ = ["env_factory", "scenario_label", "action_space_label", "BASELINES", "check_baseline_name",
+__all__ = ["env_factory", "scenario_label", "action_space_label", "check_baseline_name",
            "make_baseline", "make_agent", "load_agent", "import_object"]
 
 
@@ -53,57 +53,36 @@ def action_space_label(kwargs: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------- baselines
 
 
-def _layer_split(cls_name: str, **fixed) -> Callable[..., Any]:
-    def build(make_env, seed):
-        import agents.baselines as b
+def _family_baselines(env_id: str) -> dict[str, str]:
+    from .families import family_of
 
-        cls = getattr(b, cls_name)
-        params = inspect.signature(cls).parameters
-        kwargs = dict(fixed)
-        if "seed" in params:
-            kwargs["seed"] = seed
-        if "make_env" in params:
-            kwargs["make_env"] = make_env
-        return cls(**kwargs)
-
-    return build
+    family = family_of(env_id)
+    return {} if family is None else family.baselines
 
 
-#: Baseline name -> factory(make_env, seed) -> policy with ``act(obs, info)``.
-BASELINES: dict[str, Callable[..., Any]] = {
-    "all-local": _layer_split("AllLocal"),
-    "all-server": _layer_split("AllServer"),
-    "random": _layer_split("RandomFeasible"),
-    "best-fixed": _layer_split("BestFixedSplit"),
-    "greedy": _layer_split("Greedy"),
-    "oracle": _layer_split("Oracle"),
-}
-
-
-def check_baseline_name(name: str, where: str) -> None:
+def check_baseline_name(name: str, where: str, env_id: str = "offload_env/LayerSplit-v0") -> None:
+    """A baseline name of ``env_id``'s family (experiments.families) or an importable ``module:factory``."""
     from .config import ConfigError
 
     if not isinstance(name, str):
         raise ConfigError(f"{where}: expected a baseline name, got {name!r}")
+    known = _family_baselines(env_id)
     if ":" in name:
         import_object(name, where)
-    elif name not in BASELINES:
-        raise ConfigError(f"{where}: unknown baseline {name!r}; expected one of {', '.join(BASELINES)} "
-                          "or a 'module:factory' path")
+    elif name not in known:
+        raise ConfigError(f"{where}: unknown baseline {name!r} for {env_id}; expected one of "
+                          f"{', '.join(known) or '(none)'} or a 'module:factory' path")
 
 
 def baseline_label(name: str) -> str:
     return name.rsplit(":", 1)[-1] if ":" in name else name
 
 
-def make_baseline(name: str, make_env: Callable[[], gym.Env], seed: int):
-    """Build baseline ``name``; a ``module:factory`` is called with whichever of make_env, seed it accepts."""
-    if ":" not in name:
-        policy = BASELINES[name](make_env, seed)
-    else:
-        factory = import_object(name)
-        params = inspect.signature(factory).parameters
-        policy = factory(**{k: v for k, v in (("make_env", make_env), ("seed", seed)) if k in params})
+def make_baseline(name: str, make_env: Callable[[], gym.Env], seed: int, env_id: str = "offload_env/LayerSplit-v0"):
+    """Build baseline ``name``; its factory is called with whichever of make_env, seed it accepts."""
+    factory = import_object(name if ":" in name else _family_baselines(env_id)[name])
+    params = inspect.signature(factory).parameters
+    policy = factory(**{k: v for k, v in (("make_env", make_env), ("seed", seed)) if k in params})
     policy.name = baseline_label(name)
     return policy
 

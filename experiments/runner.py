@@ -163,7 +163,7 @@ def evaluate_baseline(cfg: ExperimentConfig, name: str, seed: int, *, force: boo
     atomic.write_text(paths.config, dump_yaml(record))
     _seed_everything(seed)
     env_kwargs = cfg.agent_env_kwargs(None)
-    policy = make_baseline(name, env_factory(cfg.env.id, env_kwargs), seed)
+    policy = make_baseline(name, env_factory(cfg.env.id, env_kwargs), seed, cfg.env.id)
     frame = _evaluate(cfg, policy, label, env_kwargs, seed, cfg.evaluation.episodes, progress)
     writer = open_writer(paths.tensorboard)
     write_eval_scalars(writer, frame, 0)

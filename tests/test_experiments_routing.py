@@ -22,8 +22,8 @@ def routing_config(runs_dir) -> dict:
     return {
         "name": "rt", "runs_dir": str(runs_dir), "seeds": [0, 1],
         "env": {"id": "offload_env/Routing-v0", "kwargs": ENV},
-        "baselines": ["agents.routing_policies:AlwaysBest", "agents.routing_policies:OracleRouting"],
-        "evaluation": {"episodes": 2, "curve_episodes": 1, "function": "agents.routing_policies:evaluate_routing"},
+        "baselines": ["always-best", "oracle"],
+        "evaluation": {"episodes": 2, "curve_episodes": 1},
         "agents": {"linucb": {"algo": "linucb", "budget": 100, "checkpoint_every": 50, "alpha": 0.3},
                    "frozen_lints": {"algo": "lints", "budget": 100, "v": 0.2, "eval_mode": "frozen"}},
     }
@@ -52,14 +52,14 @@ def test_bandit_through_the_harness_is_the_hand_run(tmp_path):
     by_hand.learn(make_env, 100)
     hand = evaluate_routing(by_hand, make_env, episodes=2, seed=base)
     np.testing.assert_allclose(frozen["return"], hand["return"], rtol=1e-12)
-    best = pd.read_csv(run_paths(cfg, "AlwaysBest", 1).eval_table)
+    best = pd.read_csv(run_paths(cfg, "always-best", 1).eval_table)
     np.testing.assert_allclose(best["return"], evaluate_routing(AlwaysBest(), make_env, episodes=2, seed=base)["return"])
     curve = pd.read_csv(run_paths(cfg, "linucb", 0).curve)
     assert curve["step"].tolist() == [50, 100]
     tidy, summary = compare(tmp_path / "runs" / "rt", echo=False)
-    assert set(tidy["agent"]) == {"linucb", "frozen_lints", "AlwaysBest", "OracleRouting"} and len(tidy) == 16
+    assert set(tidy["agent"]) == {"linucb", "frozen_lints", "always-best", "oracle"} and len(tidy) == 16
     rows = summary.set_index("agent")
-    assert rows.loc["OracleRouting", "regret_mean"] == pytest.approx(0.0, abs=1e-9)
+    assert rows.loc["oracle", "regret_mean"] == pytest.approx(0.0, abs=1e-9)
     assert rows.loc["linucb", "regret_mean"] > 0 and "accuracy_mean" in rows
 
 
@@ -76,3 +76,12 @@ def test_routing_config_errors_name_the_key(tmp_path):
     raw["agents"]["ppo"] = {"algo": "maskable_ppo", "budget": 64, "n_steps": 64, "eval_mode": "online"}
     with pytest.raises(ConfigError, match=r"^agents\.ppo\.eval_mode: expected 'frozen'"):
         parse_config(raw)
+
+
+def test_baseline_names_belong_to_the_env_family(tmp_path):
+    raw = routing_config(tmp_path)
+    raw["baselines"] = ["always-best", "greedy"]  # greedy is a LayerSplit baseline
+    with pytest.raises(ConfigError, match=r"^baselines\[1\]: unknown baseline 'greedy' for offload_env/Routing-v0; "
+                                          r"expected one of always-cheapest, always-best, random, threshold, oracle"):
+        parse_config(raw)
+    assert parse_config(routing_config(tmp_path)).evaluation.function == "agents.routing_policies:evaluate_routing"
