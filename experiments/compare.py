@@ -30,6 +30,10 @@ METRICS = {
     "cost": "cost / query",
     "regret": "regret",
     "strong_share": "best-model share",
+    "apgr": "APGR",
+    "cpt_50": "CPT(50%)",
+    "cpt_80": "CPT(80%)",
+    "aiq": "AIQ",
 }
 _GROUP = ["env", "scenario", "action_space", "agent", "kind"]
 
@@ -48,10 +52,42 @@ def gather(experiment_dir: str | Path) -> pd.DataFrame:
     if not frames:
         raise FileNotFoundError(f"{root}: no finished runs (each needs done.json and eval.csv); run training first")
     tidy = pd.concat(frames, ignore_index=True)
+    tidy = add_routing_metrics(tidy)
     tidy = add_ratio_to(tidy, "greedy", "cost_ratio_to_greedy")
     tidy = add_ratio_to(tidy, "oracle", "cost_ratio_to_oracle_policy")
     front = [c for c in ID_COLUMNS if c in tidy]
     return tidy[front + [c for c in tidy if c not in front]]
+
+
+def add_routing_metrics(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Routing rows: each episode's point on its own cost-quality plane, scored by offload_env.metrics.
+
+    ``norm_cost`` is the episode's mean cost with the cheapest model's at 0 and
+    the best model's at 1 (on the same queries); APGR, CPT(50%), CPT(80%) and
+    AIQ (over normalised cost [0, 1], the ends being the two fixed routers)
+    score the point (cost, accuracy) with the curve closed by those ends.
+    NaN where the episode's best model was not better (or not dearer) than
+    the cheapest.
+    """
+    need = {"cost", "accuracy", "cost_weak", "cost_strong", "quality_weak", "quality_strong"}
+    if not need <= set(tidy):
+        return tidy
+    from offload_env import metrics
+
+    out = {k: [] for k in ("norm_cost", "apgr", "cpt_50", "cpt_80", "aiq")}
+    for c, q, cw, cs, qw, qs in tidy[["cost", "accuracy", "cost_weak", "cost_strong", "quality_weak",
+                                      "quality_strong"]].to_numpy(float):
+        if not (cs > cw and qs > qw):
+            for v in out.values():
+                v.append(np.nan)
+            continue
+        share = float(np.clip((c - cw) / (cs - cw), 0.0, 1.0))
+        out["norm_cost"].append((c - cw) / (cs - cw))
+        out["apgr"].append(metrics.apgr([share], [q], qw, qs))
+        out["cpt_50"].append(metrics.cpt([share], [q], qw, qs, 0.5))
+        out["cpt_80"].append(metrics.cpt([share], [q], qw, qs, 0.8))
+        out["aiq"].append(metrics.aiq([0.0, share, 1.0], [qw, q, qs], cost_range=(0.0, 1.0)))
+    return tidy.assign(**out)
 
 
 def add_ratio_to(tidy: pd.DataFrame, reference: str, column: str) -> pd.DataFrame:

@@ -85,3 +85,21 @@ def test_baseline_names_belong_to_the_env_family(tmp_path):
                                           r"expected one of always-cheapest, always-best, random, threshold, oracle"):
         parse_config(raw)
     assert parse_config(routing_config(tmp_path)).evaluation.function == "agents.routing_policies:evaluate_routing"
+
+
+def test_routing_metrics_per_episode_by_hand():
+    from experiments.compare import add_routing_metrics
+
+    frame = pd.DataFrame({"cost": [0.5, 2.0, 1.0], "accuracy": [0.8, 0.9, 0.7], "cost_weak": [0.0, 0.0, 1.0],
+                          "cost_strong": [1.0, 1.0, 1.0], "quality_weak": [0.6, 0.6, 0.6],
+                          "quality_strong": [0.9, 0.9, 0.9]})
+    out = add_routing_metrics(frame)
+    # row 0: share 0.5, PGR (0.8 - 0.6) / 0.3 = 2/3; APGR = trapezoids (0,0)-(0.5,2/3)-(1,1) = 0.5 * (1/3 + 5/6)
+    assert out["apgr"][0] == pytest.approx(0.5 * (1 / 3 + 5 / 6))
+    assert out["cpt_50"][0] == pytest.approx(0.5 * 0.5 / (2 / 3))  # PGR 0.5 reached on the first segment
+    assert out["cpt_80"][0] == pytest.approx(0.5 + 0.5 * (0.8 - 2 / 3) / (1 / 3))
+    # AIQ over [0, 1] of the hull (0, 0.6), (0.5, 0.8), (1, 0.9): 0.5 * (0.7 + 0.85)
+    assert out["aiq"][0] == pytest.approx(0.5 * (0.7 + 0.85))
+    # row 1 costs twice the best model: share clipped to 1, PGR 1, so its curve is the diagonal (a random router's)
+    assert out["norm_cost"][1] == pytest.approx(2.0) and out["apgr"][1] == pytest.approx(0.5)
+    assert np.isnan(out["apgr"][2])  # the best model is no dearer than the cheapest: no cost axis
