@@ -11,7 +11,7 @@ from . import atomic
 from .compare import format_summary, gather, save_tidy, summarize
 from .stats import bootstrap_ci
 
-__all__ = ["gather_curves", "plot_learning_curves", "plot_cost_vs_oracle", "plot_latency_breakdown",
+__all__ = ["spread_labels", "gather_curves", "plot_learning_curves", "plot_cost_vs_oracle", "plot_latency_breakdown",
            "write_report"]
 
 _BREAKDOWN = {"mean_edge_queue_s": "edge queue", "mean_edge_compute_s": "edge compute", "mean_uplink_s": "uplink",
@@ -41,6 +41,15 @@ def gather_curves(experiment_dir: str | Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def spread_labels(values, gap: float) -> np.ndarray:
+    """Label heights as near ``values`` (sorted ascending) as they can be while at least ``gap`` apart."""
+    y = np.asarray(values, dtype=float).copy()
+    for i in range(1, len(y)):  # push up, then centre each pushed cluster on its values
+        y[i] = max(y[i], y[i - 1] + gap)
+    shift = np.mean(y - np.asarray(values, dtype=float)) if len(y) else 0.0
+    return y - shift
+
+
 def _save(fig, path: Path) -> Path:
     with atomic.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -68,10 +77,13 @@ def plot_learning_curves(curves: pd.DataFrame, summary: pd.DataFrame, path: Path
         ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
     col = f"{metric}_mean"
     if col in summary:
-        for _, row in summary[summary["kind"] == "baseline"].iterrows():
-            ax.axhline(row[col], linestyle="--", linewidth=0.8, color="grey")
-            ax.annotate(row["agent"], (ax.get_xlim()[1], row[col]), fontsize=7, va="center", ha="right",
-                        color="grey")
+        rows = summary[(summary["kind"] == "baseline") & summary[col].notna()].sort_values(col)
+        for value in rows[col]:
+            ax.axhline(value, linestyle="--", linewidth=0.8, color="grey")
+        low, high = ax.get_ylim()
+        for name, y in zip(rows["agent"], spread_labels(rows[col].to_numpy(float), 0.045 * (high - low))):
+            ax.annotate(name, (1.01, y), xycoords=("axes fraction", "data"), fontsize=7, va="center", ha="left",
+                        color="grey", annotation_clip=False)
     ax.set_xlabel("training steps")
     ax.set_ylabel(metric.replace("_", " "))
     ax.legend(fontsize=8)

@@ -176,3 +176,13 @@ def test_compare_aggregates_by_hand(tmp_path):
     assert row["cost_ratio_to_greedy_mean"] == pytest.approx(0.5)
     assert row["cost_ratio_to_greedy_ci_low"] == pytest.approx(0.5)
     assert row["cost_ratio_to_greedy_ci_high"] == pytest.approx(0.5)
+
+
+def test_baseline_labels_are_spread_apart():
+    from experiments.report import spread_labels
+
+    values = np.array([1.0, 1.001, 1.002, 2.0])
+    y = spread_labels(values, 0.1)
+    assert np.all(np.diff(y) >= 0.1 - 1e-12)  # labels of close values no longer overlap
+    assert abs(np.mean(y - values)) < 1e-12  # and stay centred on their lines
+    np.testing.assert_array_equal(spread_labels(np.array([0.0, 1.0, 2.0]), 0.1), [0.0, 1.0, 2.0])
