@@ -20,10 +20,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: train DDPG and MaskablePPO on LayerSplit-v0 (2 seeds), evaluate them next to
-# the baselines, print the comparison table and write the report (its path is printed last).
+# The main job: train DDPG and MaskablePPO on LayerSplit-v0 and the four bandits on Routing-v0
+# (2 seeds each), evaluate them next to each env's baselines, print each comparison table and
+# write each report (their paths are printed after their tables).
 demo: $(STAMP)
 	$(PY) -m experiments run experiments/configs/demo.yaml $(DEMO_ARGS)
+	$(PY) -m experiments run experiments/configs/demo_routing.yaml $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
