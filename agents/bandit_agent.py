@@ -13,6 +13,7 @@ Saved as ``router.npz`` + ``router.json`` (the router's arrays and state) and
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,6 @@ BANDIT_ALGOS: dict[str, type] = {
     "epsilon_greedy": bandits.EpsilonGreedy,
     "cost_aware_linucb": bandits.CostAwareLinUCB,
 }
-_SEEDED = ("lints", "epsilon_greedy")
 
 
 class BanditAgent:
@@ -59,10 +59,11 @@ class BanditAgent:
         self.name = name or algo
         self.seed = int(seed)
         self.params = dict(params)
+        router = BANDIT_ALGOS[algo]
         kwargs = dict(params)
-        if algo in _SEEDED:
+        if "seed" in inspect.signature(router).parameters:  # the randomised routers draw from the agent's seed
             kwargs.setdefault("seed", self.seed)
-        self.router = BANDIT_ALGOS[algo](int(space.n), int(env.observation_space.shape[0]), **kwargs)
+        self.router = router(int(space.n), int(env.observation_space.shape[0]), **kwargs)
         env.close()
         self._make_env = None
         self._env = None

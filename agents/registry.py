@@ -8,7 +8,6 @@ neither torch nor SB3.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,32 +19,41 @@ class AgentFamily:
     """How to build and load the agents of one algorithm."""
 
     algo: str  #: the name in configs
-    module: str  #: where the family lives (imported on first use)
+    kind: str  #: "sb3" (agents.sb3: needs the 'rl' extra, saves a pickled zip) or "bandit" (agents.bandit_agent)
     multi_agent: bool = False  #: acts for every agent of a PettingZoo env
     online: bool = False  #: can learn while it is evaluated (a bandit's online pass)
-    extra: str = ""  #: the optional dependencies it needs ("rl": torch, SB3)
+
+    @property
+    def sb3(self) -> bool:
+        return self.kind == "sb3"
 
     def build(self, make_env: Callable[[], Any], *, seed: int, name: str, **settings: Any):
-        module = importlib.import_module(self.module)
-        if self.module == "agents.bandit_agent":
-            return module.BanditAgent(self.algo, make_env, seed=seed, name=name, **settings)
-        return module.make_sb3_agent(self.algo, make_env, seed=seed, name=name, **settings)
+        if self.sb3:
+            from .sb3 import make_sb3_agent
+
+            return make_sb3_agent(self.algo, make_env, seed=seed, name=name, **settings)
+        from .bandit_agent import BanditAgent
+
+        return BanditAgent(self.algo, make_env, seed=seed, name=name, **settings)
 
     def load(self, path, make_env: Callable[[], Any] | None = None, seed: int | None = None):
-        module = importlib.import_module(self.module)
-        if self.module == "agents.bandit_agent":
-            return module.BanditAgent.load(path, make_env)
-        return module.SB3Agent.load(path, make_env, seed=seed)
+        if self.sb3:
+            from .sb3 import SB3Agent
+
+            return SB3Agent.load(path, make_env, seed=seed)
+        from .bandit_agent import BanditAgent
+
+        return BanditAgent.load(path, make_env)
 
 
 AGENTS: dict[str, AgentFamily] = {
-    "ddpg": AgentFamily("ddpg", "agents.sb3", extra="rl"),
-    "td3": AgentFamily("td3", "agents.sb3", extra="rl"),
-    "maskable_ppo": AgentFamily("maskable_ppo", "agents.sb3", extra="rl"),
-    "linucb": AgentFamily("linucb", "agents.bandit_agent", online=True),
-    "lints": AgentFamily("lints", "agents.bandit_agent", online=True),
-    "epsilon_greedy": AgentFamily("epsilon_greedy", "agents.bandit_agent", online=True),
-    "cost_aware_linucb": AgentFamily("cost_aware_linucb", "agents.bandit_agent", online=True),
+    "ddpg": AgentFamily("ddpg", "sb3"),
+    "td3": AgentFamily("td3", "sb3"),
+    "maskable_ppo": AgentFamily("maskable_ppo", "sb3"),
+    "linucb": AgentFamily("linucb", "bandit", online=True),
+    "lints": AgentFamily("lints", "bandit", online=True),
+    "epsilon_greedy": AgentFamily("epsilon_greedy", "bandit", online=True),
+    "cost_aware_linucb": AgentFamily("cost_aware_linucb", "bandit", online=True),
 }
 
 

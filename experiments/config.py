@@ -253,7 +253,7 @@ def _algorithm_signature(algo: str, where: str) -> dict[str, Any]:
     if algo not in AGENTS:
         raise ConfigError(f"{where}.algo: expected one of {', '.join(AGENTS)}, got {algo!r}")
     family = AGENTS[algo]
-    if family.module == "agents.bandit_agent":
+    if not family.sb3:
         from agents.bandit_agent import BANDIT_ALGOS
 
         init = BANDIT_ALGOS[algo].__init__
@@ -315,7 +315,7 @@ def _check_agent(a: AgentConfig, where: str) -> None:
         a.eval_mode = "online" if family.online else "frozen"
     need(a.eval_mode in (("frozen", "online") if family.online else ("frozen",)), "eval_mode",
          "'frozen' or 'online'" if family.online else f"'frozen' ({a.algo} does not learn while evaluated)")
-    if family.module == "agents.bandit_agent":
+    if not family.sb3:
         need(a.n_envs == 1, "n_envs", "1 (a bandit makes one online pass)")
         need(a.action_noise is None, "action_noise", "null (bandits explore by their own rule)")
         need(not a.normalize_reward, "normalize_reward", "false (bandits learn from the raw reward)")

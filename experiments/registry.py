@@ -60,7 +60,7 @@ def _family_baselines(env_id: str) -> dict[str, str]:
     return {} if family is None else family.baselines
 
 
-def check_baseline_name(name: str, where: str, env_id: str = "offload_env/LayerSplit-v0") -> None:
+def check_baseline_name(name: str, where: str, env_id: str) -> None:
     """A baseline name of ``env_id``'s family (experiments.families) or an importable ``module:factory``."""
     from .config import ConfigError
 
@@ -78,7 +78,7 @@ def baseline_label(name: str) -> str:
     return name.rsplit(":", 1)[-1] if ":" in name else name
 
 
-def make_baseline(name: str, make_env: Callable[[], gym.Env], seed: int, env_id: str = "offload_env/LayerSplit-v0"):
+def make_baseline(name: str, make_env: Callable[[], gym.Env], seed: int, env_id: str):
     """Build baseline ``name``; its factory is called with whichever of make_env, seed it accepts."""
     factory = import_object(name if ":" in name else _family_baselines(env_id)[name])
     params = inspect.signature(factory).parameters
@@ -117,7 +117,7 @@ def _hyperparams(agent_cfg) -> dict[str, Any]:
 def is_sb3(algo: str) -> bool:
     from agents.registry import agent_family
 
-    return agent_family(algo).extra == "rl"
+    return agent_family(algo).sb3
 
 
 def make_agent(name: str, agent_cfg, make_env: Callable[[], gym.Env], seed: int):
