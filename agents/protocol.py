@@ -14,6 +14,12 @@ An agent is built on an env factory (it reads the spaces from it) and then:
 Agents that also learn while they are evaluated (bandits, judged on one
 online pass) implement :class:`OnlineAgent`: ``observe(obs, action, reward,
 info)`` after each step of that pass.
+
+A multi-agent agent (``multi_agent=True`` in ``agents.registry``; PettingZoo
+envs) keeps the same methods with dicts keyed by agent id:
+``act(observations, infos) -> {agent: action}`` for every live agent, and
+``reset(env)`` receives the ParallelEnv; ``agents.vehicular_baselines.
+evaluate_vehicular`` is its episode loop.
 """
 
 from __future__ import annotations

@@ -151,10 +151,17 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
                        progress: bool = False) -> pd.DataFrame:
     """Run ``policy`` on a vehicular ParallelEnv; one row per episode and vehicle.
 
-    Columns: agent (policy name), episode, seed, vehicle, steps, return, mean
-    latency (s), energy (J), deadline-miss rate, fallback, handover and
-    failure rates, and the shares of tasks run locally, on RSUs and in the
-    cloud. :func:`per_episode` aggregates it to one row per episode.
+    ``policy`` follows the multi-agent side of the agent protocol:
+    ``reset(env)`` at each episode start, then ``act(observations, infos) ->
+    {agent: action}`` for every live agent (baselines here, MADRL agents).
+
+    Columns: agent (policy name), episode, seed, vehicle, steps, return (the
+    vehicle's), team_return (the episode's sum over vehicles, on every row of
+    the episode), mean latency (s), energy (J), deadline-miss rate, fallback,
+    handover and failure rates, the shares of tasks run locally, on RSUs and
+    in the cloud, and the mean latency of the tasks run at each of those
+    (``latency_local_s`` ...; NaN where none ran there). :func:`per_episode`
+    aggregates it to one row per episode.
     """
     env = make_env() if callable(make_env) else make_env
     rows = []
@@ -164,7 +171,8 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
         base = env.unwrapped if hasattr(env, "unwrapped") else env
         cloud = base.num_rsus + 1
         stats = {a: {"steps": 0, "return": 0.0, "latency": 0.0, "energy": 0.0, "miss": 0, "fallback": 0,
-                     "handover": 0, "failed": 0, "local": 0, "rsu": 0, "cloud": 0} for a in env.possible_agents}
+                     "handover": 0, "failed": 0, "local": 0, "rsu": 0, "cloud": 0,
+                     "latency_local": 0.0, "latency_rsu": 0.0, "latency_cloud": 0.0} for a in env.possible_agents}
         while env.agents:
             observations, rewards, terminations, truncations, infos = env.step(policy.act(observations, infos))
             for agent, reward in rewards.items():
@@ -179,14 +187,18 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
                 st["failed"] += info["failed"]
                 kind = "local" if info["target"] == 0 else "cloud" if info["target"] == cloud else "rsu"
                 st[kind] += 1
+                st[f"latency_{kind}"] += info["latency_s"]
+        team_return = sum(st["return"] for st in stats.values())
         for agent, st in stats.items():
             n = max(st["steps"], 1)
             rows.append({"agent": getattr(policy, "name", type(policy).__name__), "episode": ep, "seed": seed + ep,
-                         "vehicle": agent, "steps": st["steps"], "return": st["return"],
+                         "vehicle": agent, "steps": st["steps"], "return": st["return"], "team_return": team_return,
                          "mean_latency_s": st["latency"] / n, "energy_j": st["energy"],
                          "deadline_miss_rate": st["miss"] / n, "fallback_rate": st["fallback"] / n,
                          "handover_rate": st["handover"] / n, "failure_rate": st["failed"] / n,
-                         "share_local": st["local"] / n, "share_rsu": st["rsu"] / n, "share_cloud": st["cloud"] / n})
+                         "share_local": st["local"] / n, "share_rsu": st["rsu"] / n, "share_cloud": st["cloud"] / n,
+                         **{f"latency_{k}_s": st[f"latency_{k}"] / st[k] if st[k] else np.nan
+                            for k in ("local", "rsu", "cloud")}})
     return pd.DataFrame(rows)
 
 
@@ -194,5 +206,5 @@ def per_episode(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (agent, episode): the team return (sum over vehicles) and the means of the rest."""
     keys = ["agent", "episode", "seed"]
     means = frame.drop(columns=["vehicle"]).groupby(keys, sort=False).mean(numeric_only=True)
-    means["team_return"] = frame.groupby(keys, sort=False)["return"].sum()
+    means["team_return"] = frame.groupby(keys, sort=False)["return"].sum()  # the same as each row's
     return means.reset_index()

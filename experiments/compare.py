@@ -11,30 +11,34 @@ import pandas as pd
 from . import atomic
 from .stats import iqm, seed_bootstrap_ci
 
-__all__ = ["gather", "add_ratio_to", "summarize", "format_summary", "save_tidy", "compare"]
+__all__ = ["gather", "metrics_of", "add_routing_metrics", "add_ratio_to", "summarize", "format_summary", "save_tidy",
+           "compare"]
 
 #: Columns every tidy table starts with (one row per evaluation episode).
-ID_COLUMNS = ["env", "scenario", "action_space", "agent", "kind", "seed", "episode", "episode_seed"]
-#: Summarised metrics: column -> label in the printed table.
-METRICS = {
-    "cost_ratio_to_oracle": "cost / oracle",
-    "cost_ratio_to_oracle_policy": "cost / oracle policy",
-    "cost_ratio_to_greedy": "cost / greedy",
-    "cost_per_request": "cost / request",
-    "return": "return",
-    "mean_latency_s": "latency (s)",
-    "edge_energy_j": "edge energy (J)",
-    "deadline_miss_rate": "deadline miss",
-    # Routing-v0 (agents.routing_policies.evaluate_routing)
-    "accuracy": "accuracy",
-    "cost": "cost / query",
-    "regret": "regret",
-    "strong_share": "best-model share",
-    "apgr": "APGR",
-    "cpt_50": "CPT(50%)",
-    "cpt_80": "CPT(80%)",
-    "aiq": "AIQ",
-}
+ID_COLUMNS = ["env", "scenario", "action_space", "agent", "kind", "seed", "episode", "episode_seed", "vehicle"]
+
+
+def metrics_of(tidy: pd.DataFrame) -> dict[str, str]:
+    """Summarised column -> label: the metrics of the families of the table's envs (experiments.families),
+    in their order; an env of no family gets the return and cost per request."""
+    from .families import family_of_name
+
+    out: dict[str, str] = {}
+    for env in pd.unique(tidy["env"]) if "env" in tidy else ():
+        family = family_of_name(str(env))
+        out.update(family.metrics if family is not None else {"return": "return",
+                                                             "cost_per_request": "cost / request"})
+    return out or {"return": "return"}
+
+
+def _sort_key(tidy: pd.DataFrame) -> tuple[str, bool]:
+    from .families import family_of_name
+
+    envs = pd.unique(tidy["env"]) if "env" in tidy else []
+    family = family_of_name(str(envs[0])) if len(envs) else None
+    return family.sort_by if family is not None else ("return", False)
+
+
 _GROUP = ["env", "scenario", "action_space", "agent", "kind"]
 
 
@@ -100,9 +104,9 @@ def add_ratio_to(tidy: pd.DataFrame, reference: str, column: str) -> pd.DataFram
     ref = tidy[tidy["agent"] == reference]
     if ref.empty or "cost_per_request" not in tidy:
         return tidy
-    ref = ref[["env", "scenario", "seed", "episode_seed", "cost_per_request"]].rename(
-        columns={"cost_per_request": "_ref_cost"})
-    merged = tidy.merge(ref, on=["env", "scenario", "seed", "episode_seed"], how="left")
+    keys = ["env", "scenario", "seed", "episode_seed"] + (["vehicle"] if "vehicle" in tidy else [])
+    ref = ref[keys + ["cost_per_request"]].rename(columns={"cost_per_request": "_ref_cost"})
+    merged = tidy.merge(ref, on=keys, how="left")
     merged[column] = merged["cost_per_request"] / merged["_ref_cost"]
     return merged.drop(columns="_ref_cost")
 
@@ -110,12 +114,21 @@ def add_ratio_to(tidy: pd.DataFrame, reference: str, column: str) -> pd.DataFram
 def summarize(tidy: pd.DataFrame, metrics: dict[str, str] | None = None, confidence: float = 0.95,
               resamples: int = 2000) -> pd.DataFrame:
     """One row per (env, scenario, action space, agent): seeds, episodes and, per metric, the mean,
-    its bootstrap CI (seeds, then episodes within seeds) and the IQM over all episodes."""
-    metrics = METRICS if metrics is None else metrics
+    its bootstrap CI (seeds, then episodes within seeds) and the IQM over all episodes.
+
+    ``metrics`` defaults to the families' (:func:`metrics_of`). Rows per episode
+    and agent of a multi-agent env (a ``vehicle`` column) are averaged over
+    the vehicles of each episode first: episodes, not vehicles, are the
+    independent samples.
+    """
+    metrics = metrics_of(tidy) if metrics is None else metrics
     rows = []
     for key, group in tidy.groupby([c for c in _GROUP if c in tidy], sort=False):
         row = dict(zip([c for c in _GROUP if c in tidy], key))
         row["seeds"] = group["seed"].nunique()
+        if "vehicle" in group and group["vehicle"].notna().any():
+            row["vehicles"] = group["vehicle"].nunique()
+            group = group.groupby(["seed", "episode_seed"], sort=False).mean(numeric_only=True).reset_index()
         row["episodes"] = len(group)
         for col in metrics:
             if col not in group:
@@ -127,16 +140,20 @@ def summarize(tidy: pd.DataFrame, metrics: dict[str, str] | None = None, confide
             row[f"{col}_iqm"] = iqm(group[col])
         rows.append(row)
     summary = pd.DataFrame(rows)
-    if "cost_ratio_to_oracle_mean" in summary:
-        summary = summary.sort_values("cost_ratio_to_oracle_mean", kind="stable")
+    column, ascending = _sort_key(tidy)
+    if f"{column}_mean" in summary:
+        summary = summary.sort_values(f"{column}_mean", ascending=ascending, kind="stable")
     return summary.reset_index(drop=True)
 
 
 def format_summary(summary: pd.DataFrame, metrics: dict[str, str] | None = None) -> str:
     """The summary as a fixed-width text table: mean [95% CI] per metric, IQM of the oracle ratio."""
-    metrics = METRICS if metrics is None else metrics
+    if metrics is None:
+        metrics = metrics_of(summary)
     out = pd.DataFrame({"agent": summary["agent"], "actions": summary.get("action_space", ""),
                         "seeds": summary["seeds"], "episodes": summary["episodes"]})
+    if "vehicles" in summary:
+        out["vehicles"] = summary["vehicles"]
     for col, label in metrics.items():
         if f"{col}_mean" not in summary:
             continue

@@ -35,9 +35,11 @@ class EnvConfig:
     """Which environment, and how to build it."""
 
     id: str = "offload_env/LayerSplit-v0"
-    """Gymnasium id; the module before '/' is imported first (``offload_env`` registers its envs)."""
+    """Gymnasium id (the module before '/' is imported first: ``offload_env`` registers its envs) or a
+    PettingZoo id of ``offload_env.PARALLEL_ENVS`` (``offload_env/Vehicular-v0``)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of ``gymnasium.make`` (LayerSplit: scenario, continuous, any scenario field)."""
+    """Keyword arguments of the env (LayerSplit, Routing: scenario, continuous, any scenario field;
+    Vehicular: continuous, any VehicularScenario field)."""
 
 
 @dataclass
@@ -53,10 +55,9 @@ class EvalConfig:
     function: str = ""
     """``module:function`` with the signature of ``agents.baselines.evaluate`` (one row per episode);
     "" picks the env family's loop (experiments.families)."""
-    breakdown_keys: list[str] = field(default_factory=lambda: [
-        "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
-        "round_trip_s"])
-    """``info`` keys averaged per episode into ``mean_<key>`` columns (the latency breakdown); missing keys skipped."""
+    breakdown_keys: list[str] | None = None
+    """``info`` keys averaged per episode into ``mean_<key>`` columns (the latency breakdown); missing keys
+    skipped; null picks the env family's (LayerSplit: its latency parts; none for the others)."""
 
 
 @dataclass
@@ -119,7 +120,8 @@ class ExperimentConfig:
     """Training seeds; every agent and baseline runs once per seed."""
     baselines: list[str] = field(default_factory=list)
     """Baseline names of the env's family (LayerSplit: all-local, all-server, random, best-fixed, greedy, oracle;
-    Routing: always-cheapest, always-best, random, threshold, oracle) or ``module:factory`` paths."""
+    Routing: always-cheapest, always-best, random, threshold, oracle; Vehicular: all-local, nearest-rsu,
+    least-loaded-rsu, all-cloud, random, greedy) or ``module:factory`` paths."""
     agents: dict[str, AgentConfig] = field(default_factory=dict)
     """Learned agents by name; an optional ``default`` block is merged under each."""
     evaluation: EvalConfig = field(default_factory=EvalConfig)
@@ -356,41 +358,55 @@ def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
     if not isinstance(agents_raw, dict):
         raise ConfigError(f"agents: expected a mapping of agent name -> settings, got {agents_raw!r}")
     cfg = _build(ExperimentConfig, raw, "")
+    _check_env(cfg)
     default = agents_raw.get("default") or {}
-    cfg.agents = {name: _build_agent(_merge(default, body or {}), f"agents.{name}")
-                  for name, body in agents_raw.items() if name != "default"}
+    merged = {name: _merge(default, body or {}) for name, body in agents_raw.items() if name != "default"}
+    for name, body in merged.items():  # an algorithm of the wrong kind for the env: refused before its settings
+        _check_algo_for_env(body, cfg.env.id, f"agents.{name}.algo")
+    cfg.agents = {name: _build_agent(body, f"agents.{name}") for name, body in merged.items()}
     _check_experiment(cfg)
     return cfg
 
 
-def _check_experiment(cfg: ExperimentConfig) -> None:
+def _check_algo_for_env(body, env_id: str, where: str) -> None:
+    from agents.registry import AGENTS, check_algo_for_env
+
+    algo = body.get("algo") if isinstance(body, dict) else None
+    if isinstance(algo, str) and algo in AGENTS:
+        try:
+            check_algo_for_env(algo, env_id, where=where)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+def _check_env(cfg: ExperimentConfig) -> None:
     import gymnasium as gym
     import importlib
 
-    if not cfg.name or "/" in cfg.name:
-        raise ConfigError(f"name: expected a non-empty name without '/', got {cfg.name!r}")
-    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
-        raise ConfigError(f"seeds: expected distinct integers >= 0, got {cfg.seeds!r}")
     module = cfg.env.id.split("/")[0] if "/" in cfg.env.id else None
     if module and module not in ("", "gymnasium"):
         try:
             importlib.import_module(module)
         except ImportError:
             pass
-    try:
-        gym.spec(cfg.env.id)
-    except gym.error.Error as err:
-        raise ConfigError(f"env.id: {err}") from None
-    from agents.registry import check_algo_for_env
+    from offload_env import ENV_IDS, PARALLEL_ENVS, is_parallel_env
 
+    if not is_parallel_env(cfg.env.id):
+        try:
+            gym.spec(cfg.env.id)
+        except gym.error.Error as err:
+            raise ConfigError(f"env.id: {cfg.env.id!r}: {err} Expected a registered Gymnasium id (this project's: "
+                              f"{', '.join(ENV_IDS)}) or a PettingZoo id of offload_env.PARALLEL_ENVS "
+                              f"({', '.join(PARALLEL_ENVS)})") from None
+
+
+def _check_experiment(cfg: ExperimentConfig) -> None:
     from .registry import check_baseline_name
 
-    for name, agent in cfg.agents.items():
-        try:
-            check_algo_for_env(agent.algo, cfg.env.id, where=f"agents.{name}.algo")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
+    if not cfg.name or "/" in cfg.name:
+        raise ConfigError(f"name: expected a non-empty name without '/', got {cfg.name!r}")
+    if not cfg.seeds or len(set(cfg.seeds)) != len(cfg.seeds) or min(cfg.seeds) < 0:
+        raise ConfigError(f"seeds: expected distinct integers >= 0, got {cfg.seeds!r}")
     for i, name in enumerate(cfg.baselines):
         check_baseline_name(name, f"baselines[{i}]", cfg.env.id)
     clash = set(cfg.baselines) & set(cfg.agents)
@@ -410,6 +426,11 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"evaluation.function: {cfg.env.id} belongs to no env family; name the episode loop "
                               "('module:function')")
         ev.function = family.evaluate
+    if ev.breakdown_keys is None:
+        from .families import family_of
+
+        family = family_of(cfg.env.id)
+        ev.breakdown_keys = list(family.breakdown_keys) if family is not None else []
     if ":" not in ev.function:
         raise ConfigError(f"evaluation.function: expected 'module:function', got {ev.function!r}")
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import pandas as pd
 
-from .registry import action_space_label, import_object, scenario_label
+from .registry import action_space_label, env_factory, import_object, scenario_label
 
 __all__ = ["BreakdownRecorder", "evaluate_policy", "episode_seed_base"]
 
@@ -54,13 +54,18 @@ def evaluate_policy(policy, env_id: str, env_kwargs: dict[str, Any], *, agent: s
 
     Columns added to the evaluation function's: env, scenario, action_space,
     agent, seed (the training seed), episode_seed, cost_per_request and the
-    ``mean_<key>`` latency breakdown.
+    ``mean_<key>`` latency breakdown (Gymnasium envs). A multi-agent env's loop
+    gives one row per episode and agent (its ``vehicle`` column).
     """
     evaluate: Callable[..., pd.DataFrame] = import_object(function, "evaluation.function")
     recorders: list[BreakdownRecorder] = []
+    build = env_factory(env_id, env_kwargs)
 
-    def make_env() -> gym.Env:
-        env = BreakdownRecorder(gym.make(env_id, **env_kwargs), list(breakdown_keys))
+    def make_env():
+        env = build()
+        if not breakdown_keys or not isinstance(env, gym.Env):
+            return env
+        env = BreakdownRecorder(env, list(breakdown_keys))
         recorders.append(env)
         return env
 
@@ -81,5 +86,5 @@ def evaluate_policy(policy, env_id: str, env_kwargs: dict[str, Any], *, agent: s
         frame["cost_per_request"] = -frame["return"] / requests.clip(lower=1)  # dropped requests count
     if "deadline_miss_rate" in frame:
         frame["deadline_miss_rate"] = frame["deadline_miss_rate"].astype(float)
-    front = ["env", "scenario", "action_space", "agent", "seed", "episode", "episode_seed"]
+    front = ["env", "scenario", "action_space", "agent", "seed", "episode", "episode_seed", "vehicle"]
     return frame[[c for c in front if c in frame] + [c for c in frame if c not in front]]

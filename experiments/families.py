@@ -1,15 +1,17 @@
-"""Env families: per family, its env ids, its episode loop and its baselines by name. One registration each.
+"""Env families: per family, its env ids, episode loop, baselines, table columns. One registration each.
 
 A config's ``env.id`` picks the family; ``baselines`` are names of that
-family (or ``module:factory`` paths) and ``evaluation.function`` defaults to
-the family's loop.
+family (or ``module:factory`` paths), ``evaluation.function`` defaults to the
+family's loop and ``evaluation.breakdown_keys`` to its per-step info keys.
+``compare`` and ``report`` summarise the family's ``metrics`` and sort its
+table by ``sort_by``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Family", "FAMILIES", "family_of"]
+__all__ = ["Family", "FAMILIES", "family_of", "family_of_name"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class Family:
     env_ids: tuple[str, ...]
     evaluate: str  #: ``module:function`` with the signature of ``agents.baselines.evaluate``
     baselines: dict[str, str] = field(default_factory=dict)  #: name -> ``module:factory(make_env?, seed?)``
+    metrics: dict[str, str] = field(default_factory=dict)  #: summarised column -> label in the printed table
+    sort_by: tuple[str, bool] = ("return", False)  #: (column, ascending) ordering the summary's rows
+    breakdown_keys: tuple[str, ...] = ()  #: ``info`` keys averaged per episode into ``mean_<key>`` columns
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -28,14 +33,54 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "best-fixed": "agents.baselines:BestFixedSplit",
         "greedy": "agents.baselines:Greedy",
         "oracle": "agents.baselines:Oracle",
-    }),
+    }, metrics={
+        "cost_ratio_to_oracle": "cost / oracle",
+        "cost_ratio_to_oracle_policy": "cost / oracle policy",
+        "cost_ratio_to_greedy": "cost / greedy",
+        "cost_per_request": "cost / request",
+        "return": "return",
+        "mean_latency_s": "latency (s)",
+        "edge_energy_j": "edge energy (J)",
+        "deadline_miss_rate": "deadline miss",
+    }, sort_by=("cost_ratio_to_oracle", True), breakdown_keys=(
+        "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
+        "round_trip_s")),
     Family("routing", ("offload_env/Routing-v0",), "agents.routing_policies:evaluate_routing", {
         "always-cheapest": "agents.routing_policies:AlwaysCheapest",
         "always-best": "agents.routing_policies:AlwaysBest",
         "random": "agents.routing_policies:RandomRouting",
         "threshold": "agents.routing_policies:ThresholdRouting",
         "oracle": "agents.routing_policies:OracleRouting",
-    }),
+    }, metrics={
+        "return": "return",
+        "accuracy": "accuracy",
+        "cost": "cost / query",
+        "mean_latency_s": "latency (s)",
+        "regret": "regret",
+        "strong_share": "best-model share",
+        "apgr": "APGR",
+        "cpt_50": "CPT(50%)",
+        "cpt_80": "CPT(80%)",
+        "aiq": "AIQ",
+    }, sort_by=("return", False)),
+    Family("vehicular", ("offload_env/Vehicular-v0",), "agents.vehicular_baselines:evaluate_vehicular", {
+        "all-local": "agents.vehicular_baselines:VehicularAllLocal",
+        "nearest-rsu": "agents.vehicular_baselines:VehicularNearestRSU",
+        "least-loaded-rsu": "agents.vehicular_baselines:VehicularLeastLoadedRSU",
+        "all-cloud": "agents.vehicular_baselines:VehicularAllCloud",
+        "random": "agents.vehicular_baselines:VehicularRandomValid",
+        "greedy": "agents.vehicular_baselines:VehicularGreedy",
+    }, metrics={
+        "team_return": "team return",
+        "return": "return / vehicle",
+        "mean_latency_s": "latency (s)",
+        "deadline_miss_rate": "deadline miss",
+        "energy_j": "energy / vehicle (J)",
+        "handover_rate": "handovers",
+        "share_local": "local",
+        "share_rsu": "RSU",
+        "share_cloud": "cloud",
+    }, sort_by=("team_return", False)),
 )}
 
 
@@ -43,5 +88,13 @@ def family_of(env_id: str) -> Family | None:
     """The family of ``env_id`` (None: an env no family knows, e.g. another package's)."""
     for family in FAMILIES.values():
         if env_id in family.env_ids:
+            return family
+    return None
+
+
+def family_of_name(env_name: str) -> Family | None:
+    """The family of an env as the tables name it (the id without its namespace, e.g. ``Routing-v0``)."""
+    for family in FAMILIES.values():
+        if any(env_name in (i, i.split("/")[-1]) for i in family.env_ids):
             return family
     return None

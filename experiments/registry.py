@@ -24,14 +24,22 @@ def import_object(path: str, where: str = "") -> Any:
         raise ConfigError(f"{where or path}: cannot import {path!r}: {err}") from None
 
 
-def env_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], gym.Env]:
-    """A picklable-enough zero-argument factory of ``gymnasium.make(env_id, **kwargs)``."""
+def env_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """A zero-argument factory of ``gymnasium.make(env_id, **kwargs)``, or of the PettingZoo ParallelEnv
+    registered as ``env_id`` (``offload_env.make_parallel``)."""
     if "/" in env_id:
         try:
             importlib.import_module(env_id.split("/")[0])
         except ImportError:
             pass
     kwargs = dict(kwargs)
+    from offload_env import is_parallel_env, make_parallel
+
+    if is_parallel_env(env_id):
+        def make_parallel_env():
+            return make_parallel(env_id, **kwargs)
+
+        return make_parallel_env
 
     def make() -> gym.Env:
         return gym.make(env_id, **kwargs)

@@ -67,7 +67,8 @@ def test_run_writes_every_file(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "summary" / "results.csv").exists()
     report = write_report(tmp_path / "runs" / "tiny")
     text = report.read_text()
-    for png in ("learning_curves.png", "cost_vs_oracle.png", "latency_breakdown.png"):
+    for png in ("layersplit-v0_learning_curves.png", "layersplit-v0_cost_vs_oracle.png",
+                "layersplit-v0_latency_breakdown.png"):
         assert f"]({png})" in text and (report.parent / png).stat().st_size > 1000
 
 
