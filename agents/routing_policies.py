@@ -23,7 +23,7 @@ from agents._episodes import episode_range
 from .bandits import ThresholdRouter
 
 __all__ = ["AlwaysCheapest", "AlwaysBest", "RandomRouting", "ThresholdRouting", "OracleRouting",
-           "routing_baselines", "evaluate_routing", "weak_and_strong"]
+           "routing_baselines", "evaluate_routing", "weak_and_strong", "RegretTrace"]
 
 
 def weak_and_strong(env) -> tuple[int, int]:
@@ -169,3 +169,34 @@ def evaluate_routing(policy, make_env: Callable[[], Any] | Any, episodes: int = 
             "cost_strong": sums["c_strong"] / n,
         })
     return pd.DataFrame(rows)
+
+
+class RegretTrace:
+    """Per-step callback ``(agent, info)`` of an online pass: cumulative reward and regret (oracle reward minus
+    reward, from the step's ``info``), one row every ``every`` steps; ``rows`` continues those of a resumed run."""
+
+    def __init__(self, every: int = 1, rows: list[dict] | None = None):
+        self.every = max(int(every), 1)
+        self.rows = list(rows or [])
+        last = self.rows[-1] if self.rows else {}
+        self.step = int(last.get("step", 0))
+        self.cumulative_reward = float(last.get("cumulative_reward", 0.0))
+        self.cumulative_regret = float(last.get("cumulative_regret", 0.0))
+
+    def __call__(self, agent, info: dict) -> None:
+        reward = float(info["rewards"][info["model"]])
+        self.step += 1
+        self.cumulative_reward += reward
+        self.cumulative_regret += float(info["oracle_reward"]) - reward
+        if self.step % self.every == 0:
+            self._row()
+
+    def finish(self) -> list[dict]:
+        """The rows, the last step included."""
+        if self.step and (not self.rows or self.rows[-1]["step"] != self.step):
+            self._row()
+        return self.rows
+
+    def _row(self) -> None:
+        self.rows.append({"step": self.step, "cumulative_reward": self.cumulative_reward,
+                          "cumulative_regret": self.cumulative_regret})

@@ -13,7 +13,7 @@ __all__ = ["main", "build_parser"]
 
 
 def _add_run_options(p: argparse.ArgumentParser, *, training: bool) -> None:
-    p.add_argument("config", help="experiment YAML (e.g. experiments/configs/demo.yaml)")
+    p.add_argument("config", help="experiment or suite YAML (e.g. experiments/configs/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. agent.learning_rate=1e-3 or agents.ddpg.budget=2000")
     p.add_argument("--agent", dest="agents", action="append", metavar="NAME", help="only this agent/baseline")
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("compare", "gather all runs into one table and print the summary"),
                        ("report", "write plots and a Markdown report")):
         p = sub.add_parser(name, help=text)
-        p.add_argument("target", help="experiment YAML or experiment folder (runs/<name>)")
+        p.add_argument("target", help="experiment or suite YAML, or an experiment folder (runs/<name>)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_run_options(sub.add_parser("run", help="evaluate baselines, train agents, compare and report"),
                      training=True)
@@ -50,31 +50,90 @@ def _experiment_dir(target: str, overrides: list[str]) -> Path:
     return experiment_dir(load_config(path, overrides))
 
 
-def _run(args) -> int:
-    from .runner import reevaluate, run_experiment, run_paths, is_finished
+def _configs(path: str, overrides: list[str]):
+    """(the suite or None, its member configs); a plain experiment config is a suite of one."""
+    from .suite import is_suite, load_suite
 
-    cfg = load_config(args.config, args.overrides)
+    if Path(path).is_file() and is_suite(path):
+        suite = load_suite(path, overrides)
+        return suite, list(suite.members)
+    return None, [load_config(path, overrides)]
+
+
+def _filters(cfg, names: list[str] | None, many: bool) -> list[str] | None:
+    """The ``--agent`` names that belong to ``cfg`` (in a suite each member takes its own)."""
+    if names is None or not many:
+        return names
+    from .registry import baseline_label
+
+    own = set(cfg.agents) | {baseline_label(b) for b in cfg.baselines}
+    return [n for n in names if n in own] or []
+
+
+def _run(args) -> Path | None:
+    from .runner import RunError, experiment_dir, is_finished, reevaluate, run_experiment, run_paths
+
+    suite, configs = _configs(args.config, args.overrides)
+    many = suite is not None
+    if many and args.agents:
+        known = {n for c in configs for n in _filters(c, args.agents, True)}
+        missing = [a for a in args.agents if a not in known]
+        if missing:
+            raise RunError(f"--agent {missing[0]}: in no member of the suite")
     progress = not args.quiet
-    if args.command == "evaluate":
-        run_experiment(cfg, agents=args.agents, seeds=args.seeds, learned=False, force=args.force,
-                       progress=progress)
-        for name in cfg.agents:
-            if args.agents and name not in args.agents:
-                continue
-            for seed in args.seeds or cfg.seeds:
-                if is_finished(run_paths(cfg, name, seed)):
-                    reevaluate(cfg, name, seed, args.episodes, progress=progress)
-        return 0
-    run_experiment(cfg, agents=args.agents, seeds=args.seeds, baselines=args.command == "run", resume=args.resume,
-                   force=args.force, progress=progress)
-    if args.command == "run":
-        from .compare import compare
-        from .report import write_report
-        from .runner import experiment_dir
+    report = None
+    for cfg in configs:
+        agents = _filters(cfg, args.agents, many)
+        if agents == []:
+            continue
+        seeds = [s for s in args.seeds if s in cfg.seeds] if (many and args.seeds) else args.seeds
+        if args.command == "evaluate":
+            run_experiment(cfg, agents=agents, seeds=seeds, learned=False, force=args.force, progress=progress)
+            for name in cfg.agents:
+                if agents and name not in agents:
+                    continue
+                for seed in seeds or cfg.seeds:
+                    if is_finished(run_paths(cfg, name, seed)):
+                        reevaluate(cfg, name, seed, args.episodes, progress=progress)
+            continue
+        run_experiment(cfg, agents=agents, seeds=seeds, baselines=args.command == "run", resume=args.resume,
+                       force=args.force, progress=progress)
+        if args.command == "run":
+            from .compare import compare
+            from .report import write_report
 
-        compare(experiment_dir(cfg))
-        print(f"report: {write_report(experiment_dir(cfg))}")
-    return 0
+            compare(experiment_dir(cfg), echo_files=not many)
+            report = write_report(experiment_dir(cfg))
+    if args.command == "run" and many:
+        from .suite import write_suite_report
+
+        report = write_suite_report(suite)
+    return report
+
+
+def _compare_or_report(args) -> None:
+    from .compare import compare
+    from .report import write_report
+
+    path = Path(args.target)
+    if path.is_file():
+        suite, configs = _configs(args.target, args.overrides)
+        if suite is not None:
+            from .runner import experiment_dir
+            from .suite import write_suite_report
+
+            for cfg in configs:
+                if args.command == "compare":
+                    compare(experiment_dir(cfg), echo_files=False)
+                else:
+                    write_report(experiment_dir(cfg))
+            if args.command == "report":
+                print(f"report: {write_suite_report(suite)}")
+            return
+    if args.command == "compare":
+        compare(_experiment_dir(args.target, args.overrides))
+    else:
+        print(f"report: {write_report(_experiment_dir(args.target, args.overrides))}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,20 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         if args.command in ("train", "evaluate", "run"):
-            code = _run(args)
-        elif args.command == "compare":
-            from .compare import compare
-
-            compare(_experiment_dir(args.target, args.overrides))
-            code = 0
+            report = _run(args)
         else:
-            from .report import write_report
-
-            print(f"report: {write_report(_experiment_dir(args.target, args.overrides))}")
-            code = 0
+            _compare_or_report(args)
+            report = None
     except (ConfigError, RunError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.command == "run":
-        print(f"done in {time.perf_counter() - started:.0f} s")
-    return code
+        print(f"\ndone in {time.perf_counter() - started:.0f} s")
+        print(f"report: {report}")
+    return 0

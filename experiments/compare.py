@@ -181,8 +181,10 @@ def save_tidy(tidy: pd.DataFrame, folder: str | Path) -> list[Path]:
     return written
 
 
-def compare(experiment_dir: str | Path, *, echo: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gather, save (``<experiment>/summary/``) and print; returns (tidy, summary)."""
+def compare(experiment_dir: str | Path, *, echo: bool = True, echo_files: bool = True
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Gather, save (``<experiment>/summary/``) and print the table (and, with ``echo_files``, the files
+    written); returns (tidy, summary)."""
     experiment_dir = Path(experiment_dir)
     tidy = gather(experiment_dir)
     summary = summarize(tidy)
@@ -190,7 +192,9 @@ def compare(experiment_dir: str | Path, *, echo: bool = True) -> tuple[pd.DataFr
     files = save_tidy(tidy, out)
     atomic.write_csv(out / "summary.csv", summary)
     if echo:
-        print(f"\n{experiment_dir.name}: mean [95% bootstrap CI] across seeds and episodes")
+        envs = ", ".join(str(e) for e in pd.unique(tidy["env"]))
+        print(f"\n{experiment_dir.name} ({envs}): mean [95% bootstrap CI] across seeds and episodes")
         print(format_summary(summary))
-        print("\nwrote " + ", ".join(str(f) for f in files + [out / "summary.csv"]))
+        if echo_files:
+            print("\nwrote " + ", ".join(str(f) for f in files + [out / "summary.csv"]))
     return tidy, summary

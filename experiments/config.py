@@ -485,6 +485,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if isinstance(raw, dict) and "suite" in raw:
+        raise ConfigError(f"{path}: a suite of experiments, not one (read it with experiments.suite.load_suite; "
+                          "the command line takes either)")
     return parse_config(apply_overrides(raw or {}, list(overrides)), source=str(path))
 
 

@@ -23,6 +23,7 @@ class Family:
     metrics: dict[str, str] = field(default_factory=dict)  #: summarised column -> label in the printed table
     sort_by: tuple[str, bool] = ("return", False)  #: (column, ascending) ordering the summary's rows
     breakdown_keys: tuple[str, ...] = ()  #: ``info`` keys averaged per episode into ``mean_<key>`` columns
+    trace: str = ""  #: ``module:class`` of a per-step callback of online learners' training (``trace.csv``)
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -62,7 +63,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "cpt_50": "CPT(50%)",
         "cpt_80": "CPT(80%)",
         "aiq": "AIQ",
-    }, sort_by=("return", False)),
+    }, sort_by=("return", False), trace="agents.routing_policies:RegretTrace"),
     Family("vehicular", ("offload_env/Vehicular-v0",), "agents.vehicular_baselines:evaluate_vehicular", {
         "all-local": "agents.vehicular_baselines:VehicularAllLocal",
         "nearest-rsu": "agents.vehicular_baselines:VehicularNearestRSU",

@@ -303,9 +303,9 @@ def _env_plots(family: str, slug: str, tidy, summary, curves, traces, out: Path)
 
 
 def env_sections(experiment_dir: str | Path, out: Path, heading: str = "##",
-                 link_prefix: str = "") -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+                 prefix: str = "") -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """Markdown lines of one section per env of an experiment (its table and its family's plots, written to
-    ``out``); returns (lines, tidy, summary)."""
+    ``out`` as ``<prefix><env>_<plot>.png``); returns (lines, tidy, summary)."""
     from .families import family_of_name
 
     experiment_dir = Path(experiment_dir)
@@ -320,7 +320,7 @@ def env_sections(experiment_dir: str | Path, out: Path, heading: str = "##",
         agents = set(env_tidy["agent"])
         env_curves = curves[curves["agent"].isin(agents)] if not curves.empty else curves
         env_traces = traces[traces["agent"].isin(agents)] if not traces.empty else traces
-        slug = str(env).lower()
+        slug = prefix + str(env).lower()
         plots = _env_plots(name, slug, env_tidy, env_summary, env_curves, env_traces, out)
         lines += [f"{heading} {env}", "",
                   f"{env_tidy['agent'].nunique()} agents, {env_tidy['seed'].nunique()} seeds, "
@@ -330,7 +330,7 @@ def env_sections(experiment_dir: str | Path, out: Path, heading: str = "##",
                   + _ABOUT.get(name, ""), "", "```text", format_summary(env_summary), "```", ""]
         for title, path in plots.items():
             if path is not None:
-                lines += [f"{heading}# {title}", "", f"![{title}]({link_prefix}{path.name})", ""]
+                lines += [f"{heading}# {title}", "", f"![{title}]({path.name})", ""]
     return lines, tidy, summary
 
 

@@ -51,6 +51,11 @@ class RunPaths:
         return self.root / "curve.csv"
 
     @property
+    def trace(self) -> Path:
+        """Per-step training trace of an online learner (Routing: cumulative reward and regret)."""
+        return self.root / "trace.csv"
+
+    @property
     def done(self) -> Path:
         return self.root / "done.json"
 
@@ -191,12 +196,24 @@ def _build_or_resume(cfg: ExperimentConfig, name: str, seed: int, paths: RunPath
     return agent, step, make_env
 
 
-def _curve_rows(paths: RunPaths, up_to: int) -> list[dict]:
-    """Learning-curve rows already written, up to step ``up_to`` (later ones belong to lost work)."""
-    if not paths.curve.exists() or up_to == 0:
+def _rows_up_to(path: Path, up_to: int) -> list[dict]:
+    """Rows of a per-step table already written (curve.csv, trace.csv), up to step ``up_to``
+    (later ones belong to lost work)."""
+    if not path.exists() or up_to == 0:
         return []
-    frame = pd.read_csv(paths.curve)
+    frame = pd.read_csv(path)
     return frame[frame["step"] <= up_to].to_dict("records")
+
+
+def _training_trace(cfg: ExperimentConfig, paths: RunPaths, budget: int, step: int):
+    """The env family's per-step trace of an online learner's training (None: the family has none)."""
+    from .families import family_of
+    from .registry import import_object
+
+    family = family_of(cfg.env.id)
+    if family is None or not family.trace:
+        return None
+    return import_object(family.trace, "trace")(every=max(budget // 500, 1), rows=_rows_up_to(paths.trace, step))
 
 
 def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = False, force: bool = False,
@@ -223,7 +240,7 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
     if step == 0:
         writer.add_text("hyperparameters", hyperparameter_text({**record["agents"][name], "seed": seed}))
     env_kwargs = cfg.agent_env_kwargs(name)
-    curve = _curve_rows(paths, step)
+    curve = _rows_up_to(paths.curve, step)
     bar = tqdm(total=spec.budget, initial=step, desc=f"{name} seed {seed}", unit="step", leave=False,
                disable=not progress)
     if sb3:
@@ -235,9 +252,13 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
         def learn(target: int) -> None:
             agent.learn(target, callback=callbacks)
     else:
+        trace = _training_trace(cfg, paths, spec.budget, step)
+
         def learn(target: int) -> None:
-            agent.learn(make_env, target)
+            agent.learn(make_env, target, callback=trace)
             bar.update(agent.num_timesteps - bar.n)
+            if trace is not None:
+                atomic.write_csv(paths.trace, pd.DataFrame(trace.finish()))
     started = time.perf_counter() - (curve[-1]["wall_s"] if curve else 0.0)  # training seconds, across resumes
     try:
         while agent.num_timesteps < spec.budget:

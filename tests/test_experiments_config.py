@@ -24,11 +24,14 @@ def minimal(**agent) -> dict:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_round_trip(path, tmp_path):
-    cfg = load_config(path)
-    saved = tmp_path / "resolved.yaml"
-    saved.write_text(dump_yaml(to_dict(cfg)))
-    assert load_config(saved) == cfg
-    assert to_dict(load_config(saved)) == to_dict(cfg)
+    from experiments.suite import is_suite, load_suite
+
+    configs = list(load_suite(path).members) if is_suite(path) else [load_config(path)]
+    for cfg in configs:
+        saved = tmp_path / "resolved.yaml"
+        saved.write_text(dump_yaml(to_dict(cfg)))
+        assert load_config(saved) == cfg
+        assert to_dict(load_config(saved)) == to_dict(cfg)
 
 
 def test_default_block_merges_and_agent_keys_win():

@@ -39,7 +39,12 @@ def test_bandit_through_the_harness_is_the_hand_run(tmp_path):
     base = episode_seed_base(cfg.evaluation.seed, 1)
     for seed in (0, 1):
         by_hand = BanditAgent("linucb", make_env, seed=seed, alpha=0.3)
-        by_hand.learn(make_env, 100)  # the same training pass: env seeded with the training seed
+        regrets = []  # the same training pass (env seeded with the training seed), its regret step by step
+        by_hand.learn(make_env, 100, callback=lambda agent, info: regrets.append(
+            info["oracle_reward"] - info["rewards"][info["model"]]))
+        trace = pd.read_csv(run_paths(cfg, "linucb", seed).trace)
+        assert trace["step"].iloc[-1] == 100 and trace["step"].is_monotonic_increasing
+        np.testing.assert_allclose(trace["cumulative_regret"], np.cumsum(regrets)[trace["step"] - 1], rtol=1e-9)
         hand = evaluate_routing(by_hand, make_env, episodes=2, seed=episode_seed_base(cfg.evaluation.seed, seed),
                                 online=True)
         table = pd.read_csv(run_paths(cfg, "linucb", seed).eval_table)
