@@ -50,6 +50,8 @@ AGENTS: dict[str, AgentFamily] = {
     "ddpg": AgentFamily("ddpg", "sb3"),
     "td3": AgentFamily("td3", "sb3"),
     "maskable_ppo": AgentFamily("maskable_ppo", "sb3"),
+    "ppo": AgentFamily("ppo", "sb3"),
+    "dqn": AgentFamily("dqn", "sb3"),
     "linucb": AgentFamily("linucb", "bandit", online=True),
     "lints": AgentFamily("lints", "bandit", online=True),
     "epsilon_greedy": AgentFamily("epsilon_greedy", "bandit", online=True),

@@ -1,4 +1,4 @@
-"""Thin agents over Stable-Baselines3 DDPG and TD3 and sb3-contrib MaskablePPO.
+"""Thin agents over Stable-Baselines3 DDPG, TD3, PPO and DQN and sb3-contrib MaskablePPO.
 
 Every agent has the common interface ``act(obs, info=None)``, ``learn(total_steps,
 callback=None)``, ``save(path)`` and ``load(path)``. Observations are normalised
@@ -8,8 +8,11 @@ and frozen: ``act`` never updates them.
 
 References: DDPG, Lillicrap et al. (2016) "Continuous control with deep
 reinforcement learning"; TD3, Fujimoto et al. (2018) "Addressing function
-approximation error in actor-critic methods"; MaskablePPO, Huang & Ontañón
-(2022) "A closer look at invalid action masking in policy gradient algorithms".
+approximation error in actor-critic methods"; PPO, Schulman et al. (2017)
+"Proximal policy optimization algorithms"; DQN, Mnih et al. (2015)
+"Human-level control through deep reinforcement learning"; MaskablePPO, Huang
+& Ontañón (2022) "A closer look at invalid action masking in policy gradient
+algorithms".
 
 Security: an SB3 ``.zip`` holds pickled (cloudpickle) objects and a replay
 buffer file is a pickle; loading them runs code. Load only files you trust.
@@ -28,7 +31,7 @@ from typing import Any, Callable, ClassVar
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3 import DDPG, TD3
+from stable_baselines3 import DDPG, DQN, PPO, TD3
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.monitor import Monitor
@@ -45,6 +48,8 @@ __all__ = [
     "DDPGAgent",
     "TD3Agent",
     "MaskablePPOAgent",
+    "PPOAgent",
+    "DQNAgent",
     "SB3_AGENTS",
     "make_sb3_agent",
 ]
@@ -121,7 +126,8 @@ class SB3Agent:
     """
 
     algo: ClassVar[str] = ""
-    discrete: ClassVar[bool] = False
+    discrete: ClassVar[bool] = False  #: needs a Discrete action space
+    on_policy: ClassVar[bool] = False  #: learns in whole rollouts of ``n_steps`` x ``n_envs`` steps
 
     def __init__(self, make_env: Callable[[], gym.Env], *, seed: int = 0, name: str | None = None,
                  policy: str = "MlpPolicy", n_envs: int = 1, normalize_obs: bool = True,
@@ -322,6 +328,7 @@ class MaskablePPOAgent(SB3Agent):
 
     algo = "maskable_ppo"
     discrete = True
+    on_policy = True
 
     @classmethod
     def _algorithm_class(cls):
@@ -336,8 +343,32 @@ class MaskablePPOAgent(SB3Agent):
         return self.model.predict(obs, deterministic=True, action_masks=mask)
 
 
+class PPOAgent(SB3Agent):
+    """Proximal policy optimisation (Schulman et al. 2017), SB3's implementation; no action mask."""
+
+    algo = "ppo"
+    discrete = True
+    on_policy = True
+
+    @classmethod
+    def _algorithm_class(cls):
+        return PPO
+
+
+class DQNAgent(SB3Agent):
+    """Deep Q-network (Mnih et al. 2015), SB3's implementation (epsilon-greedy exploration); no action mask."""
+
+    algo = "dqn"
+    discrete = True
+
+    @classmethod
+    def _algorithm_class(cls):
+        return DQN
+
+
 #: Algorithm name (as in experiment configs) -> agent class.
-SB3_AGENTS: dict[str, type[SB3Agent]] = {"ddpg": DDPGAgent, "td3": TD3Agent, "maskable_ppo": MaskablePPOAgent}
+SB3_AGENTS: dict[str, type[SB3Agent]] = {"ddpg": DDPGAgent, "td3": TD3Agent, "maskable_ppo": MaskablePPOAgent,
+                                         "ppo": PPOAgent, "dqn": DQNAgent}
 
 
 def make_sb3_agent(algo: str, make_env: Callable[[], gym.Env], **kwargs: Any) -> SB3Agent:

@@ -143,6 +143,13 @@ def summarize(tidy: pd.DataFrame, metrics: dict[str, str] | None = None, confide
     column, ascending = _sort_key(tidy)
     if f"{column}_mean" in summary:
         summary = summary.sort_values(f"{column}_mean", ascending=ascending, kind="stable")
+    if "scenario" in summary and summary["scenario"].nunique() > 1:
+        # returns of different scenarios (e.g. a cost-weight sweep) do not compare: one block per scenario,
+        # the baselines' first
+        kinds = summary.get("kind", pd.Series("", index=summary.index))
+        first = list(pd.unique(pd.concat([summary.loc[kinds == "baseline", "scenario"], summary["scenario"]])))
+        summary = summary.assign(_block=summary["scenario"].map(first.index)).sort_values("_block", kind="stable")
+        summary = summary.drop(columns="_block")
     return summary.reset_index(drop=True)
 
 
@@ -154,6 +161,8 @@ def format_summary(summary: pd.DataFrame, metrics: dict[str, str] | None = None)
                         "seeds": summary["seeds"], "episodes": summary["episodes"]})
     if "vehicles" in summary:
         out["vehicles"] = summary["vehicles"]
+    if "scenario" in summary and summary["scenario"].nunique() > 1:
+        out.insert(1, "scenario", summary["scenario"])
     for col, label in metrics.items():
         if f"{col}_mean" not in summary:
             continue

@@ -55,6 +55,9 @@ class EvalConfig:
     function: str = ""
     """``module:function`` with the signature of ``agents.baselines.evaluate`` (one row per episode);
     "" picks the env family's loop (experiments.families)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Merged over the env kwargs of every evaluation (baselines and agents; training keeps its own), e.g.
+    Routing-v0's ``table_rows`` for queries that training never saw."""
     breakdown_keys: list[str] | None = None
     """``info`` keys averaged per episode into ``mean_<key>`` columns (the latency breakdown); missing keys
     skipped; null picks the env family's (LayerSplit: its latency parts; none for the others)."""
@@ -79,7 +82,7 @@ class AgentConfig:
     """One learned agent. Keys not listed here are constructor arguments of its SB3 algorithm."""
 
     algo: str
-    """Algorithm (a key of ``agents.registry.AGENTS``): ddpg, td3, maskable_ppo (SB3); linucb, lints,
+    """Algorithm (a key of ``agents.registry.AGENTS``): ddpg, td3, maskable_ppo, ppo, dqn (SB3); linucb, lints,
     epsilon_greedy, cost_aware_linucb (bandits)."""
     budget: int
     """Training environment steps, in all; a finished run has taken exactly this many."""
@@ -123,7 +126,8 @@ class ExperimentConfig:
     Routing: always-cheapest, always-best, random, threshold, oracle; Vehicular: all-local, nearest-rsu,
     least-loaded-rsu, all-cloud, random, greedy) or ``module:factory`` paths."""
     agents: dict[str, AgentConfig] = field(default_factory=dict)
-    """Learned agents by name; an optional ``default`` block is merged under each."""
+    """Learned agents by name; an optional ``default`` block is merged under each; an agent with
+    ``sweep: {KEY: [values]}`` is one agent per value, ``<name>@KEY=<value>``, with ``env_kwargs.KEY`` set."""
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation settings."""
     runs_dir: str = "runs"
@@ -284,7 +288,9 @@ def _build_agent(raw: dict, where: str) -> AgentConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of agent settings, got {raw!r}")
     if "algo" not in raw:
-        raise ConfigError(f"{where}.algo: required key missing (ddpg, td3 or maskable_ppo)")
+        from agents.registry import AGENTS
+
+        raise ConfigError(f"{where}.algo: required key missing (one of {', '.join(AGENTS)})")
     own = {k: v for k, v in raw.items() if k in _AGENT_FIELDS}
     hyper = {k: v for k, v in raw.items() if k not in _AGENT_FIELDS}
     hyper.update(raw.get("hyperparams") or {})
@@ -299,6 +305,26 @@ def _build_agent(raw: dict, where: str) -> AgentConfig:
     agent = _build(AgentConfig, {**own, "hyperparams": checked}, where)
     _check_agent(agent, where)
     return agent
+
+
+def _sb3_class(algo: str):
+    from agents.sb3 import SB3_AGENTS
+
+    return SB3_AGENTS[algo]
+
+
+def _train_freq_steps(sb3_class, a: AgentConfig, where: str) -> int:
+    """Env steps per env between two updates of an off-policy SB3 algorithm (its ``train_freq``)."""
+    freq = a.hyperparams.get("train_freq", inspect.signature(sb3_class._algorithm_class().__init__)
+                             .parameters["train_freq"].default)
+    if isinstance(freq, (list, tuple)):
+        if len(freq) != 2 or freq[1] != "step":
+            raise ConfigError(f"{where}.train_freq: expected an integer or [n, 'step'] (checkpoints and budgets "
+                              f"count steps), got {freq!r}")
+        freq = freq[0]
+    if not isinstance(freq, int) or isinstance(freq, bool) or freq < 1:
+        raise ConfigError(f"{where}.train_freq: expected an integer >= 1, got {freq!r}")
+    return freq
 
 
 def _check_agent(a: AgentConfig, where: str) -> None:
@@ -323,14 +349,19 @@ def _check_agent(a: AgentConfig, where: str) -> None:
         need(not a.normalize_reward, "normalize_reward", "false (bandits learn from the raw reward)")
     if a.checkpoint_every == 0:
         a.checkpoint_every = max(a.budget // 10, 1)
-    if a.algo == "maskable_ppo":  # PPO trains in whole rollouts: the budget must be a whole number of them
+    sb3_class = _sb3_class(a.algo) if family.sb3 else None
+    if sb3_class is not None and sb3_class.discrete:
+        need(a.action_noise is None, "action_noise", f"null ({a.algo} has discrete actions: it explores by its own "
+                                                     "rule)")
+    if sb3_class is not None and sb3_class.on_policy:  # PPO trains in whole rollouts: a whole number of them
         rollout = a.hyperparams.get("n_steps", 2048) * a.n_envs
         a.checkpoint_every = max(rollout, a.checkpoint_every // rollout * rollout)
         need(a.budget % rollout == 0, "budget", f"a multiple of n_steps x n_envs = {rollout} (PPO rollouts)")
-        need(a.action_noise is None, "action_noise", "null (MaskablePPO explores by sampling)")
-    else:
-        a.checkpoint_every = max(a.n_envs, a.checkpoint_every // a.n_envs * a.n_envs)
-        need(a.budget % a.n_envs == 0, "budget", f"a multiple of n_envs = {a.n_envs}")
+    else:  # off-policy SB3 algorithms collect train_freq steps per env between updates
+        unit = a.n_envs * (_train_freq_steps(sb3_class, a, where) if sb3_class is not None else 1)
+        a.checkpoint_every = max(unit, a.checkpoint_every // unit * unit)
+        need(a.budget % unit == 0, "budget", f"a multiple of n_envs = {a.n_envs}" if unit == a.n_envs else
+             f"a multiple of train_freq x n_envs = {unit} (steps between updates)")
     if a.eval_every == 0:
         a.eval_every = a.checkpoint_every
     need(a.eval_every % a.checkpoint_every == 0, "eval_every", f"a multiple of checkpoint_every = {a.checkpoint_every}")
@@ -360,12 +391,36 @@ def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
     cfg = _build(ExperimentConfig, raw, "")
     _check_env(cfg)
     default = agents_raw.get("default") or {}
-    merged = {name: _merge(default, body or {}) for name, body in agents_raw.items() if name != "default"}
+    merged = _expand_sweeps({name: _merge(default, body or {}) for name, body in agents_raw.items()
+                             if name != "default"})
     for name, body in merged.items():  # an algorithm of the wrong kind for the env: refused before its settings
         _check_algo_for_env(body, cfg.env.id, f"agents.{name}.algo")
     cfg.agents = {name: _build_agent(body, f"agents.{name}") for name, body in merged.items()}
     _check_experiment(cfg)
     return cfg
+
+
+def _expand_sweeps(agents: dict) -> dict:
+    """Each agent with ``sweep: {KEY: [v1, v2, ...]}`` becomes one agent per value, ``<name>@KEY=<v>``, whose
+    ``env_kwargs`` set KEY to that value (e.g. the cost weight lambda of Routing-v0)."""
+    out = {}
+    for name, body in agents.items():
+        sweep = body.get("sweep") if isinstance(body, dict) else None
+        if sweep is None:
+            out[name] = body
+            continue
+        where = f"agents.{name}.sweep"
+        if not isinstance(sweep, dict) or len(sweep) != 1:
+            raise ConfigError(f"{where}: expected one env kwarg -> a list of values (e.g. "
+                              f"{{cost_weight: [100, 300, 1000]}}), got {sweep!r}")
+        ((key, values),) = sweep.items()
+        if not isinstance(values, list) or not values or len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of distinct values, got {values!r}")
+        base = {k: v for k, v in body.items() if k != "sweep"}
+        for value in values:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            out[f"{name}@{key}={shown}"] = {**base, "env_kwargs": {**(base.get("env_kwargs") or {}), key: value}}
+    return out
 
 
 def _check_algo_for_env(body, env_id: str, where: str) -> None:

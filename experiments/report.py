@@ -164,8 +164,11 @@ def plot_cost_quality(summary: pd.DataFrame, path: Path) -> Path | None:
     low, high = ax.get_ylim()
     heights = spread_labels(s["accuracy_mean"].to_numpy(float)[order], 0.045 * (high - low))
     beside = offset_copy(ax.transData, fig=fig, x=6, units="points")
-    for i, y in zip(order, heights):  # labels at least a line apart, beside their points
-        ax.text(s.iloc[i]["cost_mean"], y, s.iloc[i]["agent"], transform=beside, fontsize=7, va="center")
+    for i, y in zip(order, heights):  # labels at least a line apart, beside their points, a leader line to each
+        row = s.iloc[i]
+        ax.annotate(row["agent"], xy=(row["cost_mean"], row["accuracy_mean"]), xytext=(row["cost_mean"], y),
+                    textcoords=beside, fontsize=7, va="center",
+                    arrowprops={"arrowstyle": "-", "linewidth": 0.4, "color": "grey", "shrinkA": 0, "shrinkB": 2})
     ax.set_xlabel("mean cost per query (the env's cost unit)")
     ax.set_ylabel("mean accuracy")
     ax.set_title("Cost and quality per router (95% CIs; orange: learned)")

