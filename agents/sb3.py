@@ -1,7 +1,8 @@
 """Thin agents over Stable-Baselines3 DDPG, TD3, PPO and DQN and sb3-contrib MaskablePPO.
 
-Every agent has the common interface ``act(obs, info=None)``, ``learn(total_steps,
-callback=None)``, ``save(path)`` and ``load(path)``. Observations are normalised
+Every agent has the common interface of :mod:`agents.protocol`: ``act(obs,
+info=None)``, ``learn(make_env, budget, callback=None)``, ``save(path)`` and
+``load(path)``. Observations are normalised
 by a ``VecNormalize`` during training; its statistics are saved inside the
 model's ``.zip`` (member ``offload_agent.json``) and, at evaluation, restored
 and frozen: ``act`` never updates them.
@@ -143,6 +144,7 @@ class SB3Agent:
         self.action_noise = action_noise
         self.hyperparams = copy.deepcopy(hyperparams)  # SB3 edits nested dicts (policy_kwargs) in place
         self._frozen_norm: ObsNormalization | None = None
+        self._make_env = make_env
         self.venv = self._make_venv(make_env, self.seed)
         kwargs = copy.deepcopy(hyperparams)
         if action_noise is not None:
@@ -210,14 +212,28 @@ class SB3Agent:
     def _predict(self, obs, info):
         return self.model.predict(obs, deterministic=True)
 
-    def learn(self, total_steps: int, callback: BaseCallback | list[BaseCallback] | None = None) -> "SB3Agent":
-        """Train until ``total_steps`` environment steps in all (a loaded checkpoint continues where it stopped)."""
+    def learn(self, make_env: Callable[[], gym.Env] | None, budget: int,
+              callback: BaseCallback | list[BaseCallback] | None = None) -> "SB3Agent":
+        """Train until ``budget`` environment steps in all (a loaded checkpoint continues where it stopped).
+
+        ``make_env``: None or the factory the agent was built (or loaded) on; SB3
+        keeps its vectorised copies of that env, with their normalisation.
+        """
         if self.venv is None:
             raise RuntimeError(f"{self.name}: loaded without make_env, so it can act but not learn")
-        remaining = int(total_steps) - self.num_timesteps
+        if make_env is not None and make_env is not getattr(self, "_make_env", make_env):
+            raise ValueError(f"{self.name}: learn(make_env=...) must be None or the factory the agent was built on "
+                             "(SB3 trains on the vectorised copies it made of it)")
+        remaining = int(budget) - self.num_timesteps
         if remaining > 0:
             self.model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=False)
         return self
+
+    def export(self, path: str | os.PathLike) -> Path:
+        from .protocol import ExportNotAvailable
+
+        raise ExportNotAvailable(f"{self.name}: the pickle-free export of SB3 policies (ONNX + manifest) comes "
+                                 "with the export issue")
 
     def set_logger(self, logger: Logger) -> None:
         self.model.set_logger(logger)
@@ -268,6 +284,7 @@ class SB3Agent:
         agent.hyperparams = meta["hyperparams"]
         norm = None if meta["obs_normalization"] is None else ObsNormalization.from_json(meta["obs_normalization"])
         agent._frozen_norm = norm
+        agent._make_env = make_env
         if make_env is None:
             agent.venv = None
             agent.model = target._algorithm_class().load(path, device=device)

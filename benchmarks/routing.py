@@ -3,6 +3,15 @@
     python benchmarks/routing.py            # the full run (5 orders; about a minute or two on one core)
     python benchmarks/routing.py --quick    # 1 order, fewer operating points (a smoke run)
 
+Its routers and workloads come from the project's registrations, not a list
+of its own: the bandits are those of ``agents.registry`` (kind ``bandit``)
+with the hyper-parameters of ``experiments/configs/routing.yaml``; the
+reference routers are the Routing family's baselines
+(``experiments.families``), each swept over its operating point here; the
+workloads are ``offload_env/Routing-v0`` (built-in) and
+``offload_env.workload.WORKLOADS["routellm-mmlu"]`` with a featuriser of
+``FEATURIZERS`` (``--features minilm`` for MiniLM embeddings).
+
 1. Quality vs cost, on the built-in workload (RoutingEnv's default pool:
    Qwen2.5-1.5B local, Llama-3.1-8B edge, Llama-3.1-70B cloud, USD cost) and
    on RouteLLM's real MMLU table (Mixtral-8x7B vs GPT-4) when
@@ -24,6 +33,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import time
@@ -36,13 +46,36 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.bandits import CostAwareLinUCB, EpsilonGreedy, LinTS, LinUCB, ThresholdRouter  # noqa: E402
-from offload_env import metrics  # noqa: E402
-from offload_env.envs.routing import RoutingEnv  # noqa: E402
-from offload_env.workload import HashedFeaturizer, load_routellm_dir  # noqa: E402
+import gymnasium as gym  # noqa: E402
 
-MMLU_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "routellm_mmlu"
-MMLU_MODELS = {"mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b"}
+from agents.bandit_agent import BANDIT_ALGOS  # noqa: E402
+from agents.bandits import CostAwareLinUCB, LinUCB, ThresholdRouter  # noqa: E402
+from agents.registry import AGENTS  # noqa: E402
+from experiments.config import load_config  # noqa: E402
+from experiments.families import FAMILIES  # noqa: E402
+from offload_env import metrics  # noqa: E402
+from offload_env.workload import load_workload, workload_features  # noqa: E402
+
+ROUTING_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "routing.yaml"
+MMLU = "routellm-mmlu"
+
+
+def bandit_routers() -> dict[str, tuple[type, dict]]:
+    """algo -> (router class, hyper-parameters): every bandit of the agent registry, as routing.yaml sets it."""
+    settings = {}
+    for agent in load_config(ROUTING_CONFIG).agents.values():
+        settings.setdefault(agent.algo, agent.hyperparams)
+    return {algo: (BANDIT_ALGOS[algo], dict(settings.get(algo, {})))
+            for algo, family in AGENTS.items() if family.kind == "bandit"}
+
+
+def baseline_names() -> list[str]:
+    """The Routing family's baselines; each needs a sweep below (or is an end of the cost axis)."""
+    names = list(FAMILIES["routing"].baselines)
+    missing = [n for n in names if n not in SWEPT_BASELINES and n not in ("always-cheapest", "always-best")]
+    if missing:
+        raise SystemExit(f"benchmarks/routing.py: no operating-point sweep for the Routing baseline {missing[0]!r}")
+    return [n for n in names if n in SWEPT_BASELINES]
 
 
 # --------------------------------------------------------------------------
@@ -50,8 +83,8 @@ MMLU_MODELS = {"mistralai/Mixtral-8x7B-Instruct-v0.1": "mixtral-8x7b"}
 
 
 def builtin_stream(n: int, seed: int = 0):
-    """(X, quality, cost) of ``n`` queries of the default RoutingEnv; cost: USD / mean USD of the best model."""
-    env = RoutingEnv()
+    """(X, quality, cost) of ``n`` queries of Routing-v0's default scenario; cost: USD / mean USD of the best model."""
+    env = gym.make("offload_env/Routing-v0", max_episode_steps=None).unwrapped
     obs, _ = env.reset(seed=seed)
     X, Q, C = [], [], []
     for _ in range(n):
@@ -63,10 +96,10 @@ def builtin_stream(n: int, seed: int = 0):
     return np.array(X, dtype=np.float64), np.array(Q), cost / cost[:, -1].mean()
 
 
-def mmlu_stream():
-    """(X, quality, cost) of RouteLLM's MMLU table: hashed 32-d prompt features; cost 1 per GPT-4 call."""
-    table = load_routellm_dir(MMLU_DIR, MMLU_MODELS, "mmlu_*.csv").select(["mixtral-8x7b", "gpt-4-1106-preview"])
-    X = HashedFeaturizer(32)(list(table.prompts)).astype(np.float64)
+def mmlu_stream(features: str = "hashed"):
+    """(X, quality, cost) of the registered RouteLLM MMLU workload; cost 1 per GPT-4 call."""
+    table = load_workload(MMLU).select(["mixtral-8x7b", "gpt-4-1106-preview"])
+    X = workload_features(MMLU, features).astype(np.float64)
     cost = np.tile([0.0, 1.0], (len(table), 1))
     return X, table.quality, cost
 
@@ -100,6 +133,37 @@ def curve_metrics(costs, quals, q_weak, q_strong):
             metrics.cost_at_quality(np.concatenate([[0.0], share]), np.concatenate([[q_weak], quals]), q_strong))
 
 
+def _served(ctx, arms):
+    order = ctx["order"]
+    return ctx["Q"][order, arms].mean(), ctx["C"][order, arms].mean()
+
+
+def _threshold_sweep(ctx):
+    """RouteLLM-style threshold at each target share of strong calls (fitted on the held-out 20%)."""
+    curve = []
+    for share in ctx["budgets"]:
+        ctx["threshold"].threshold_for_share(ctx["X"][ctx["fit_idx"]], share)
+        strong = ctx["threshold"].score(ctx["X"][ctx["order"]]) >= ctx["threshold"].threshold
+        curve.append(_served(ctx, np.where(strong, ctx["strong"], ctx["weak"])))
+    return curve
+
+
+def _random_sweep(ctx):
+    """The strong model with probability p, else the cheapest."""
+    return [_served(ctx, np.where(ctx["rng"].random(len(ctx["order"])) < p, ctx["strong"], ctx["weak"]))
+            for p in ctx["budgets"]]
+
+
+def _oracle_sweep(ctx):
+    """PRIVILEGED: the best model in hindsight at each lambda."""
+    order = ctx["order"]
+    return [_served(ctx, np.argmax(ctx["Q"][order] - lam * ctx["C"][order], axis=1)) for lam in ctx["lambdas"]]
+
+
+#: The Routing family's baselines, each swept over its operating point (name -> curve of (quality, cost)).
+SWEPT_BASELINES = {"threshold": _threshold_sweep, "random": _random_sweep, "oracle": _oracle_sweep}
+
+
 def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
     rng = np.random.default_rng(seed)
     n, k = Q.shape
@@ -115,32 +179,22 @@ def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
     def record(label, curve):
         rows.setdefault(label, []).append(curve_metrics(*np.array(curve).T[::-1], q_weak, q_strong))
 
+    routers = bandit_routers()
     for o in range(orders):
         order = eval_idx[np.random.default_rng(seed + 1 + o).permutation(len(eval_idx))]
-        learners = {"LinUCB": lambda: LinUCB(k, d, alpha=0.3),
-                    "LinTS": lambda: LinTS(k, d, v=0.2, seed=o),
-                    "eps-greedy": lambda: EpsilonGreedy(k, d, epsilon=0.05, seed=o)}
-        for label, make in learners.items():
-            record(label, [online_pass(make(), X, Q, C, order, lam) for lam in lambdas])
-        record("CostAwareLinUCB", [online_pass(CostAwareLinUCB(k, d, budget_per_step=b, alpha=0.3, step_size=0.05),
-                                               X, Q, C, order, cost_aware=True) for b in budgets])
-        curve = []
-        for share in budgets:
-            thresh.threshold_for_share(X[fit_idx], share)
-            arms = np.where(thresh.score(X[order]) >= thresh.threshold, strong, weak)
-            curve.append((Q[order, arms].mean(), C[order, arms].mean()))
-        record("threshold (RouteLLM-style)", curve)
-        r = np.random.default_rng(o)
-        curve = []
-        for p in budgets:
-            arms = np.where(r.random(len(order)) < p, strong, weak)
-            curve.append((Q[order, arms].mean(), C[order, arms].mean()))
-        record("random", curve)
-        curve = []
-        for lam in lambdas:  # PRIVILEGED: knows every outcome
-            arms = np.argmax(Q[order] - lam * C[order], axis=1)
-            curve.append((Q[order, arms].mean(), C[order, arms].mean()))
-        record("oracle (privileged)", curve)
+        for algo, (router, params) in routers.items():
+            extra = {"seed": o} if "seed" in inspect.signature(router).parameters else {}
+            if router is CostAwareLinUCB:  # its operating point is its budget per query, not lambda
+                params = {k: v for k, v in params.items() if k != "budget_per_step"}
+                curve = [online_pass(router(k, d, budget_per_step=b, **params, **extra), X, Q, C, order,
+                                     cost_aware=True) for b in budgets]
+            else:
+                curve = [online_pass(router(k, d, **params, **extra), X, Q, C, order, lam) for lam in lambdas]
+            record(algo, curve)
+        ctx = {"X": X, "Q": Q, "C": C, "order": order, "fit_idx": fit_idx, "weak": weak, "strong": strong,
+               "threshold": thresh, "rng": np.random.default_rng(o), "lambdas": lambdas, "budgets": budgets}
+        for name in baseline_names():
+            record(name, SWEPT_BASELINES[name](ctx))
 
     print(f"\n## {name}: {len(eval_idx)} queries per pass, {orders} orders, {len(lambdas)} operating points "
           f"({time.perf_counter() - t0:.0f} s)")
@@ -171,9 +225,14 @@ def speed_table(steps_384=3000, steps_32=20000):
     print("|---|---|---|")
     rng = np.random.default_rng(0)
     results = {}
-    makers = {"LinUCB": lambda d: LinUCB(3, d), "LinTS": lambda d: LinTS(3, d, seed=0),
-              "eps-greedy": lambda d: EpsilonGreedy(3, d, seed=0),
-              "CostAwareLinUCB": lambda d: CostAwareLinUCB(3, d, budget_per_step=0.5)}
+    def maker(router, params):
+        extra = {"seed": 0} if "seed" in inspect.signature(router).parameters else {}
+        if router is CostAwareLinUCB:
+            extra["budget_per_step"] = 0.5
+            params = {k: v for k, v in params.items() if k != "budget_per_step"}
+        return lambda d: router(3, d, **params, **extra)
+
+    makers = {algo: maker(router, params) for algo, (router, params) in bandit_routers().items()}
     for label, make in makers.items():
         row = []
         for d, steps in ((384, steps_384), (32, steps_32)):
@@ -192,15 +251,15 @@ def speed_table(steps_384=3000, steps_32=20000):
             row.append(steps / (time.perf_counter() - t))
         results[label] = row
         print(f"| {label} | {row[0]:,.0f} | {row[1]:,.0f} |")
-    lin = results["LinUCB"]
+    lin = results["linucb"]
     print(f"\nLinUCB 384-d: {lin[0]:,.0f}/s, target >= 5,000: {'MET' if lin[0] >= 5000 else 'NOT MET'}")
     print(f"LinUCB 32-d: {lin[1]:,.0f}/s, target >= 50,000: {'MET' if lin[1] >= 50000 else 'NOT MET'}")
 
 
 def regret_slope(steps=20_000, seed=0):
-    env = RoutingEnv()
+    env = gym.make("offload_env/Routing-v0", max_episode_steps=None).unwrapped
     obs, _ = env.reset(seed=seed)
-    agent = LinUCB(env.n_models, obs.shape[0], alpha=0.3)
+    agent = LinUCB(env.n_models, obs.shape[0], **bandit_routers()["linucb"][1])
     X, expected, chosen = [], [], []
     t = time.perf_counter()
     for _ in range(steps):
@@ -233,6 +292,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 order, fewer operating points")
     parser.add_argument("--orders", type=int, default=None, help="shuffled orders (default 5; --quick: 1)")
+    parser.add_argument("--features", default="hashed", choices=["hashed", "minilm"],
+                        help="MMLU prompt features (offload_env.workload.FEATURIZERS; minilm: the embeddings extra)")
     args = parser.parse_args(argv)
     orders = args.orders or (1 if args.quick else 5)
     lambdas = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5]) if not args.quick else np.array([0.0, 0.1, 0.3])
@@ -241,12 +302,13 @@ def main(argv=None):
     X, Q, C = builtin_stream(4000 if not args.quick else 1500)
     quality_cost_table("Built-in workload (Qwen2.5-1.5B local / Llama-3.1-8B edge / Llama-3.1-70B cloud, USD)",
                        X, Q, C, orders, lambdas, budgets)
-    if MMLU_DIR.is_dir():
-        X, Q, C = mmlu_stream()
-        quality_cost_table("RouteLLM MMLU (Mixtral-8x7B vs GPT-4-1106, real outcomes, hashed 32-d prompt features)",
-                           X, Q, C, orders, lambdas, budgets)
+    try:
+        X, Q, C = mmlu_stream(args.features)
+    except FileNotFoundError as err:
+        print(f"\n## RouteLLM MMLU: skipped ({err})")
     else:
-        print(f"\n## RouteLLM MMLU: skipped, data not found at {MMLU_DIR} (expected ../shared/data/routellm_mmlu)")
+        quality_cost_table(f"RouteLLM MMLU (Mixtral-8x7B vs GPT-4-1106, real outcomes, {args.features} prompt "
+                           "features)", X, Q, C, orders, lambdas, budgets)
     speed_table(*((3000, 20000) if not args.quick else (500, 3000)))
     regret_slope(20_000 if not args.quick else 5_000)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")

@@ -250,7 +250,7 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
         callbacks = [EpisodeScalars(writer), StepProgress(bar)]
 
         def learn(target: int) -> None:
-            agent.learn(target, callback=callbacks)
+            agent.learn(make_env, target, callback=callbacks)
     else:
         trace = _training_trace(cfg, paths, spec.budget, step)
 

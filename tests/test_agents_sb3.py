@@ -40,7 +40,7 @@ def observations(make_env, n=40, seed=5):
 def test_save_load_gives_identical_actions(cls, tmp_path):
     agent = cls(make_continuous, seed=0, learning_starts=20, batch_size=8,
                 action_noise={"kind": "ornstein-uhlenbeck", "sigma": 0.3}, **SMALL)
-    agent.learn(80)
+    agent.learn(None, 80)
     path = agent.save(tmp_path / "agent.zip")
     assert not [p for p in tmp_path.iterdir() if p.name != "agent.zip"]  # no temporary left behind
     loaded = SB3Agent.load(path)
@@ -51,7 +51,7 @@ def test_save_load_gives_identical_actions(cls, tmp_path):
 
 def test_normalisation_is_restored_and_frozen(tmp_path):
     agent = DDPGAgent(make_continuous, seed=1, learning_starts=20, batch_size=8, **SMALL)
-    agent.learn(60)
+    agent.learn(None, 60)
     saved = agent.obs_normalization
     assert saved.count > 60  # statistics were learned, not the initial ones
     agent.save(tmp_path / "a.zip")
@@ -65,7 +65,7 @@ def test_normalisation_is_restored_and_frozen(tmp_path):
         assert loaded.obs_normalization.count == saved.count
     resumed = DDPGAgent.load(tmp_path / "a.zip", make_continuous)
     assert resumed.num_timesteps == 60
-    resumed.learn(80)  # training continues from the saved statistics
+    resumed.learn(None, 80)  # training continues from the saved statistics
     assert resumed.num_timesteps == 80
     # 20 steps plus the observations of the resets (VecNormalize counts those too), on top of the saved count
     assert saved.count + 20 <= resumed.obs_normalization.count <= saved.count + 23
@@ -73,7 +73,7 @@ def test_normalisation_is_restored_and_frozen(tmp_path):
 
 def test_maskable_ppo_never_picks_a_masked_action(tmp_path):
     agent = MaskablePPOAgent(make_discrete, seed=0, n_steps=32, batch_size=16, n_epochs=1, **SMALL)
-    agent.learn(64)
+    agent.learn(None, 64)
     loaded = SB3Agent.load(agent.save(tmp_path / "p.zip"))
     rng = np.random.default_rng(0)
     n = make_discrete().action_space.n
@@ -102,3 +102,16 @@ def test_wrong_action_space_and_wrong_file_are_clear(tmp_path):
     agent.save(tmp_path / "p.zip")
     with pytest.raises(ValueError, match="maskable_ppo"):
         DDPGAgent.load(tmp_path / "p.zip")
+
+
+def test_sb3_agents_follow_the_agent_protocol():
+    from agents.protocol import Agent, ExportNotAvailable
+
+    agent = MaskablePPOAgent(make_discrete, seed=0, n_steps=32, batch_size=16, n_epochs=1, **SMALL)
+    assert isinstance(agent, Agent)
+    agent.learn(make_discrete, 32)  # the factory it was built on
+    assert agent.num_timesteps == 32
+    with pytest.raises(ValueError, match="must be None or the factory the agent was built on"):
+        agent.learn(lambda: make_discrete(), 64)
+    with pytest.raises(ExportNotAvailable):
+        agent.export("x")
