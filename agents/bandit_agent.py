@@ -16,6 +16,7 @@ import copy
 import inspect
 import json
 import os
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,9 +25,9 @@ import numpy as np
 from offload_env.atomic import write_text
 
 from . import bandits
-from .protocol import ExportNotAvailable
+from .protocol import ExportNotAvailable, SettingError
 
-__all__ = ["BANDIT_ALGOS", "BanditAgent"]
+__all__ = ["BANDIT_ALGOS", "BanditAgent", "BanditKind", "KIND"]
 
 #: Algorithm name (as in experiment configs) -> router class.
 BANDIT_ALGOS: dict[str, type] = {
@@ -148,3 +149,37 @@ class BanditAgent:
 
     def export(self, path: str | os.PathLike) -> Path:
         raise ExportNotAvailable(f"{self.name}: export of bandit routers comes with the export issue (params.npz)")
+
+
+class BanditKind:
+    """The bandits in the experiments harness (``agents.registry`` kind ``bandit``): one online pass, no torch."""
+
+    saved_as = "agent"
+    uses_torch = False
+
+    def hyperparameters(self, algo: str) -> dict[str, Any]:
+        init = BANDIT_ALGOS[algo].__init__
+        hints = typing.get_type_hints(init)
+        return {n: hints.get(n, Any) for n in inspect.signature(init).parameters
+                if n not in ("self", "n_arms", "n_features", "seed")}
+
+    def check(self, algo: str, settings: Any) -> None:
+        if settings.n_envs != 1:
+            raise SettingError("n_envs", "1 (a bandit makes one online pass)")
+        if settings.action_noise is not None:
+            raise SettingError("action_noise", "null (bandits explore by their own rule)")
+        if settings.normalize_reward:
+            raise SettingError("normalize_reward", "false (bandits learn from the raw reward)")
+
+    def step_unit(self, algo: str, settings: Any) -> tuple[int, str]:
+        return 1, ""
+
+    def build(self, algo: str, make_env: Callable[[], Any], *, seed: int, name: str, settings: Any) -> BanditAgent:
+        return BanditAgent(algo, make_env, seed=seed, name=name, **settings.hyperparams)
+
+    def load(self, algo: str, path, make_env: Callable[[], Any] | None = None, seed: int | None = None
+             ) -> BanditAgent:
+        return BanditAgent.load(path, make_env)
+
+
+KIND = BanditKind()

@@ -28,11 +28,19 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
-__all__ = ["Agent", "OnlineAgent", "ExportNotAvailable"]
+__all__ = ["Agent", "OnlineAgent", "AgentKind", "SettingError", "ExportNotAvailable"]
 
 
 class ExportNotAvailable(NotImplementedError):
     """This agent family has no pickle-free export yet."""
+
+
+class SettingError(ValueError):
+    """One setting of an agent's config is invalid for its kind; the harness prefixes the config path."""
+
+    def __init__(self, key: str, expected: str):
+        super().__init__(f"{key}: expected {expected}")
+        self.key, self.expected = key, expected
 
 
 @runtime_checkable
@@ -56,3 +64,27 @@ class Agent(Protocol):
 @runtime_checkable
 class OnlineAgent(Agent, Protocol):
     def observe(self, obs: Any, action: Any, reward: float, info: dict) -> None: ...
+
+
+@runtime_checkable
+class AgentKind(Protocol):
+    """How the experiments harness configures, builds and loads one kind of agent (``agents.registry.KINDS``).
+
+    ``settings`` is the agent's config (``experiments.config.AgentConfig``:
+    ``hyperparams`` plus the harness keys n_envs, policy, normalize_obs,
+    normalize_reward, action_noise). A new kind of agent (MADRL, active
+    inference, RLlib) is one such object and its ``AGENTS`` entries.
+    """
+
+    saved_as: str  #: file or folder name of a saved agent inside a run or checkpoint folder
+    uses_torch: bool  #: the harness sets torch's thread count for it
+
+    def hyperparameters(self, algo: str) -> dict[str, Any]: ...  # name -> type hint of the algorithm's settings
+
+    def check(self, algo: str, settings: Any) -> None: ...  # raise SettingError for a setting it cannot take
+
+    def step_unit(self, algo: str, settings: Any) -> tuple[int, str]: ...  # budgets are multiples of it, and why
+
+    def build(self, algo: str, make_env: Callable[[], Any], *, seed: int, name: str, settings: Any) -> Agent: ...
+
+    def load(self, algo: str, path, make_env: Callable[[], Any] | None = None, seed: int | None = None) -> Agent: ...

@@ -1,17 +1,26 @@
 """Algorithm name (as in experiment configs) -> agent family: one registration per algorithm.
 
-Each entry says how to build the agent on an env factory, how to load a
-saved one, and whether it acts for one agent (Gymnasium envs) or for every
-agent of a PettingZoo env. Families import lazily: listing the names needs
-neither torch nor SB3.
+Each entry names the algorithm's kind (``KINDS``: how the harness
+configures, builds and loads it, an :class:`agents.protocol.AgentKind`) and
+whether it acts for one agent (Gymnasium envs) or for every agent of a
+PettingZoo env. A new kind of agent is one ``KINDS`` entry (its module's
+``KIND`` object) plus its ``AGENTS`` entries. Kinds import lazily: listing
+the names needs neither torch nor SB3.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["AgentFamily", "AGENTS", "agent_family", "check_algo_for_env"]
+__all__ = ["AgentFamily", "KINDS", "AGENTS", "agent_family", "check_algo_for_env"]
+
+#: Agent kind -> ``module:object`` implementing :class:`agents.protocol.AgentKind`.
+KINDS: dict[str, str] = {
+    "sb3": "agents.sb3:KIND",  # DDPG, TD3, PPO, DQN, MaskablePPO; needs the 'rl' extra; saves a pickled zip
+    "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
+}
 
 
 @dataclass(frozen=True)
@@ -19,31 +28,27 @@ class AgentFamily:
     """How to build and load the agents of one algorithm."""
 
     algo: str  #: the name in configs
-    kind: str  #: "sb3" (agents.sb3: needs the 'rl' extra, saves a pickled zip) or "bandit" (agents.bandit_agent)
+    kind: str  #: a key of :data:`KINDS`
     multi_agent: bool = False  #: acts for every agent of a PettingZoo env
     online: bool = False  #: can learn while it is evaluated (a bandit's online pass)
 
     @property
-    def sb3(self) -> bool:
-        return self.kind == "sb3"
+    def impl(self):
+        """The kind's :class:`agents.protocol.AgentKind` (imported on first use)."""
+        module, _, attr = KINDS[self.kind].partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as err:
+            raise ImportError(f"algo {self.algo!r} (kind {self.kind}) cannot be imported: {err}"
+                              + (" (install the 'rl' extra: torch, stable-baselines3, sb3-contrib)"
+                                 if self.kind == "sb3" else "")) from err
 
-    def build(self, make_env: Callable[[], Any], *, seed: int, name: str, **settings: Any):
-        if self.sb3:
-            from .sb3 import make_sb3_agent
-
-            return make_sb3_agent(self.algo, make_env, seed=seed, name=name, **settings)
-        from .bandit_agent import BanditAgent
-
-        return BanditAgent(self.algo, make_env, seed=seed, name=name, **settings)
+    def build(self, make_env: Callable[[], Any], *, seed: int, name: str, settings: Any):
+        """A fresh agent for ``settings`` (an ``experiments.config.AgentConfig``)."""
+        return self.impl.build(self.algo, make_env, seed=seed, name=name, settings=settings)
 
     def load(self, path, make_env: Callable[[], Any] | None = None, seed: int | None = None):
-        if self.sb3:
-            from .sb3 import SB3Agent
-
-            return SB3Agent.load(path, make_env, seed=seed)
-        from .bandit_agent import BanditAgent
-
-        return BanditAgent.load(path, make_env)
+        return self.impl.load(self.algo, path, make_env, seed=seed)
 
 
 AGENTS: dict[str, AgentFamily] = {

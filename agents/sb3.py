@@ -53,6 +53,8 @@ __all__ = [
     "DQNAgent",
     "SB3_AGENTS",
     "make_sb3_agent",
+    "SB3Kind",
+    "KIND",
 ]
 
 #: Name of the zip member holding the agent's own settings and normalisation statistics.
@@ -395,3 +397,101 @@ def make_sb3_agent(algo: str, make_env: Callable[[], gym.Env], **kwargs: Any) ->
     except KeyError:
         raise ValueError(f"algo: expected one of {', '.join(SB3_AGENTS)}, got {algo!r}") from None
     return cls(make_env, **kwargs)
+
+
+class SB3Kind:
+    """The SB3 agents in the experiments harness (``agents.registry`` kind ``sb3``; the ``rl`` extra).
+
+    Settings: the algorithm's constructor arguments plus policy, n_envs,
+    normalize_obs, normalize_reward and action_noise. Budgets are whole
+    rollouts (on-policy) or whole ``train_freq`` chunks (off-policy).
+    """
+
+    saved_as = "model.zip"
+    uses_torch = True
+    #: SB3 reports losses through its logger and steps through BaseCallbacks (experiments.callbacks)
+    sb3_callbacks = True
+    _RESERVED = {"self", "policy", "env", "seed", "device", "verbose", "action_noise", "tensorboard_log",
+                 "_init_setup_model"}
+
+    def hyperparameters(self, algo: str) -> dict[str, Any]:
+        import inspect
+        import typing
+
+        init = SB3_AGENTS[algo]._algorithm_class().__init__
+        try:
+            hints = typing.get_type_hints(init)
+        except Exception:  # unresolvable forward references: names only
+            hints = {}
+        return {n: hints.get(n, Any) for n in inspect.signature(init).parameters if n not in self._RESERVED}
+
+    def check(self, algo: str, settings: Any) -> None:
+        from .protocol import SettingError
+
+        if SB3_AGENTS[algo].discrete and settings.action_noise is not None:
+            raise SettingError("action_noise", f"null ({algo} has discrete actions: it explores by its own rule)")
+        if settings.action_noise is not None and settings.action_noise.kind not in ActionNoiseSpec.KINDS:
+            raise SettingError("action_noise", "kind 'normal' or 'ornstein-uhlenbeck'")
+
+    def step_unit(self, algo: str, settings: Any) -> tuple[int, str]:
+        import inspect
+
+        from .protocol import SettingError
+
+        cls, n_envs = SB3_AGENTS[algo], settings.n_envs
+        if cls.on_policy:
+            rollout = settings.hyperparams.get("n_steps", 2048) * n_envs
+            return rollout, f"n_steps x n_envs = {rollout} (PPO rollouts)"
+        freq = settings.hyperparams.get("train_freq", inspect.signature(cls._algorithm_class().__init__)
+                                        .parameters["train_freq"].default)
+        if isinstance(freq, (list, tuple)):
+            if len(freq) != 2 or freq[1] != "step":
+                raise SettingError("train_freq", f"an integer or [n, 'step'] (checkpoints and budgets count steps), "
+                                                 f"got {freq!r}")
+            freq = freq[0]
+        if not isinstance(freq, int) or isinstance(freq, bool) or freq < 1:
+            raise SettingError("train_freq", f"an integer >= 1, got {freq!r}")
+        if freq == 1:
+            return n_envs, f"n_envs = {n_envs}"
+        return freq * n_envs, f"train_freq x n_envs = {freq * n_envs} (steps between updates)"
+
+    def build(self, algo: str, make_env: Callable[[], gym.Env], *, seed: int, name: str, settings: Any) -> SB3Agent:
+        noise = settings.action_noise
+        spec = None if noise is None else ActionNoiseSpec(kind=noise.kind, sigma=noise.sigma, theta=noise.theta,
+                                                          dt=noise.dt)
+        return make_sb3_agent(algo, make_env, seed=seed, name=name, policy=settings.policy, n_envs=settings.n_envs,
+                              normalize_obs=settings.normalize_obs, normalize_reward=settings.normalize_reward,
+                              action_noise=spec, **_resolved(settings.hyperparams))
+
+    def load(self, algo: str, path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None
+             ) -> SB3Agent:
+        return SB3Agent.load(path, make_env, seed=seed)
+
+
+def _resolved(hyperparams: dict) -> dict:
+    """Config values SB3 takes as objects: ``policy_kwargs.activation_fn`` named ("relu", "torch.nn:ReLU")."""
+    import importlib
+
+    import torch.nn as nn
+
+    hp = dict(hyperparams)
+    pk = dict(hp.get("policy_kwargs") or {})
+    name = pk.get("activation_fn")
+    if isinstance(name, str):
+        if ":" in name:
+            module, _, attr = name.partition(":")
+            try:
+                pk["activation_fn"] = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"policy_kwargs.activation_fn: cannot import {name!r}: {err}") from None
+        else:
+            named = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+            if name.lower() not in named:
+                raise ValueError(f"policy_kwargs.activation_fn: expected one of {', '.join(named)} or "
+                                 f"'module:Class', got {name!r}")
+            pk["activation_fn"] = named[name.lower()]
+        hp["policy_kwargs"] = pk
+    return hp
+
+
+KIND = SB3Kind()

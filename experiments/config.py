@@ -253,32 +253,15 @@ def _build(cls, raw: dict, where: str):
 
 
 def _algorithm_signature(algo: str, where: str) -> dict[str, Any]:
-    """Constructor arguments of algorithm ``algo`` -> type hint (SB3 algorithm or bandit router)."""
+    """Settings of algorithm ``algo`` -> type hint, from its kind (agents.registry.KINDS)."""
     from agents.registry import AGENTS
 
     if algo not in AGENTS:
         raise ConfigError(f"{where}.algo: expected one of {', '.join(AGENTS)}, got {algo!r}")
-    family = AGENTS[algo]
-    if not family.sb3:
-        from agents.bandit_agent import BANDIT_ALGOS
-
-        init = BANDIT_ALGOS[algo].__init__
-        reserved = {"self", "n_arms", "n_features", "seed"}
-    else:
-        try:
-            from agents.sb3 import SB3_AGENTS
-        except ImportError as err:
-            raise ConfigError(f"{where}.algo: {algo!r} needs the 'rl' extra (torch, stable-baselines3, sb3-contrib): "
-                              f"{err}") from None
-        init = SB3_AGENTS[algo]._algorithm_class().__init__
-        reserved = {"self", "policy", "env", "seed", "device", "verbose", "action_noise", "tensorboard_log",
-                    "_init_setup_model"}
     try:
-        hints = typing.get_type_hints(init)
-    except Exception:  # unresolvable forward references: check names only
-        hints = {}
-    params = inspect.signature(init).parameters
-    return {name: hints.get(name, Any) for name in params if name not in reserved}
+        return AGENTS[algo].impl.hyperparameters(algo)
+    except ImportError as err:
+        raise ConfigError(f"{where}.algo: {err}") from None
 
 
 _AGENT_FIELDS = {f.name for f in dataclasses.fields(AgentConfig)} - {"hyperparams"}
@@ -307,27 +290,10 @@ def _build_agent(raw: dict, where: str) -> AgentConfig:
     return agent
 
 
-def _sb3_class(algo: str):
-    from agents.sb3 import SB3_AGENTS
-
-    return SB3_AGENTS[algo]
-
-
-def _train_freq_steps(sb3_class, a: AgentConfig, where: str) -> int:
-    """Env steps per env between two updates of an off-policy SB3 algorithm (its ``train_freq``)."""
-    freq = a.hyperparams.get("train_freq", inspect.signature(sb3_class._algorithm_class().__init__)
-                             .parameters["train_freq"].default)
-    if isinstance(freq, (list, tuple)):
-        if len(freq) != 2 or freq[1] != "step":
-            raise ConfigError(f"{where}.train_freq: expected an integer or [n, 'step'] (checkpoints and budgets "
-                              f"count steps), got {freq!r}")
-        freq = freq[0]
-    if not isinstance(freq, int) or isinstance(freq, bool) or freq < 1:
-        raise ConfigError(f"{where}.train_freq: expected an integer >= 1, got {freq!r}")
-    return freq
-
-
 def _check_agent(a: AgentConfig, where: str) -> None:
+    from agents.protocol import SettingError
+    from agents.registry import AGENTS
+
     def need(ok: bool, key: str, expected: str) -> None:
         if not ok:
             value = getattr(a, key) if hasattr(a, key) else a.hyperparams.get(key)
@@ -336,38 +302,25 @@ def _check_agent(a: AgentConfig, where: str) -> None:
     need(a.budget >= 1, "budget", "an integer >= 1")
     need(a.n_envs >= 1, "n_envs", "an integer >= 1")
     need(a.torch_threads >= 1, "torch_threads", "an integer >= 1")
-    from agents.registry import AGENTS
-
     family = AGENTS[a.algo]
     if a.eval_mode == "":
         a.eval_mode = "online" if family.online else "frozen"
     need(a.eval_mode in (("frozen", "online") if family.online else ("frozen",)), "eval_mode",
          "'frozen' or 'online'" if family.online else f"'frozen' ({a.algo} does not learn while evaluated)")
-    if not family.sb3:
-        need(a.n_envs == 1, "n_envs", "1 (a bandit makes one online pass)")
-        need(a.action_noise is None, "action_noise", "null (bandits explore by their own rule)")
-        need(not a.normalize_reward, "normalize_reward", "false (bandits learn from the raw reward)")
+    try:
+        family.impl.check(a.algo, a)
+        unit, why = family.impl.step_unit(a.algo, a)
+    except SettingError as err:
+        value = getattr(a, err.key) if hasattr(a, err.key) else a.hyperparams.get(err.key)
+        got = "" if "got " in err.expected else f", got {value!r}"
+        raise ConfigError(f"{where}.{err.key}: expected {err.expected}{got}") from None
     if a.checkpoint_every == 0:
         a.checkpoint_every = max(a.budget // 10, 1)
-    sb3_class = _sb3_class(a.algo) if family.sb3 else None
-    if sb3_class is not None and sb3_class.discrete:
-        need(a.action_noise is None, "action_noise", f"null ({a.algo} has discrete actions: it explores by its own "
-                                                     "rule)")
-    if sb3_class is not None and sb3_class.on_policy:  # PPO trains in whole rollouts: a whole number of them
-        rollout = a.hyperparams.get("n_steps", 2048) * a.n_envs
-        a.checkpoint_every = max(rollout, a.checkpoint_every // rollout * rollout)
-        need(a.budget % rollout == 0, "budget", f"a multiple of n_steps x n_envs = {rollout} (PPO rollouts)")
-    else:  # off-policy SB3 algorithms collect train_freq steps per env between updates
-        unit = a.n_envs * (_train_freq_steps(sb3_class, a, where) if sb3_class is not None else 1)
-        a.checkpoint_every = max(unit, a.checkpoint_every // unit * unit)
-        need(a.budget % unit == 0, "budget", f"a multiple of n_envs = {a.n_envs}" if unit == a.n_envs else
-             f"a multiple of train_freq x n_envs = {unit} (steps between updates)")
+    a.checkpoint_every = max(unit, a.checkpoint_every // unit * unit)  # training advances in whole units
+    need(a.budget % unit == 0, "budget", f"a multiple of {why}")
     if a.eval_every == 0:
         a.eval_every = a.checkpoint_every
     need(a.eval_every % a.checkpoint_every == 0, "eval_every", f"a multiple of checkpoint_every = {a.checkpoint_every}")
-    if a.action_noise is not None:
-        need(a.action_noise.kind in ("normal", "ornstein-uhlenbeck"), "action_noise",
-             "kind 'normal' or 'ornstein-uhlenbeck'")
 
 
 # ---------------------------------------------------------------------------- whole configs

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import gymnasium as gym
 
 __all__ = ["env_factory", "scenario_label", "action_space_label", "check_baseline_name",
-           "make_baseline", "make_agent", "load_agent", "import_object"]
+           "make_baseline", "make_agent", "agent_kind", "agent_file", "load_agent", "import_object"]
 
 
 def import_object(path: str, where: str = "") -> Any:
@@ -98,51 +98,23 @@ def make_baseline(name: str, make_env: Callable[[], gym.Env], seed: int, env_id:
 # ---------------------------------------------------------------------------- learned agents
 
 
-def _noise(agent_cfg):
-    n = agent_cfg.action_noise
-    if n is None:
-        return None
-    from agents.sb3 import ActionNoiseSpec
-
-    return ActionNoiseSpec(kind=n.kind, sigma=n.sigma, theta=n.theta, dt=n.dt)
-
-
-def _hyperparams(agent_cfg) -> dict[str, Any]:
-    hp = dict(agent_cfg.hyperparams)
-    pk = dict(hp.get("policy_kwargs") or {})
-    if isinstance(pk.get("activation_fn"), str):  # "torch.nn:ReLU" or "relu"
-        name = pk["activation_fn"]
-        if ":" in name:
-            pk["activation_fn"] = import_object(name, "policy_kwargs.activation_fn")
-        else:
-            import torch.nn as nn
-
-            pk["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}[name.lower()]
-        hp["policy_kwargs"] = pk
-    return hp
-
-
-def is_sb3(algo: str) -> bool:
-    from agents.registry import agent_family
-
-    return agent_family(algo).sb3
-
-
 def make_agent(name: str, agent_cfg, make_env: Callable[[], gym.Env], seed: int):
-    """A fresh agent for an :class:`~experiments.config.AgentConfig`, built by its family (agents.registry)."""
+    """A fresh agent for an :class:`~experiments.config.AgentConfig`, built by its kind (agents.registry)."""
     from agents.registry import agent_family
 
-    family = agent_family(agent_cfg.algo)
-    if not is_sb3(agent_cfg.algo):
-        return family.build(make_env, seed=seed, name=name, **agent_cfg.hyperparams)
-    return family.build(make_env, seed=seed, name=name, policy=agent_cfg.policy, n_envs=agent_cfg.n_envs,
-                        normalize_obs=agent_cfg.normalize_obs, normalize_reward=agent_cfg.normalize_reward,
-                        action_noise=_noise(agent_cfg), **_hyperparams(agent_cfg))
+    return agent_family(agent_cfg.algo).build(make_env, seed=seed, name=name, settings=agent_cfg)
+
+
+def agent_kind(algo: str):
+    """The :class:`agents.protocol.AgentKind` of ``algo``."""
+    from agents.registry import agent_family
+
+    return agent_family(algo).impl
 
 
 def agent_file(algo: str) -> str:
-    """Name of a saved agent inside a run or checkpoint folder: SB3's zip, or a folder for the others."""
-    return "model.zip" if is_sb3(algo) else "agent"
+    """Name of a saved agent inside a run or checkpoint folder (SB3's zip, a folder for the bandits...)."""
+    return agent_kind(algo).saved_as
 
 
 def load_agent(algo: str, path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None):

@@ -23,7 +23,7 @@ import yaml
 from . import atomic
 from .config import ExperimentConfig, dump_yaml, to_dict
 from .evaluation import evaluate_policy
-from .registry import agent_file, baseline_label, env_factory, is_sb3, load_agent, make_agent, make_baseline
+from .registry import agent_file, agent_kind, baseline_label, env_factory, load_agent, make_agent, make_baseline
 from .scalars import hyperparameter_text, open_writer, write_eval_scalars
 
 __all__ = ["RunError", "RunPaths", "run_paths", "is_finished", "evaluate_baseline", "train_agent",
@@ -224,14 +224,14 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
     from .checkpoints import save_checkpoint
 
     spec = cfg.agents[name]
-    sb3 = is_sb3(spec.algo)
+    kind = agent_kind(spec.algo)
     paths = run_paths(cfg, name, seed)
     record = _run_record(cfg, name, seed)
     mode = _start(paths, record, resume=resume, force=force, resumable=True)
     if mode == "skip":
         return paths.root
     atomic.write_text(paths.config, dump_yaml(record))
-    if sb3:
+    if kind.uses_torch:
         import torch
 
         torch.set_num_threads(spec.torch_threads)
@@ -243,7 +243,7 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
     curve = _rows_up_to(paths.curve, step)
     bar = tqdm(total=spec.budget, initial=step, desc=f"{name} seed {seed}", unit="step", leave=False,
                disable=not progress)
-    if sb3:
+    if getattr(kind, "sb3_callbacks", False):
         from .callbacks import EpisodeScalars, StepProgress, sb3_logger
 
         agent.set_logger(sb3_logger(writer))

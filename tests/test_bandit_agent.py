@@ -59,7 +59,10 @@ def agent_run(agent, steps):
 def test_agent_learns_exactly_as_the_hand_run_router(algo, router):
     params = {"linucb": {"alpha": 0.3}, "lints": {"v": 0.2}, "epsilon_greedy": {"epsilon": 0.1},
               "cost_aware_linucb": {"budget_per_step": 1e-3, "alpha": 0.3}}[algo]
-    agent = agent_family(algo).build(make_env, seed=3, name=algo, **params)
+    from experiments.config import AgentConfig
+
+    settings = AgentConfig(algo=algo, budget=120, hyperparams=params)  # as the harness builds it
+    agent = agent_family(algo).build(make_env, seed=3, name=algo, settings=settings)
     steps = 120  # past two episode ends (50 steps each)
     arms, total = agent_run(agent, steps)
     env = make_env()
