@@ -193,8 +193,8 @@ def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
             record(algo, curve)
         ctx = {"X": X, "Q": Q, "C": C, "order": order, "fit_idx": fit_idx, "weak": weak, "strong": strong,
                "threshold": thresh, "rng": np.random.default_rng(o), "lambdas": lambdas, "budgets": budgets}
-        for name in baseline_names():
-            record(name, SWEPT_BASELINES[name](ctx))
+        for baseline in baseline_names():
+            record(baseline, SWEPT_BASELINES[baseline](ctx))
 
     print(f"\n## {name}: {len(eval_idx)} queries per pass, {orders} orders, {len(lambdas)} operating points "
           f"({time.perf_counter() - t0:.0f} s)")

@@ -19,6 +19,14 @@ EVAL_SCALARS = {
     "edge_energy_j": "eval/edge_energy_j",
     "deadline_miss_rate": "eval/deadline_miss_rate",
     "cost_ratio_to_oracle": "eval/cost_ratio_to_oracle",
+    # Routing-v0
+    "accuracy": "eval/accuracy",
+    "cost": "eval/cost",
+    "regret": "eval/regret",
+    # Vehicular-v0 (per-vehicle rows: the mean team return is the mean over episodes)
+    "team_return": "eval/team_return",
+    "energy_j": "eval/energy_j",
+    "handover_rate": "eval/handover_rate",
 }
 
 
