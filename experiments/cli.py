@@ -102,7 +102,7 @@ def _run(args) -> Path | None:
             from .compare import compare
             from .report import write_report
 
-            compare(experiment_dir(cfg), echo_files=not many)
+            compare(experiment_dir(cfg), echo_files=not many, short=many)
             report = write_report(experiment_dir(cfg))
     if args.command == "run" and many:
         from .suite import write_suite_report
@@ -124,7 +124,7 @@ def _compare_or_report(args) -> None:
 
             for cfg in configs:
                 if args.command == "compare":
-                    compare(experiment_dir(cfg), echo_files=False)
+                    compare(experiment_dir(cfg), echo_files=False, short=True)
                 else:
                     write_report(experiment_dir(cfg))
             if args.command == "report":

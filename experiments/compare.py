@@ -18,16 +18,21 @@ __all__ = ["gather", "metrics_of", "add_routing_metrics", "add_ratio_to", "summa
 ID_COLUMNS = ["env", "scenario", "action_space", "agent", "kind", "seed", "episode", "episode_seed", "vehicle"]
 
 
-def metrics_of(tidy: pd.DataFrame) -> dict[str, str]:
+def metrics_of(tidy: pd.DataFrame, headline: bool = False) -> dict[str, str]:
     """Summarised column -> label: the metrics of the families of the table's envs (experiments.families),
-    in their order; an env of no family gets the return and cost per request."""
+    in their order (``headline``: only their headline ones); an env of no family gets the return and cost
+    per request."""
     from .families import family_of_name
 
     out: dict[str, str] = {}
     for env in pd.unique(tidy["env"]) if "env" in tidy else ():
         family = family_of_name(str(env))
-        out.update(family.metrics if family is not None else {"return": "return",
-                                                             "cost_per_request": "cost / request"})
+        if family is None:
+            out.update({"return": "return", "cost_per_request": "cost / request"})
+        elif headline and family.headline:
+            out.update({k: family.metrics[k] for k in family.headline})
+        else:
+            out.update(family.metrics)
     return out or {"return": "return"}
 
 
@@ -190,10 +195,10 @@ def save_tidy(tidy: pd.DataFrame, folder: str | Path) -> list[Path]:
     return written
 
 
-def compare(experiment_dir: str | Path, *, echo: bool = True, echo_files: bool = True
+def compare(experiment_dir: str | Path, *, echo: bool = True, echo_files: bool = True, short: bool = False
             ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Gather, save (``<experiment>/summary/``) and print the table (and, with ``echo_files``, the files
-    written); returns (tidy, summary)."""
+    """Gather, save (``<experiment>/summary/``) and print the table (``short``: its family's headline
+    metrics only; with ``echo_files``, the files written); returns (tidy, summary)."""
     experiment_dir = Path(experiment_dir)
     tidy = gather(experiment_dir)
     summary = summarize(tidy)
@@ -203,7 +208,7 @@ def compare(experiment_dir: str | Path, *, echo: bool = True, echo_files: bool =
     if echo:
         envs = ", ".join(str(e) for e in pd.unique(tidy["env"]))
         print(f"\n{experiment_dir.name} ({envs}): mean [95% bootstrap CI] across seeds and episodes")
-        print(format_summary(summary))
+        print(format_summary(summary, metrics_of(summary, headline=True) if short else None))
         if echo_files:
             print("\nwrote " + ", ".join(str(f) for f in files + [out / "summary.csv"]))
     return tidy, summary

@@ -21,6 +21,7 @@ class Family:
     evaluate: str  #: ``module:function`` with the signature of ``agents.baselines.evaluate``
     baselines: dict[str, str] = field(default_factory=dict)  #: name -> ``module:factory(make_env?, seed?)``
     metrics: dict[str, str] = field(default_factory=dict)  #: summarised column -> label in the printed table
+    headline: tuple[str, ...] = ()  #: the few metrics of the short summary a suite prints (all when empty)
     sort_by: tuple[str, bool] = ("return", False)  #: (column, ascending) ordering the summary's rows
     breakdown_keys: tuple[str, ...] = ()  #: ``info`` keys averaged per episode into ``mean_<key>`` columns
     trace: str = ""  #: ``module:class`` of a per-step callback of online learners' training (``trace.csv``)
@@ -43,7 +44,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "mean_latency_s": "latency (s)",
         "edge_energy_j": "edge energy (J)",
         "deadline_miss_rate": "deadline miss",
-    }, sort_by=("cost_ratio_to_oracle", True), breakdown_keys=(
+    }, headline=("cost_ratio_to_oracle", "cost_ratio_to_greedy", "return", "deadline_miss_rate"),
+       sort_by=("cost_ratio_to_oracle", True), breakdown_keys=(
         "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
         "round_trip_s")),
     Family("routing", ("offload_env/Routing-v0",), "agents.routing_policies:evaluate_routing", {
@@ -63,7 +65,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "cpt_50": "CPT(50%)",
         "cpt_80": "CPT(80%)",
         "aiq": "AIQ",
-    }, sort_by=("return", False), trace="agents.routing_policies:RegretTrace"),
+    }, headline=("return", "accuracy", "cost", "apgr"), sort_by=("return", False),
+       trace="agents.routing_policies:RegretTrace"),
     Family("vehicular", ("offload_env/Vehicular-v0",), "agents.vehicular_baselines:evaluate_vehicular", {
         "all-local": "agents.vehicular_baselines:VehicularAllLocal",
         "nearest-rsu": "agents.vehicular_baselines:VehicularNearestRSU",
@@ -81,7 +84,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "share_local": "local",
         "share_rsu": "RSU",
         "share_cloud": "cloud",
-    }, sort_by=("team_return", False)),
+    }, headline=("team_return", "mean_latency_s", "deadline_miss_rate", "energy_j"),
+       sort_by=("team_return", False)),
 )}
 
 
