@@ -59,8 +59,9 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_learning_curves(curves: pd.DataFrame, summary: pd.DataFrame, path: Path,
-                         metric: str = "cost_ratio_to_oracle") -> Path | None:
-    """Mean over seeds of ``metric`` against training steps, with a 95% bootstrap band; baselines as lines."""
+                         metric: str = "cost_ratio_to_oracle", baseline_metric: str | None = None) -> Path | None:
+    """Mean over seeds of ``metric`` against training steps, with a 95% bootstrap band; baselines as lines
+    at their summary's ``baseline_metric`` (default: the same column)."""
     if curves.empty or metric not in curves:
         return None
     plt = _pyplot()
@@ -76,7 +77,7 @@ def plot_learning_curves(curves: pd.DataFrame, summary: pd.DataFrame, path: Path
             hi.append(high)
         (line,) = ax.plot(steps, mean, label=f"{agent} ({group['seed'].nunique()} seeds)")
         ax.fill_between(steps, lo, hi, alpha=0.2, color=line.get_color())
-    col = f"{metric}_mean"
+    col = f"{baseline_metric or metric}_mean"
     if col in summary:
         rows = summary[(summary["kind"] == "baseline") & summary[col].notna()].sort_values(col)
         for value in rows[col]:
@@ -292,8 +293,8 @@ def _env_plots(family: str, slug: str, tidy, summary, curves, traces, out: Path)
         return {"Learning curves": plot_learning_curves(curves, summary, at("learning_curves")),
                 "Cost relative to the oracle": plot_cost_vs_oracle(summary, at("cost_vs_oracle")),
                 "Latency breakdown": plot_latency_breakdown(tidy, at("latency_breakdown"))}
-    plots = {"Learning curves": plot_learning_curves(curves, summary.rename(columns={"return_mean": "episodic_return_mean"}),
-                                                     at("learning_curves"), metric="episodic_return")}
+    plots = {"Learning curves": plot_learning_curves(curves, summary, at("learning_curves"), metric="episodic_return",
+                                                     baseline_metric="return")}
     if family == "routing":
         plots["Cost and quality"] = plot_cost_quality(summary, at("cost_quality"))
         plots["Regret over time"] = plot_regret_curve(traces, tidy, at("regret"))

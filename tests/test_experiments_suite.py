@@ -42,6 +42,14 @@ def test_suite_runs_every_member_and_reports_last(tmp_path, capsys):
     assert saved["agents"]["linucb"]["alpha"] == 0.5
     table = pd.read_csv(tmp_path / "runs" / "s_vehicular" / "summary" / "results.csv")
     assert set(table["agent"]) == {"all-local", "greedy"} and len(table) == 4  # 2 vehicles x 1 episode x 2
+    report.unlink()
+    assert main(["report", suite]) == 0 and capsys.readouterr().out.strip() == f"report: {report}"
+    assert report.exists()
+    assert main(["evaluate", suite, "--quiet", "--agent", "linucb", "--episodes", "2"]) == 0
+    again = pd.read_csv(tmp_path / "runs" / "s_routing" / "linucb" / "seed_0" / "eval.csv")
+    assert len(again) == 2  # re-evaluated from the saved agent; the other member has no linucb and is left alone
+    assert main(["compare", suite]) == 0
+    assert "s_vehicular (Vehicular-v0)" in capsys.readouterr().out
 
 
 def test_suite_errors_name_the_member_and_key(tmp_path):
