@@ -60,6 +60,20 @@ def test_run_writes_every_file(tmp_path):
         assert run_paths(cfg, baseline, 0).done.exists()
     oracle = pd.read_csv(run_paths(cfg, "oracle", 0).eval_table)
     assert np.allclose(oracle["cost_ratio_to_oracle"], 1.0)
+    # the table is a hand-run of the same policy on the same episode seeds
+    import gymnasium as gym
+
+    from agents.baselines import Greedy, evaluate
+    from agents.sb3 import SB3Agent
+    from experiments.evaluation import episode_seed_base
+
+    base = episode_seed_base(cfg.evaluation.seed, 0)
+    for name, policy, kwargs in (("ppo", SB3Agent.load(run_paths(cfg, "ppo", 0).model), SHORT_ENV),
+                                 ("greedy", Greedy(), SHORT_ENV)):
+        hand = evaluate(policy, lambda: gym.make("offload_env/LayerSplit-v0", **kwargs), episodes=2, seed=base)
+        table = pd.read_csv(run_paths(cfg, name, 0).eval_table)
+        for col in ("return", "mean_latency_s", "cost_ratio_to_oracle"):
+            np.testing.assert_allclose(table[col], hand[col], rtol=1e-9, err_msg=f"{name} {col}")
     tidy, summary = compare(tmp_path / "runs" / "tiny", echo=False)
     assert set(tidy["agent"]) == {"ddpg", "ppo", "greedy", "oracle"} and len(tidy) == 8
     assert {"env", "scenario", "agent", "seed", "return", "mean_latency_s", "edge_energy_j",
