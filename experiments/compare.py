@@ -167,7 +167,7 @@ def format_summary(summary: pd.DataFrame, metrics: dict[str, str] | None = None)
     if "vehicles" in summary:
         out["vehicles"] = summary["vehicles"]
     if "scenario" in summary and summary["scenario"].nunique() > 1:
-        out.insert(1, "scenario", summary["scenario"])
+        out.insert(1, "scenario", _differing_parts(summary["scenario"].astype(str)))
     for col, label in metrics.items():
         if f"{col}_mean" not in summary:
             continue
@@ -179,6 +179,13 @@ def format_summary(summary: pd.DataFrame, metrics: dict[str, str] | None = None)
         if col == "cost_ratio_to_oracle":
             out["IQM cost / oracle"] = [f"{v:.3f}" for v in summary[f"{col}_iqm"]]
     return out.to_string(index=False)
+
+
+def _differing_parts(labels: pd.Series) -> list[str]:
+    """Scenario labels ("preset+key=value+...") reduced to the parts not shared by every row."""
+    parts = [label.split("+") for label in labels]
+    common = set.intersection(*(set(p) for p in parts)) if parts else set()
+    return ["+".join(x for x in p if x not in common) or "(common)" for p in parts]
 
 
 def save_tidy(tidy: pd.DataFrame, folder: str | Path) -> list[Path]:
