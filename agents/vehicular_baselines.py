@@ -22,6 +22,8 @@ __all__ = [
     "VehicularAllCloud",
     "VehicularRandomValid",
     "VehicularGreedy",
+    "VehicularSequentialGreedy",
+    "VehicularBestResponse",
     "vehicular_baselines",
     "evaluate_vehicular",
     "per_episode",
@@ -139,6 +141,63 @@ class VehicularGreedy(_VehicularBase):
                 out[agent] = self._or_local(int(np.argmax(np.where(_mask(infos, agent), rewards[i], -np.inf))),
                                             _mask(infos, agent))
         return out
+
+
+class VehicularSequentialGreedy(_VehicularBase):
+    """FULL-INFORMATION reference: vehicles choose one after another, each its own best action by the cost model
+    given the choices of the vehicles before it (this step's sharing, not last step's broadcast loads).
+
+    Reads ``env.joint_rewards`` (mean fading, no handover); vehicles not yet
+    decided count as absent. Not deployable: it needs the others' choices
+    of the same step.
+    """
+
+    name = "sequential-greedy"
+
+    def act(self, observations, infos):
+        env, A = self.env, self.env.num_actions
+        joint = np.zeros(env.N, dtype=np.int64)  # local: shares nothing, so undecided vehicles are absent
+        for i, agent in enumerate(env.possible_agents):
+            if agent not in observations:
+                continue
+            candidates = np.repeat(joint[:, None], A, axis=1)
+            candidates[i] = np.arange(A)
+            joint[i] = self._or_local(int(np.argmax(env.joint_rewards(candidates)[i])), _mask(infos, agent))
+        return {a: int(joint[i]) for i, a in enumerate(env.possible_agents) if a in observations}
+
+
+class VehicularBestResponse(VehicularSequentialGreedy):
+    """FULL-INFORMATION reference for the team: from the sequential greedy's choices, ``rounds`` rounds in which each
+    vehicle in turn takes the action that maximises the sum of all vehicles' rewards, the others' held fixed.
+
+    Reads ``env.joint_rewards`` (the cost model on the true state: backlogs,
+    positions, this step's sharing; mean fading, no handover). It plans one
+    step ahead only. A learner that coordinates must approach it.
+    """
+
+    name = "best-response"
+
+    def __init__(self, rounds: int = 2):
+        if not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
+        self.rounds = rounds
+
+    def act(self, observations, infos):
+        env, A = self.env, self.env.num_actions
+        live = [i for i, a in enumerate(env.possible_agents) if a in observations]
+        start = super().act(observations, infos)
+        joint = np.zeros(env.N, dtype=np.int64)
+        for i in live:
+            joint[i] = start[env.possible_agents[i]]
+        for _ in range(self.rounds):
+            for i in live:
+                candidates = np.repeat(joint[:, None], A, axis=1)
+                candidates[i] = np.arange(A)
+                rewards = env.joint_rewards(candidates)
+                own_ok = np.isfinite(rewards[i])
+                team = np.where(own_ok, np.where(np.isfinite(rewards), rewards, 0.0).sum(axis=0), -np.inf)
+                joint[i] = self._or_local(int(np.argmax(team)), _mask(infos, env.possible_agents[i]))
+        return {env.possible_agents[i]: int(joint[i]) for i in live}
 
 
 def vehicular_baselines(seed: int = 0) -> list:

@@ -74,6 +74,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "all-cloud": "agents.vehicular_baselines:VehicularAllCloud",
         "random": "agents.vehicular_baselines:VehicularRandomValid",
         "greedy": "agents.vehicular_baselines:VehicularGreedy",
+        "sequential-greedy": "agents.vehicular_baselines:VehicularSequentialGreedy",  # full information
+        "best-response": "agents.vehicular_baselines:VehicularBestResponse",  # full information, team objective
     }, metrics={
         "team_return": "team return",
         "return": "return / vehicle",
