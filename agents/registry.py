@@ -20,6 +20,7 @@ __all__ = ["AgentFamily", "KINDS", "AGENTS", "agent_family", "check_algo_for_env
 KINDS: dict[str, str] = {
     "sb3": "agents.sb3:KIND",  # DDPG, TD3, PPO, DQN, MaskablePPO; needs the 'rl' extra; saves a pickled zip
     "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
+    "madrl": "agents.madrl:KIND",  # MAPPO, IPPO on PettingZoo envs; torch; npz + JSON
 }
 
 
@@ -61,6 +62,8 @@ AGENTS: dict[str, AgentFamily] = {
     "lints": AgentFamily("lints", "bandit", online=True),
     "epsilon_greedy": AgentFamily("epsilon_greedy", "bandit", online=True),
     "cost_aware_linucb": AgentFamily("cost_aware_linucb", "bandit", online=True),
+    "mappo": AgentFamily("mappo", "madrl", multi_agent=True),
+    "ippo": AgentFamily("ippo", "madrl", multi_agent=True),
 }
 
 

@@ -116,7 +116,10 @@ def test_single_and_multi_agent_algorithms_are_checked_against_the_env():
     with pytest.raises(ValueError, match=r"^agents\.x\.algo: 'maskable_ppo' is a single-agent algorithm and "
                                          r"offload_env/Vehicular-v0 is a multi-agent env"):
         check_algo_for_env("maskable_ppo", "offload_env/Vehicular-v0", where="agents.x.algo")
-    assert {f.multi_agent for f in AGENTS.values()} == {False}  # the MADRL issue registers the first multi-agent one
+    with pytest.raises(ValueError, match=r"^algo: 'mappo' is a multi-agent algorithm and offload_env/Routing-v0 "
+                                         r"is a single-agent env; expected one of: ddpg, td3"):
+        check_algo_for_env("mappo", ROUTING)
+    assert {a for a, f in AGENTS.items() if f.multi_agent} == {"mappo", "ippo"}
 
 
 def test_snapshot_acts_without_moving_the_agent():

@@ -1,0 +1,169 @@
+"""What the multi-agent learners share: the env copies, value normalisation, GAE, masks, networks, files.
+
+Shapes: E env copies, N agents (vehicles), A discrete actions, D observation
+size, S global-state size; a rollout holds T steps of every copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from offload_env.atomic import atomic_path, write_text
+
+__all__ = ["EnvCopies", "ValueNorm", "gae", "masked_logits", "mlp", "save_arrays", "load_arrays"]
+
+
+class EnvCopies:
+    """E copies of a PettingZoo ParallelEnv stepped together, as stacked arrays.
+
+    Every agent acts every step (the vehicular env keeps all its vehicles);
+    a copy whose episode ended is reset at once, and the observation and
+    state it ended in are kept for bootstrapping (episodes end by truncation).
+    """
+
+    def __init__(self, make_env: Callable[[], Any], n: int, seed: int):
+        self.envs = [make_env() for _ in range(n)]
+        first = self.envs[0]
+        self.agents = list(first.possible_agents)
+        self.n_agents = len(self.agents)
+        self.seed = int(seed)
+        self._episodes = 0
+
+    def _reset_one(self, k: int):
+        obs, infos = self.envs[k].reset(seed=self.seed + 7919 * self._episodes + k)
+        self._episodes += 1
+        return obs, infos
+
+    def _arrays(self, obs: dict, infos: dict, env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        o = np.stack([obs[a] for a in self.agents]).astype(np.float32)
+        m = np.stack([np.asarray(infos[a]["action_mask"], dtype=bool) for a in self.agents])
+        return o, m, np.asarray(env.state(), dtype=np.float32)
+
+    def reset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = [self._arrays(*self._reset_one(k), env) for k, env in enumerate(self.envs)]
+        return tuple(np.stack(x) for x in zip(*out))
+
+    def step(self, actions: np.ndarray):
+        """actions (E, N) -> obs (E, N, D), masks (E, N, A), states (E, S), rewards (E, N), done (E,),
+        and the observations and states each finished copy ended in (None where it did not end)."""
+        obs, masks, states, rewards, done, end_obs, end_states = [], [], [], [], [], [], []
+        for k, env in enumerate(self.envs):
+            o, r, term, trunc, infos = env.step({a: int(actions[k, i]) for i, a in enumerate(self.agents)})
+            if len(o) != self.n_agents:
+                raise RuntimeError("a vehicle left the env mid-episode: these learners need every agent every step")
+            arrays = self._arrays(o, infos, env)
+            finished = not env.agents
+            rewards.append([r[a] for a in self.agents])
+            done.append(finished)
+            end_obs.append(arrays[0] if finished else None)
+            end_states.append(arrays[2] if finished else None)
+            if finished:
+                arrays = self._arrays(*self._reset_one(k), env)
+            obs.append(arrays[0])
+            masks.append(arrays[1])
+            states.append(arrays[2])
+        return (np.stack(obs), np.stack(masks), np.stack(states), np.asarray(rewards, dtype=np.float32),
+                np.asarray(done), end_obs, end_states)
+
+
+class ValueNorm:
+    """Running mean and variance of the value targets (debiased exponential averages, as in MAPPO)."""
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5):
+        self.beta, self.epsilon = beta, epsilon
+        self.mean = self.mean_sq = self.debias = 0.0
+
+    def update(self, x: torch.Tensor) -> None:
+        x = x.detach().double()
+        self.mean = self.beta * self.mean + (1 - self.beta) * float(x.mean())
+        self.mean_sq = self.beta * self.mean_sq + (1 - self.beta) * float((x ** 2).mean())
+        self.debias = self.beta * self.debias + (1 - self.beta)
+
+    def _stats(self) -> tuple[float, float]:
+        d = max(self.debias, self.epsilon)
+        mean, mean_sq = self.mean / d, self.mean_sq / d
+        return mean, max(mean_sq - mean * mean, 1e-2) ** 0.5
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._stats()
+        return x * std + mean
+
+    def to_json(self) -> dict:
+        return {"beta": self.beta, "epsilon": self.epsilon, "mean": self.mean, "mean_sq": self.mean_sq,
+                "debias": self.debias}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ValueNorm":
+        v = cls(d["beta"], d["epsilon"])
+        v.mean, v.mean_sq, v.debias = d["mean"], d["mean_sq"], d["debias"]
+        return v
+
+
+def gae(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, done: np.ndarray, gamma: float,
+        lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Advantages and returns of a rollout: rewards, values, next_values (T, E, N); done (T, E).
+
+    ``next_values[t]`` is the value of the state after step t (the state the
+    episode ended in where ``done[t]``: episodes end by truncation, so they are
+    bootstrapped); the advantage recursion stops at episode ends.
+    """
+    adv = np.zeros_like(rewards)
+    last = np.zeros(rewards.shape[1:], dtype=rewards.dtype)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        delta = rewards[t] + gamma * next_values[t] - values[t]
+        last = delta + gamma * lam * (1.0 - done[t][:, None]) * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def masked_logits(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Logits with masked actions at the lowest float: never sampled, never the argmax."""
+    return torch.where(mask, logits, torch.finfo(logits.dtype).min)
+
+
+def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, layer_norm: bool) -> nn.Sequential:
+    """[LayerNorm] -> (Linear, ReLU) per hidden size -> Linear; orthogonal initialisation."""
+    layers: list[nn.Module] = [nn.LayerNorm(n_in)] if layer_norm else []
+    sizes = (n_in, *hidden)
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], n_out))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=out_gain if layer is layers[-1] else np.sqrt(2))
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+def save_arrays(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
+    """``weights.npz`` (arrays, no pickle) and ``agent.json`` (everything else), each written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "weights.npz", ".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    write_text(folder / "agent.json", json.dumps(meta, indent=1) + "\n")
+    return folder
+
+
+def load_arrays(folder: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Read what :func:`save_arrays` wrote (``allow_pickle=False``)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "agent.json").read_text())
+        with np.load(folder / "weights.npz", allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as err:
+        raise ValueError(f"{folder}: not an agent saved by agents.madrl ({err})") from None
+    return arrays, meta

@@ -1,0 +1,318 @@
+"""MAPPO and IPPO (Yu et al. 2022, "The surprising effectiveness of PPO in cooperative multi-agent games").
+
+Centralised training, decentralised execution on a PettingZoo ParallelEnv
+with discrete, masked actions (the vehicular env):
+
+* one actor shared by all agents, on the agent's own observation plus its
+  one-hot id: ``act`` for a vehicle needs only that vehicle's observation;
+* a critic per agent input: MAPPO's is centralised (the env's global
+  ``state()`` plus the agent's own observation and id, the
+  "agent-specific global state"); IPPO's sees only what the actor sees;
+* PPO's clipped objective, GAE, value normalisation and a clipped Huber
+  value loss, advantage normalisation, entropy bonus, gradient clipping;
+  inputs through a LayerNorm (``normalize_obs``); masked actions are never
+  sampled nor chosen (their logits are the lowest float).
+
+Defaults follow the MAPPO paper's (marlbenchmark/on-policy): learning rate
+5e-4, 64-unit layers, clip 0.2, GAE lambda 0.95, Huber delta 10, gradient
+norm 10. Saved as ``weights.npz`` + ``agent.json`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..protocol import ExportNotAvailable
+from .common import EnvCopies, ValueNorm, gae, load_arrays, masked_logits, mlp, save_arrays
+
+__all__ = ["MAPPOConfig", "MAPPOAgent"]
+
+_FORMAT = 1
+
+
+@dataclass
+class MAPPOConfig:
+    """MAPPO / IPPO settings (the env copies and input normalisation are the harness's n_envs, normalize_obs)."""
+
+    n_steps: int = 100  #: steps of every env copy per rollout
+    learning_rate: float = 5e-4  #: Adam, actor and critic
+    gamma: float = 0.99  #: discount
+    gae_lambda: float = 0.95  #: GAE lambda
+    clip_range: float = 0.2  #: PPO ratio clip (and the value clip)
+    n_epochs: int = 10  #: passes over each rollout
+    n_minibatches: int = 1  #: minibatches per pass
+    ent_coef: float = 0.01  #: entropy bonus
+    vf_coef: float = 1.0  #: value-loss weight
+    max_grad_norm: float = 10.0  #: gradient clip
+    huber_delta: float = 10.0  #: Huber loss of the (normalised) value
+    hidden: tuple[int, ...] = (64, 64)  #: hidden layer sizes of actor and critic
+    value_norm: bool = True  #: normalise value targets by their running statistics
+    agent_id: bool = True  #: append the agent's one-hot id to actor and critic inputs
+
+    def check(self) -> None:
+        def need(ok: bool, key: str, expected: str) -> None:
+            if not ok:
+                raise ValueError(f"{key}: expected {expected}, got {getattr(self, key)!r}")
+
+        need(self.n_steps >= 1, "n_steps", "an integer >= 1")
+        need(self.learning_rate > 0, "learning_rate", "a rate > 0")
+        need(0 <= self.gamma <= 1, "gamma", "a discount in [0, 1]")
+        need(0 <= self.gae_lambda <= 1, "gae_lambda", "a value in [0, 1]")
+        need(self.clip_range > 0, "clip_range", "a value > 0")
+        need(self.n_epochs >= 1, "n_epochs", "an integer >= 1")
+        need(self.n_minibatches >= 1, "n_minibatches", "an integer >= 1")
+        need(self.ent_coef >= 0 and self.vf_coef >= 0, "ent_coef", "coefficients >= 0")
+        need(self.max_grad_norm > 0 and self.huber_delta > 0, "max_grad_norm", "values > 0")
+        need(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden), "hidden",
+             "a list of layer sizes >= 1")
+
+
+class MAPPOAgent:
+    """MAPPO (``centralised=True``) or IPPO on a ParallelEnv factory; the agent protocol with dicts per agent."""
+
+    def __init__(self, make_env: Callable[[], Any], *, seed: int = 0, name: str | None = None,
+                 centralised: bool = True, n_envs: int = 4, normalize_obs: bool = True, **settings: Any):
+        self.config = MAPPOConfig(**{k: tuple(v) if k == "hidden" else v for k, v in settings.items()})
+        self.config.check()
+        if n_envs < 1:
+            raise ValueError(f"n_envs: expected an integer >= 1, got {n_envs!r}")
+        self.algo = "mappo" if centralised else "ippo"
+        self.name = name or self.algo
+        self.seed, self.n_envs, self.centralised = int(seed), int(n_envs), bool(centralised)
+        self.normalize_obs = bool(normalize_obs)
+        env = make_env()
+        observations, infos = env.reset(seed=self.seed)
+        self.agent_names = list(env.possible_agents)
+        first = self.agent_names[0]
+        if not hasattr(env.action_space(first), "n") or "action_mask" not in infos[first]:
+            raise ValueError(f"{self.algo}: needs discrete actions with infos[agent]['action_mask'] "
+                             "(the vehicular env with continuous=False)")
+        self.n_agents, self.n_actions = len(self.agent_names), int(env.action_space(first).n)
+        self.obs_dim = int(np.prod(env.observation_space(first).shape))
+        self.state_dim = int(np.asarray(env.state()).size)
+        env.close()
+        self._index = {a: i for i, a in enumerate(self.agent_names)}
+        self._build()
+        self._make_env = make_env
+        self._steps = 0
+
+    # ------------------------------------------------------------------ networks
+
+    def _build(self) -> None:
+        torch.manual_seed(self.seed)
+        c, ids = self.config, self.n_agents if self.config.agent_id else 0
+        self.actor = mlp(self.obs_dim + ids, c.hidden, self.n_actions, 0.01, self.normalize_obs)
+        critic_in = (self.state_dim if self.centralised else 0) + self.obs_dim + ids
+        self.critic = mlp(critic_in, c.hidden, 1, 1.0, self.normalize_obs)
+        self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=c.learning_rate,
+                                          eps=1e-5)
+        self.value_norm = ValueNorm() if c.value_norm else None
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._eye = torch.eye(self.n_agents)
+
+    def _actor_input(self, obs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return torch.cat([obs, self._eye[idx]], dim=-1) if self.config.agent_id else obs
+
+    def _critic_input(self, obs: torch.Tensor, states: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        parts = ([states] if self.centralised else []) + [obs] + ([self._eye[idx]] if self.config.agent_id else [])
+        return torch.cat(parts, dim=-1)
+
+    def _values(self, obs: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Denormalised values of (..., N, D) observations with their (..., S) states."""
+        o = torch.as_tensor(obs)
+        s = torch.as_tensor(states)[..., None, :].expand(*o.shape[:-1], self.state_dim)
+        idx = torch.arange(self.n_agents).expand(o.shape[:-1])
+        with torch.no_grad():
+            v = self.critic(self._critic_input(o, s, idx))[..., 0]
+            if self.value_norm is not None:
+                v = self.value_norm.denormalize(v)
+        return v.numpy().astype(np.float32)
+
+    # ------------------------------------------------------------------ protocol
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps learned from (joint steps of every copy); agent-steps are this times the agents."""
+        return self._steps
+
+    def reset(self, env: Any = None) -> None:
+        """Start of an evaluation episode: the policy has no memory."""
+
+    def act(self, observations: dict, infos: dict | None = None) -> dict:
+        """The most likely allowed action of every live agent, from its own observation only."""
+        agents = [a for a in observations if a in self._index]
+        if not agents:
+            return {}
+        obs = torch.as_tensor(np.stack([np.asarray(observations[a], dtype=np.float32) for a in agents]))
+        idx = torch.as_tensor([self._index[a] for a in agents])
+        with torch.no_grad():
+            logits = self.actor(self._actor_input(obs, idx))
+        if infos is not None and all(a in infos and "action_mask" in infos[a] for a in agents):
+            mask = torch.as_tensor(np.stack([np.asarray(infos[a]["action_mask"], dtype=bool) for a in agents]))
+            logits = masked_logits(logits, mask)
+        return {a: int(x) for a, x in zip(agents, logits.argmax(dim=-1))}
+
+    def learn(self, make_env: Callable[[], Any] | None, budget: int, callback: Callable | None = None
+              ) -> "MAPPOAgent":
+        """Rollouts of ``n_steps`` over ``n_envs`` copies, each followed by PPO epochs, until ``budget`` env steps.
+
+        ``callback(agent, stats)`` runs after each update; returning False stops.
+        """
+        if make_env is None:
+            make_env = self._make_env
+        if make_env is None:
+            raise RuntimeError(f"{self.name}: loaded without make_env; pass one to learn")
+        self._make_env = make_env
+        rollout = self.config.n_steps * self.n_envs
+        if self._steps < int(budget):
+            copies = EnvCopies(make_env, self.n_envs, self.seed + 1_000_003 * (self._steps // rollout + 1))
+            current = copies.reset()
+            while self._steps < int(budget):
+                batch, current = self._collect(copies, current)
+                self._steps += rollout
+                stats = self._update(batch)
+                if callback is not None and callback(self, stats) is False:
+                    break
+        return self
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        arrays = {f"actor.{k}": v.detach().numpy() for k, v in self.actor.state_dict().items()}
+        arrays.update({f"critic.{k}": v.detach().numpy() for k, v in self.critic.state_dict().items()})
+        opt = self.optimizer.state_dict()
+        for i, st in opt["state"].items():
+            arrays.update({f"optimizer.{i}.{k}": v.detach().numpy() for k, v in st.items()})
+        meta = {"format": _FORMAT, "algo": self.algo, "name": self.name, "seed": self.seed,
+                "num_timesteps": self._steps, "n_envs": self.n_envs, "centralised": self.centralised,
+                "normalize_obs": self.normalize_obs, "config": dataclasses.asdict(self.config),
+                "agents": self.agent_names, "n_actions": self.n_actions, "obs_dim": self.obs_dim,
+                "state_dim": self.state_dim, "optimizer_groups": opt["param_groups"],
+                "value_norm": None if self.value_norm is None else self.value_norm.to_json()}
+        return save_arrays(folder, arrays, meta)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None,
+             seed: int | None = None) -> "MAPPOAgent":
+        """Read an agent written by :meth:`save` (no pickle); ``make_env`` is needed only to learn further."""
+        arrays, meta = load_arrays(folder)
+        if meta.get("format") != _FORMAT or meta.get("algo") not in ("mappo", "ippo"):
+            raise ValueError(f"{folder}: not a MAPPO/IPPO agent of format {_FORMAT}")
+        agent = cls.__new__(cls)
+        agent.config = MAPPOConfig(**{k: tuple(v) if k == "hidden" else v for k, v in meta["config"].items()})
+        agent.algo, agent.name = meta["algo"], meta["name"]
+        agent.seed = int(meta["seed"] if seed is None else seed)
+        agent.n_envs, agent.centralised = meta["n_envs"], meta["centralised"]
+        agent.normalize_obs = meta["normalize_obs"]
+        agent.agent_names, agent.n_agents = meta["agents"], len(meta["agents"])
+        agent.n_actions, agent.obs_dim, agent.state_dim = meta["n_actions"], meta["obs_dim"], meta["state_dim"]
+        agent._index = {a: i for i, a in enumerate(agent.agent_names)}
+        agent._build()
+        agent._generator.manual_seed(agent.seed + int(meta["num_timesteps"]))
+        for net, prefix in ((agent.actor, "actor."), (agent.critic, "critic.")):
+            net.load_state_dict({k[len(prefix):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(prefix)})
+        state: dict[int, dict] = {}
+        for k, v in arrays.items():
+            if k.startswith("optimizer."):
+                _, i, key = k.split(".", 2)
+                state.setdefault(int(i), {})[key] = torch.as_tensor(v)
+        agent.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        if meta["value_norm"] is not None:
+            agent.value_norm = ValueNorm.from_json(meta["value_norm"])
+        agent._make_env, agent._steps = make_env, int(meta["num_timesteps"])
+        return agent
+
+    def export(self, path: str | os.PathLike) -> Path:
+        raise ExportNotAvailable(f"{self.name}: export of the MADRL actor comes with the export issue")
+
+    # ------------------------------------------------------------------ training
+
+    def _collect(self, copies: EnvCopies, current):
+        obs, masks, states = current
+        T, E, N = self.config.n_steps, self.n_envs, self.n_agents
+        buf = {"obs": np.empty((T, E, N, self.obs_dim), np.float32), "masks": np.empty((T, E, N, self.n_actions), bool),
+               "states": np.empty((T, E, self.state_dim), np.float32), "actions": np.empty((T, E, N), np.int64),
+               "logp": np.empty((T, E, N), np.float32), "values": np.empty((T, E, N), np.float32),
+               "rewards": np.empty((T, E, N), np.float32), "done": np.empty((T, E), bool),
+               "next_values": np.empty((T, E, N), np.float32)}
+        idx = torch.arange(N).expand(E, N)
+        for t in range(T):
+            o = torch.as_tensor(obs)
+            with torch.no_grad():
+                logits = masked_logits(self.actor(self._actor_input(o, idx)), torch.as_tensor(masks))
+                dist = torch.distributions.Categorical(logits=logits)
+                action = torch.multinomial(dist.probs.reshape(E * N, -1), 1, generator=self._generator).reshape(E, N)
+                logp = dist.log_prob(action)
+            buf["obs"][t], buf["masks"][t], buf["states"][t] = obs, masks, states
+            buf["actions"][t], buf["logp"][t] = action.numpy(), logp.numpy()
+            buf["values"][t] = self._values(obs, states)
+            obs, masks, states, rewards, done, end_obs, end_states = copies.step(action.numpy())
+            buf["rewards"][t], buf["done"][t] = rewards, done
+            for k in np.flatnonzero(done):  # the episode ended by truncation: bootstrap from where it ended
+                buf["next_values"][t, k] = self._values(end_obs[k], end_states[k])
+        buf["next_values"][:-1] = np.where(buf["done"][:-1, :, None], buf["next_values"][:-1], buf["values"][1:])
+        last = self._values(obs, states)
+        buf["next_values"][-1] = np.where(buf["done"][-1][:, None], buf["next_values"][-1], last)
+        return buf, (obs, masks, states)
+
+    def _update(self, buf: dict) -> dict[str, float]:
+        c = self.config
+        adv, returns = gae(buf["rewards"], buf["values"], buf["next_values"], buf["done"].astype(np.float32),
+                           c.gamma, c.gae_lambda)
+        T, E, N = buf["actions"].shape
+        obs = torch.as_tensor(buf["obs"]).reshape(-1, self.obs_dim)
+        states = torch.as_tensor(buf["states"])[:, :, None, :].expand(T, E, N, self.state_dim).reshape(-1,
+                                                                                                      self.state_dim)
+        idx = torch.arange(N).expand(T, E, N).reshape(-1)
+        masks = torch.as_tensor(buf["masks"]).reshape(-1, self.n_actions)
+        actions = torch.as_tensor(buf["actions"]).reshape(-1)
+        old_logp = torch.as_tensor(buf["logp"]).reshape(-1)
+        returns_t = torch.as_tensor(returns).reshape(-1)
+        old_values = torch.as_tensor(buf["values"]).reshape(-1)
+        if self.value_norm is not None:
+            self.value_norm.update(returns_t)
+            targets, old_v = self.value_norm.normalize(returns_t), self.value_norm.normalize(old_values)
+        else:
+            targets, old_v = returns_t, old_values
+        adv_t = torch.as_tensor(adv).reshape(-1)
+        adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
+        actor_in, critic_in = self._actor_input(obs, idx), self._critic_input(obs, states, idx)
+        n = actions.numel()
+        size = max(n // c.n_minibatches, 1)
+        stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
+        updates = 0
+        for _ in range(c.n_epochs):
+            order = torch.randperm(n, generator=self._generator)
+            for start in range(0, n - size + 1, size):
+                mb = order[start:start + size]
+                logits = masked_logits(self.actor(actor_in[mb]), masks[mb])
+                dist = torch.distributions.Categorical(logits=logits)
+                logp = dist.log_prob(actions[mb])
+                ratio = torch.exp(logp - old_logp[mb])
+                policy_loss = -torch.min(ratio * adv_t[mb],
+                                         ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * adv_t[mb]).mean()
+                v = self.critic(critic_in[mb])[:, 0]
+                v_clipped = old_v[mb] + (v - old_v[mb]).clamp(-c.clip_range, c.clip_range)
+                huber = nn.functional.huber_loss
+                value_loss = torch.max(huber(v, targets[mb], delta=c.huber_delta, reduction="none"),
+                                       huber(v_clipped, targets[mb], delta=c.huber_delta, reduction="none")).mean()
+                entropy = dist.entropy().mean()
+                loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
+                self.optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], c.max_grad_norm)
+                self.optimizer.step()
+                updates += 1
+                stats["policy_loss"] += policy_loss.item()
+                stats["value_loss"] += value_loss.item()
+                stats["entropy"] += entropy.item()
+                stats["clip_fraction"] += ((ratio.detach() - 1).abs() > c.clip_range).float().mean().item()
+        out = {k: v / max(updates, 1) for k, v in stats.items()}
+        out["mean_reward"] = float(buf["rewards"].mean())
+        return out
