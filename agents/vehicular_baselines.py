@@ -24,6 +24,7 @@ __all__ = [
     "VehicularGreedy",
     "VehicularSequentialGreedy",
     "VehicularBestResponse",
+    "VehicularSelfishBestResponse",
     "vehicular_baselines",
     "evaluate_vehicular",
     "per_episode",
@@ -176,6 +177,7 @@ class VehicularBestResponse(VehicularSequentialGreedy):
     """
 
     name = "best-response"
+    team = True  #: each reply maximises the sum of all vehicles' rewards (False: the vehicle's own)
 
     def __init__(self, rounds: int = 2):
         if not isinstance(rounds, int) or rounds < 1:
@@ -194,10 +196,23 @@ class VehicularBestResponse(VehicularSequentialGreedy):
                 candidates = np.repeat(joint[:, None], A, axis=1)
                 candidates[i] = np.arange(A)
                 rewards = env.joint_rewards(candidates)
-                own_ok = np.isfinite(rewards[i])
-                team = np.where(own_ok, np.where(np.isfinite(rewards), rewards, 0.0).sum(axis=0), -np.inf)
-                joint[i] = self._or_local(int(np.argmax(team)), _mask(infos, env.possible_agents[i]))
+                if self.team:
+                    own_ok = np.isfinite(rewards[i])
+                    score = np.where(own_ok, np.where(np.isfinite(rewards), rewards, 0.0).sum(axis=0), -np.inf)
+                else:
+                    score = rewards[i]
+                joint[i] = self._or_local(int(np.argmax(score)), _mask(infos, env.possible_agents[i]))
         return {env.possible_agents[i]: int(joint[i]) for i in live}
+
+
+class VehicularSelfishBestResponse(VehicularBestResponse):
+    """FULL-INFORMATION: as :class:`VehicularBestResponse`, but each vehicle replies for its own reward only.
+
+    Its gap to the team best response is what coordination is worth in a scenario.
+    """
+
+    name = "selfish-best-response"
+    team = False
 
 
 def vehicular_baselines(seed: int = 0) -> list:

@@ -76,6 +76,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "greedy": "agents.vehicular_baselines:VehicularGreedy",
         "sequential-greedy": "agents.vehicular_baselines:VehicularSequentialGreedy",  # full information
         "best-response": "agents.vehicular_baselines:VehicularBestResponse",  # full information, team objective
+        "selfish-best-response": "agents.vehicular_baselines:VehicularSelfishBestResponse",  # full information
     }, metrics={
         "team_return": "team return",
         "return": "return / vehicle",
