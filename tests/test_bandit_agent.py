@@ -119,7 +119,7 @@ def test_single_and_multi_agent_algorithms_are_checked_against_the_env():
     with pytest.raises(ValueError, match=r"^algo: 'mappo' is a multi-agent algorithm and offload_env/Routing-v0 "
                                          r"is a single-agent env; expected one of: ddpg, td3"):
         check_algo_for_env("mappo", ROUTING)
-    assert {a for a, f in AGENTS.items() if f.multi_agent} == {"mappo", "ippo"}
+    assert {a for a, f in AGENTS.items() if f.multi_agent} == {"mappo", "ippo", "fedppo"}
 
 
 def test_snapshot_acts_without_moving_the_agent():

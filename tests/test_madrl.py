@@ -95,3 +95,57 @@ def test_mappo_through_the_harness_is_the_hand_run(tmp_path):
     raw["agents"]["mappo"].update(budget=100, clip_range=-1)
     with pytest.raises(ConfigError, match=r"^agents\.mappo\.clip_range: expected a value > 0, got -1"):
         parse_config(raw)
+
+
+def test_grouped_mlp_is_one_mlp_per_group_and_fedavg_averages_them():
+    from agents.madrl.common import GroupedMLP
+
+    net = GroupedMLP(3, 5, (4,), 2, 1.0, layer_norm=False)
+    x = torch.randn(7, 3, 5)
+    out = net(x)
+    for g in range(3):  # group g by hand: relu(x W0 + b0) W1 + b1
+        h = torch.relu(x[:, g] @ net.weights[0][g] + net.biases[0][g])
+        torch.testing.assert_close(out[:, g], h @ net.weights[1][g] + net.biases[1][g])
+    before = net.weights[0].detach().clone()
+    net.average_groups(torch.tensor([1.0, 1.0, 2.0]))
+    expected = (before[0] + before[1] + 2 * before[2]) / 4
+    for g in range(3):
+        torch.testing.assert_close(net.weights[0][g], expected)
+    assert net.group_parameters() == 5 * 4 + 4 + 4 * 2 + 2
+
+
+@pytest.mark.parametrize("settings", [{}, {"share_actor": False}], ids=["shared", "per-agent"])
+def test_execution_is_decentralised(settings):
+    """A vehicle's action depends on its own observation only, whatever the others see."""
+    agent = MAPPOAgent(make_env, seed=4, n_envs=1, n_steps=25, **settings)
+    env = make_env()
+    observations, infos = env.reset(seed=1)
+    first = env.possible_agents[0]
+    alone = agent.act({first: observations[first]}, {first: infos[first]})
+    rng = np.random.default_rng(0)
+    noisy = {a: (o if a == first else rng.normal(size=o.shape).astype(np.float32)) for a, o in observations.items()}
+    assert agent.act(noisy, infos)[first] == alone[first] == agent.act(observations, infos)[first]
+
+
+def test_federated_training_averages_the_actors_and_counts_the_bytes(tmp_path):
+    agent = MAPPOAgent(make_env, seed=0, centralised=False, n_envs=2, n_steps=25, share_actor=False,
+                       federated_every=2)
+    assert agent.algo == "fedppo"
+    agent.learn(None, 200)  # 4 updates: 2 averaging rounds
+    assert agent.updates == 4
+    per_agent = agent.actor.group_parameters() + agent.critic.group_parameters()
+    assert agent.federated_bytes == 2 * (2 * agent.n_agents * per_agent * 4)
+    w = agent.actor.weights[0]
+    torch.testing.assert_close(w[0], w[-1])  # the last update was followed by a round: all actors equal
+    loaded = MAPPOAgent.load(agent.save(tmp_path / "fed"))
+    assert loaded.federated_bytes == agent.federated_bytes and loaded.algo == "fedppo"
+    with pytest.raises(ValueError, match=r"^federated_every: federated training keeps each agent's data local"):
+        MAPPOAgent(make_env, centralised=True, share_actor=False, federated_every=2)
+    with pytest.raises(ValueError, match=r"^share_actor: expected false with federated_every > 0"):
+        MAPPOAgent(make_env, centralised=False, federated_every=2)
+    raw = {"name": "f", "env": {"id": "offload_env/Vehicular-v0"},
+           "agents": {"fed": {"algo": "fedppo", "budget": 800, "federated_every": 0}}}
+    with pytest.raises(ConfigError, match=r"^agents\.fed\.federated_every: expected an integer >= 1 for fedppo"):
+        parse_config(raw)
+    raw["agents"]["fed"]["federated_every"] = 3
+    assert parse_config(raw).agents["fed"].algo == "fedppo"

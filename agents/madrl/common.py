@@ -17,7 +17,7 @@ from torch import nn
 
 from offload_env.atomic import atomic_path, write_text
 
-__all__ = ["EnvCopies", "ValueNorm", "gae", "masked_logits", "mlp", "save_arrays", "load_arrays"]
+__all__ = ["EnvCopies", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP", "save_arrays", "load_arrays"]
 
 
 class EnvCopies:
@@ -144,6 +144,48 @@ def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, layer_n
             nn.init.orthogonal_(layer.weight, gain=out_gain if layer is layers[-1] else np.sqrt(2))
             nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
+
+
+class GroupedMLP(nn.Module):
+    """One MLP per group (per agent), all evaluated at once: x (..., G, n_in) -> (..., G, n_out).
+
+    The same layers as :func:`mlp` (a LayerNorm shared by the groups), each
+    group with its own weights; initialised group by group as :func:`mlp` is.
+    """
+
+    def __init__(self, groups: int, n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float,
+                 layer_norm: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(n_in) if layer_norm else None
+        sizes = (n_in, *hidden, n_out)
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            w = torch.empty(groups, a, b)
+            with torch.no_grad():
+                for g in range(groups):
+                    nn.init.orthogonal_(w[g], gain=out_gain if i == len(sizes) - 2 else np.sqrt(2))
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(torch.zeros(groups, b)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x) if self.norm is not None else x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.einsum("...gi,gio->...go", h, w) + b
+            if i < last:
+                h = torch.relu(h)
+        return h
+
+    def average_groups(self, weights: torch.Tensor) -> None:
+        """FedAvg: every group's parameters set to their ``weights``-weighted mean over the groups."""
+        w = weights / weights.sum()
+        with torch.no_grad():
+            for p in [*self.weights, *self.biases]:
+                p.copy_((w.reshape(-1, *([1] * (p.dim() - 1))) * p).sum(dim=0, keepdim=True).expand_as(p))
+
+    def group_parameters(self) -> int:
+        """Parameters of one group (what one agent sends to the aggregator)."""
+        return sum(p[0].numel() for p in [*self.weights, *self.biases])
 
 
 def save_arrays(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:

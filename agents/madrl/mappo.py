@@ -4,14 +4,20 @@ Centralised training, decentralised execution on a PettingZoo ParallelEnv
 with discrete, masked actions (the vehicular env):
 
 * one actor shared by all agents, on the agent's own observation plus its
-  one-hot id: ``act`` for a vehicle needs only that vehicle's observation;
+  one-hot id (or one actor per agent, ``share_actor=False``): ``act`` for a
+  vehicle needs only that vehicle's observation;
 * a critic per agent input: MAPPO's is centralised (the env's global
   ``state()`` plus the agent's own observation and id, the
   "agent-specific global state"); IPPO's sees only what the actor sees;
 * PPO's clipped objective, GAE, value normalisation and a clipped Huber
   value loss, advantage normalisation, entropy bonus, gradient clipping;
   inputs through a LayerNorm (``normalize_obs``); masked actions are never
-  sampled nor chosen (their logits are the lowest float).
+  sampled nor chosen (their logits are the lowest float);
+* federated training in the spirit of Wu et al. (IEEE TVT 2025), algo
+  ``fedppo``: per-agent actors and local critics, each trained on its own
+  agent's data, averaged by FedAvg (weighted by samples) every
+  ``federated_every`` updates; the bytes each round moves (every agent's
+  parameters up, the average down, float32) are counted.
 
 Defaults follow the MAPPO paper's (marlbenchmark/on-policy): learning rate
 5e-4, 64-unit layers, clip 0.2, GAE lambda 0.95, Huber delta 10, gradient
@@ -31,7 +37,7 @@ import torch
 from torch import nn
 
 from ..protocol import ExportNotAvailable
-from .common import EnvCopies, ValueNorm, gae, load_arrays, masked_logits, mlp, save_arrays
+from .common import EnvCopies, GroupedMLP, ValueNorm, gae, load_arrays, masked_logits, mlp, save_arrays
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
 
@@ -56,6 +62,8 @@ class MAPPOConfig:
     hidden: tuple[int, ...] = (64, 64)  #: hidden layer sizes of actor and critic
     value_norm: bool = True  #: normalise value targets by their running statistics
     agent_id: bool = True  #: append the agent's one-hot id to actor and critic inputs
+    share_actor: bool = True  #: one actor for all agents (False: one per agent, trained together)
+    federated_every: int = 0  #: FedAvg of the per-agent actors and local critics every K updates (0: off)
 
     def check(self) -> None:
         def need(ok: bool, key: str, expected: str) -> None:
@@ -73,6 +81,9 @@ class MAPPOConfig:
         need(self.max_grad_norm > 0 and self.huber_delta > 0, "max_grad_norm", "values > 0")
         need(len(self.hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in self.hidden), "hidden",
              "a list of layer sizes >= 1")
+        need(self.federated_every >= 0, "federated_every", "an integer >= 0 (0: no federated averaging)")
+        need(self.federated_every == 0 or not self.share_actor, "share_actor",
+             "false with federated_every > 0 (federated training averages per-agent actors)")
 
 
 class MAPPOAgent:
@@ -84,7 +95,10 @@ class MAPPOAgent:
         self.config.check()
         if n_envs < 1:
             raise ValueError(f"n_envs: expected an integer >= 1, got {n_envs!r}")
-        self.algo = "mappo" if centralised else "ippo"
+        if self.config.federated_every and centralised:
+            raise ValueError("federated_every: federated training keeps each agent's data local, so its critic is "
+                             "local too (centralised=False)")
+        self.algo = ("fedppo" if self.config.federated_every else "ippo") if not centralised else "mappo"
         self.name = name or self.algo
         self.seed, self.n_envs, self.centralised = int(seed), int(n_envs), bool(centralised)
         self.normalize_obs = bool(normalize_obs)
@@ -103,35 +117,46 @@ class MAPPOAgent:
         self._build()
         self._make_env = make_env
         self._steps = 0
+        self.updates = 0
+        self.federated_bytes = 0  #: bytes sent to and from the aggregator so far (float32 parameters)
 
     # ------------------------------------------------------------------ networks
 
     def _build(self) -> None:
         torch.manual_seed(self.seed)
-        c, ids = self.config, self.n_agents if self.config.agent_id else 0
-        self.actor = mlp(self.obs_dim + ids, c.hidden, self.n_actions, 0.01, self.normalize_obs)
+        c, ids, N = self.config, self.n_agents if self.config.agent_id else 0, self.n_agents
+        if c.share_actor:
+            self.actor = mlp(self.obs_dim + ids, c.hidden, self.n_actions, 0.01, self.normalize_obs)
+        else:
+            self.actor = GroupedMLP(N, self.obs_dim + ids, c.hidden, self.n_actions, 0.01, self.normalize_obs)
         critic_in = (self.state_dim if self.centralised else 0) + self.obs_dim + ids
-        self.critic = mlp(critic_in, c.hidden, 1, 1.0, self.normalize_obs)
+        if c.federated_every:
+            self.critic = GroupedMLP(N, critic_in, c.hidden, 1, 1.0, self.normalize_obs)
+        else:
+            self.critic = mlp(critic_in, c.hidden, 1, 1.0, self.normalize_obs)
         self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=c.learning_rate,
                                           eps=1e-5)
         self.value_norm = ValueNorm() if c.value_norm else None
         self._generator = torch.Generator().manual_seed(self.seed)
         self._eye = torch.eye(self.n_agents)
 
-    def _actor_input(self, obs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return torch.cat([obs, self._eye[idx]], dim=-1) if self.config.agent_id else obs
+    def _ids(self, obs: torch.Tensor) -> torch.Tensor:
+        return self._eye.expand(*obs.shape[:-1], self.n_agents)
 
-    def _critic_input(self, obs: torch.Tensor, states: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        parts = ([states] if self.centralised else []) + [obs] + ([self._eye[idx]] if self.config.agent_id else [])
+    def _actor_input(self, obs: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) observations of every agent -> the actor's (..., N, D [+ N]) inputs."""
+        return torch.cat([obs, self._ids(obs)], dim=-1) if self.config.agent_id else obs
+
+    def _critic_input(self, obs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) observations and (..., S) states -> the critic's per-agent inputs."""
+        parts = [states[..., None, :].expand(*obs.shape[:-1], self.state_dim)] if self.centralised else []
+        parts += [obs] + ([self._ids(obs)] if self.config.agent_id else [])
         return torch.cat(parts, dim=-1)
 
     def _values(self, obs: np.ndarray, states: np.ndarray) -> np.ndarray:
         """Denormalised values of (..., N, D) observations with their (..., S) states."""
-        o = torch.as_tensor(obs)
-        s = torch.as_tensor(states)[..., None, :].expand(*o.shape[:-1], self.state_dim)
-        idx = torch.arange(self.n_agents).expand(o.shape[:-1])
         with torch.no_grad():
-            v = self.critic(self._critic_input(o, s, idx))[..., 0]
+            v = self.critic(self._critic_input(torch.as_tensor(obs), torch.as_tensor(states)))[..., 0]
             if self.value_norm is not None:
                 v = self.value_norm.denormalize(v)
         return v.numpy().astype(np.float32)
@@ -151,10 +176,11 @@ class MAPPOAgent:
         agents = [a for a in observations if a in self._index]
         if not agents:
             return {}
-        obs = torch.as_tensor(np.stack([np.asarray(observations[a], dtype=np.float32) for a in agents]))
-        idx = torch.as_tensor([self._index[a] for a in agents])
+        obs = np.zeros((self.n_agents, self.obs_dim), dtype=np.float32)  # each row depends on its own agent only
+        rows = [self._index[a] for a in agents]
+        obs[rows] = np.stack([np.asarray(observations[a], dtype=np.float32).reshape(-1) for a in agents])
         with torch.no_grad():
-            logits = self.actor(self._actor_input(obs, idx))
+            logits = self.actor(self._actor_input(torch.as_tensor(obs)))[rows]
         if infos is not None and all(a in infos and "action_mask" in infos[a] for a in agents):
             mask = torch.as_tensor(np.stack([np.asarray(infos[a]["action_mask"], dtype=bool) for a in agents]))
             logits = masked_logits(logits, mask)
@@ -194,7 +220,8 @@ class MAPPOAgent:
                 "normalize_obs": self.normalize_obs, "config": dataclasses.asdict(self.config),
                 "agents": self.agent_names, "n_actions": self.n_actions, "obs_dim": self.obs_dim,
                 "state_dim": self.state_dim, "optimizer_groups": opt["param_groups"],
-                "value_norm": None if self.value_norm is None else self.value_norm.to_json()}
+                "value_norm": None if self.value_norm is None else self.value_norm.to_json(),
+                "updates": self.updates, "federated_bytes": self.federated_bytes}
         return save_arrays(folder, arrays, meta)
 
     @classmethod
@@ -202,7 +229,7 @@ class MAPPOAgent:
              seed: int | None = None) -> "MAPPOAgent":
         """Read an agent written by :meth:`save` (no pickle); ``make_env`` is needed only to learn further."""
         arrays, meta = load_arrays(folder)
-        if meta.get("format") != _FORMAT or meta.get("algo") not in ("mappo", "ippo"):
+        if meta.get("format") != _FORMAT or meta.get("algo") not in ("mappo", "ippo", "fedppo"):
             raise ValueError(f"{folder}: not a MAPPO/IPPO agent of format {_FORMAT}")
         agent = cls.__new__(cls)
         agent.config = MAPPOConfig(**{k: tuple(v) if k == "hidden" else v for k, v in meta["config"].items()})
@@ -226,6 +253,7 @@ class MAPPOAgent:
         if meta["value_norm"] is not None:
             agent.value_norm = ValueNorm.from_json(meta["value_norm"])
         agent._make_env, agent._steps = make_env, int(meta["num_timesteps"])
+        agent.updates, agent.federated_bytes = int(meta["updates"]), int(meta["federated_bytes"])
         return agent
 
     def export(self, path: str | os.PathLike) -> Path:
@@ -241,11 +269,10 @@ class MAPPOAgent:
                "logp": np.empty((T, E, N), np.float32), "values": np.empty((T, E, N), np.float32),
                "rewards": np.empty((T, E, N), np.float32), "done": np.empty((T, E), bool),
                "next_values": np.empty((T, E, N), np.float32)}
-        idx = torch.arange(N).expand(E, N)
         for t in range(T):
             o = torch.as_tensor(obs)
             with torch.no_grad():
-                logits = masked_logits(self.actor(self._actor_input(o, idx)), torch.as_tensor(masks))
+                logits = masked_logits(self.actor(self._actor_input(o)), torch.as_tensor(masks))
                 dist = torch.distributions.Categorical(logits=logits)
                 action = torch.multinomial(dist.probs.reshape(E * N, -1), 1, generator=self._generator).reshape(E, N)
                 logp = dist.log_prob(action)
@@ -262,57 +289,68 @@ class MAPPOAgent:
         return buf, (obs, masks, states)
 
     def _update(self, buf: dict) -> dict[str, float]:
+        """PPO epochs over the rollout, in minibatches of (step, copy) rows with every agent of each row."""
         c = self.config
         adv, returns = gae(buf["rewards"], buf["values"], buf["next_values"], buf["done"].astype(np.float32),
                            c.gamma, c.gae_lambda)
         T, E, N = buf["actions"].shape
-        obs = torch.as_tensor(buf["obs"]).reshape(-1, self.obs_dim)
-        states = torch.as_tensor(buf["states"])[:, :, None, :].expand(T, E, N, self.state_dim).reshape(-1,
-                                                                                                      self.state_dim)
-        idx = torch.arange(N).expand(T, E, N).reshape(-1)
-        masks = torch.as_tensor(buf["masks"]).reshape(-1, self.n_actions)
-        actions = torch.as_tensor(buf["actions"]).reshape(-1)
-        old_logp = torch.as_tensor(buf["logp"]).reshape(-1)
-        returns_t = torch.as_tensor(returns).reshape(-1)
-        old_values = torch.as_tensor(buf["values"]).reshape(-1)
+        rows = T * E
+
+        def flat(x):
+            return torch.as_tensor(x).reshape(rows, *x.shape[2:])
+
+        obs, states, masks, actions = flat(buf["obs"]), flat(buf["states"]), flat(buf["masks"]), flat(buf["actions"])
+        old_logp, old_values, returns_t = flat(buf["logp"]), flat(buf["values"]), flat(returns)
         if self.value_norm is not None:
             self.value_norm.update(returns_t)
             targets, old_v = self.value_norm.normalize(returns_t), self.value_norm.normalize(old_values)
         else:
             targets, old_v = returns_t, old_values
-        adv_t = torch.as_tensor(adv).reshape(-1)
+        adv_t = flat(adv)
         adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
-        actor_in, critic_in = self._actor_input(obs, idx), self._critic_input(obs, states, idx)
-        n = actions.numel()
-        size = max(n // c.n_minibatches, 1)
+        actor_in, critic_in = self._actor_input(obs), self._critic_input(obs, states)
+        size = max(rows // c.n_minibatches, 1)
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
-        updates = 0
+        steps = 0
+        params = [*self.actor.parameters(), *self.critic.parameters()]
+        huber = nn.functional.huber_loss
         for _ in range(c.n_epochs):
-            order = torch.randperm(n, generator=self._generator)
-            for start in range(0, n - size + 1, size):
+            order = torch.randperm(rows, generator=self._generator)
+            for start in range(0, rows - size + 1, size):
                 mb = order[start:start + size]
-                logits = masked_logits(self.actor(actor_in[mb]), masks[mb])
-                dist = torch.distributions.Categorical(logits=logits)
+                dist = torch.distributions.Categorical(logits=masked_logits(self.actor(actor_in[mb]), masks[mb]))
                 logp = dist.log_prob(actions[mb])
                 ratio = torch.exp(logp - old_logp[mb])
                 policy_loss = -torch.min(ratio * adv_t[mb],
                                          ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * adv_t[mb]).mean()
-                v = self.critic(critic_in[mb])[:, 0]
+                v = self.critic(critic_in[mb])[..., 0]
                 v_clipped = old_v[mb] + (v - old_v[mb]).clamp(-c.clip_range, c.clip_range)
-                huber = nn.functional.huber_loss
                 value_loss = torch.max(huber(v, targets[mb], delta=c.huber_delta, reduction="none"),
                                        huber(v_clipped, targets[mb], delta=c.huber_delta, reduction="none")).mean()
                 entropy = dist.entropy().mean()
                 loss = policy_loss + c.vf_coef * value_loss - c.ent_coef * entropy
                 self.optimizer.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], c.max_grad_norm)
+                nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                updates += 1
+                steps += 1
                 stats["policy_loss"] += policy_loss.item()
                 stats["value_loss"] += value_loss.item()
                 stats["entropy"] += entropy.item()
                 stats["clip_fraction"] += ((ratio.detach() - 1).abs() > c.clip_range).float().mean().item()
-        out = {k: v / max(updates, 1) for k, v in stats.items()}
+        out = {k: v / max(steps, 1) for k, v in stats.items()}
         out["mean_reward"] = float(buf["rewards"].mean())
+        self.updates += 1
+        if c.federated_every and self.updates % c.federated_every == 0:
+            out["federated_bytes"] = self._federated_average(samples=torch.full((N,), float(rows)))
         return out
+
+    def _federated_average(self, samples: torch.Tensor) -> int:
+        """FedAvg of the per-agent actors and critics, weighted by each agent's samples; returns the bytes moved
+        (every agent uploads its parameters and downloads the average, float32)."""
+        per_agent = self.actor.group_parameters() + self.critic.group_parameters()
+        self.actor.average_groups(samples)
+        self.critic.average_groups(samples)
+        moved = 2 * self.n_agents * per_agent * 4
+        self.federated_bytes += moved
+        return moved
