@@ -65,11 +65,12 @@ def test_save_load_round_trip_gives_identical_actions(tmp_path):
 
 @pytest.mark.parametrize("centralised", [True, False], ids=["mappo", "ippo"])
 def test_learns_to_share_the_rsu_better_than_greedy(centralised):
+    torch.set_num_threads(1)  # float sums in a fixed order: the same trajectory in any test order
     agent = MAPPOAgent(make_env, seed=0, centralised=centralised, n_envs=4, n_steps=25)
-    agent.learn(None, 6000)  # 24k agent-steps
+    agent.learn(None, 8000)  # 32k agent-steps
     learned = evaluate_vehicular(agent, make_env, episodes=10, seed=100)
     greedy = evaluate_vehicular(VehicularGreedy(), make_env, episodes=10, seed=100)
-    assert learned["return"].mean() > greedy["return"].mean() + 3.0  # measured: -17.5 / -16.3 against -24.7
+    assert learned["return"].mean() > greedy["return"].mean() + 3.0  # measured: -16.8 / -16.4 against -24.7
     assert 0.3 < learned["share_rsu"].mean() < 0.95  # it shares the RSU: neither all on it nor none
 
 
