@@ -156,15 +156,26 @@ class VehicularSequentialGreedy(_VehicularBase):
     name = "sequential-greedy"
 
     def act(self, observations, infos):
-        env, A = self.env, self.env.num_actions
+        return self._as_dict(self._sequential(observations, infos), observations)
+
+    def _sequential(self, observations, infos) -> np.ndarray:
+        """(N,) the joint action of the vehicles choosing in turn; absent vehicles stay local."""
+        env = self.env
         joint = np.zeros(env.N, dtype=np.int64)  # local: shares nothing, so undecided vehicles are absent
         for i, agent in enumerate(env.possible_agents):
-            if agent not in observations:
-                continue
-            candidates = np.repeat(joint[:, None], A, axis=1)
-            candidates[i] = np.arange(A)
-            joint[i] = self._or_local(int(np.argmax(env.joint_rewards(candidates)[i])), _mask(infos, agent))
-        return {a: int(joint[i]) for i, a in enumerate(env.possible_agents) if a in observations}
+            if agent in observations:
+                rewards = env.joint_rewards(self._deviations(joint, i))
+                joint[i] = self._or_local(int(np.argmax(rewards[i])), _mask(infos, agent))
+        return joint
+
+    def _deviations(self, joint: np.ndarray, i: int) -> np.ndarray:
+        """(N, A) joint actions: ``joint`` with vehicle i taking each of its actions in turn."""
+        candidates = np.repeat(joint[:, None], self.env.num_actions, axis=1)
+        candidates[i] = np.arange(self.env.num_actions)
+        return candidates
+
+    def _as_dict(self, joint: np.ndarray, observations) -> dict:
+        return {a: int(joint[i]) for i, a in enumerate(self.env.possible_agents) if a in observations}
 
 
 class VehicularBestResponse(VehicularSequentialGreedy):
@@ -185,24 +196,19 @@ class VehicularBestResponse(VehicularSequentialGreedy):
         self.rounds = rounds
 
     def act(self, observations, infos):
-        env, A = self.env, self.env.num_actions
+        env = self.env
         live = [i for i, a in enumerate(env.possible_agents) if a in observations]
-        start = super().act(observations, infos)
-        joint = np.zeros(env.N, dtype=np.int64)
-        for i in live:
-            joint[i] = start[env.possible_agents[i]]
+        joint = self._sequential(observations, infos)
         for _ in range(self.rounds):
             for i in live:
-                candidates = np.repeat(joint[:, None], A, axis=1)
-                candidates[i] = np.arange(A)
-                rewards = env.joint_rewards(candidates)
+                rewards = env.joint_rewards(self._deviations(joint, i))
                 if self.team:
                     own_ok = np.isfinite(rewards[i])
                     score = np.where(own_ok, np.where(np.isfinite(rewards), rewards, 0.0).sum(axis=0), -np.inf)
                 else:
                     score = rewards[i]
                 joint[i] = self._or_local(int(np.argmax(score)), _mask(infos, env.possible_agents[i]))
-        return {env.possible_agents[i]: int(joint[i]) for i in live}
+        return self._as_dict(joint, observations)
 
 
 class VehicularSelfishBestResponse(VehicularBestResponse):

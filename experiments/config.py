@@ -426,18 +426,15 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
     ev = cfg.evaluation
     if ev.episodes < 1 or ev.curve_episodes < 1:
         raise ConfigError(f"evaluation.episodes: expected integers >= 1, got {ev.episodes}, {ev.curve_episodes}")
-    if ev.function == "":
-        from .families import family_of
+    from .families import family_of
 
-        family = family_of(cfg.env.id)
+    family = family_of(cfg.env.id)
+    if ev.function == "":
         if family is None:
             raise ConfigError(f"evaluation.function: {cfg.env.id} belongs to no env family; name the episode loop "
                               "('module:function')")
         ev.function = family.evaluate
     if ev.breakdown_keys is None:
-        from .families import family_of
-
-        family = family_of(cfg.env.id)
         ev.breakdown_keys = list(family.breakdown_keys) if family is not None else []
     if ":" not in ev.function:
         raise ConfigError(f"evaluation.function: expected 'module:function', got {ev.function!r}")

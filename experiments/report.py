@@ -29,17 +29,22 @@ def _pyplot():
     return plt
 
 
-def gather_curves(experiment_dir: str | Path) -> pd.DataFrame:
-    """Learning-curve rows (``curve.csv``) of every finished learned run, with agent and seed columns."""
+def _gather_run_tables(experiment_dir: str | Path, file_name: str) -> pd.DataFrame:
+    """The ``file_name`` table of every finished run (``<agent>/seed_<k>/``), with agent and seed columns."""
     frames = []
-    for curve in sorted(Path(experiment_dir).glob("*/seed_*/curve.csv")):
-        if not (curve.parent / "done.json").exists():
+    for table in sorted(Path(experiment_dir).glob(f"*/seed_*/{file_name}")):
+        if not (table.parent / "done.json").exists():
             continue
-        frame = pd.read_csv(curve)
-        frame["agent"] = curve.parent.parent.name
-        frame["seed"] = int(curve.parent.name.split("_", 1)[1])
+        frame = pd.read_csv(table)
+        frame["agent"] = table.parent.parent.name
+        frame["seed"] = int(table.parent.name.split("_", 1)[1])
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def gather_curves(experiment_dir: str | Path) -> pd.DataFrame:
+    """Learning-curve rows (``curve.csv``) of every finished learned run, with agent and seed columns."""
+    return _gather_run_tables(experiment_dir, "curve.csv")
 
 
 def spread_labels(values, gap: float) -> np.ndarray:
@@ -178,15 +183,7 @@ def plot_cost_quality(summary: pd.DataFrame, path: Path) -> Path | None:
 
 def gather_traces(experiment_dir: str | Path) -> pd.DataFrame:
     """Per-step training traces (``trace.csv``: cumulative regret of an online learner) of finished runs."""
-    frames = []
-    for trace in sorted(Path(experiment_dir).glob("*/seed_*/trace.csv")):
-        if not (trace.parent / "done.json").exists():
-            continue
-        frame = pd.read_csv(trace)
-        frame["agent"] = trace.parent.parent.name
-        frame["seed"] = int(trace.parent.name.split("_", 1)[1])
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _gather_run_tables(experiment_dir, "trace.csv")
 
 
 def plot_regret_curve(traces: pd.DataFrame, tidy: pd.DataFrame, path: Path) -> Path | None:

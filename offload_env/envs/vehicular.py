@@ -560,6 +560,29 @@ class VehicularParallelEnv(ParallelEnv):
                               target == R + 1)
         return np.where(self.action_masks(), reward, -np.inf)
 
+    def _sharing(self, target: np.ndarray) -> dict[str, np.ndarray]:
+        """Who shares what under M joint actions, as ``step`` shares it: targets (N, M) -> per vehicle and
+        column ``is_rsu``, ``is_cloud``, ``rsu_of`` and ``tx`` (the RSU whose GPU / radio it uses, -1 none),
+        the sharer counts ``tx_sharers``, ``gpu_sharers``, ``cloud_sharers`` (itself included), and per
+        column ``gpu_count`` (M, R) and ``cloud_count`` (M,)."""
+        R, (N, M) = self.R, target.shape
+        is_rsu, is_cloud = (target >= 1) & (target <= R), target == R + 1
+        rsu_of = np.where(is_rsu, target - 1, -1)
+        tx = np.where(is_rsu, rsu_of, np.where(is_cloud, self.relay[:, None], -1))
+        block = np.arange(M) * (R + 1)  # column m counts in [m (R+1), (m+1)(R+1)); slot R: nothing (local)
+
+        def counts(used: np.ndarray) -> np.ndarray:
+            flat = (block + np.where(used >= 0, used, R)).ravel()
+            return np.bincount(flat, minlength=M * (R + 1)).reshape(M, R + 1).astype(np.float64)
+
+        tx_count, gpu_count = counts(tx), counts(rsu_of)
+        cloud_count = is_cloud.sum(axis=0).astype(np.float64)
+        cols = np.arange(M)[None, :]
+        return {"is_rsu": is_rsu, "is_cloud": is_cloud, "rsu_of": rsu_of, "tx": tx,
+                "tx_sharers": tx_count[cols, np.maximum(tx, 0)], "gpu_sharers": gpu_count[cols, np.maximum(rsu_of, 0)],
+                "cloud_sharers": np.broadcast_to(cloud_count, (N, M)), "gpu_count": gpu_count[:, :R],
+                "cloud_count": cloud_count}
+
     def joint_rewards(self, joint: np.ndarray) -> np.ndarray:
         """(N, M) own reward of every vehicle under each of M joint actions, by the cost model.
 
@@ -575,19 +598,12 @@ class VehicularParallelEnv(ParallelEnv):
             raise ValueError(f"joint: expected an (N={self.N}, M) array of action indices, got shape {joint.shape}")
         if joint.size and (joint.min() < 0 or joint.max() >= self.num_actions):
             raise ValueError(f"joint: action indices must be in [0, {self.num_actions - 1}]")
-        R, (N, M) = self.R, joint.shape
+        N, M = joint.shape
         target, split = self.action_target[joint], self.action_split[joint]
-        is_rsu, is_cloud = (target >= 1) & (target <= R), target == R + 1
-        rsu_of = np.where(is_rsu, target - 1, -1)
-        tx = np.where(is_rsu, rsu_of, np.where(is_cloud, self.relay[:, None], -1))
-        cols = np.broadcast_to(np.arange(M), (N, M))
-        tx_count, gpu_count = np.zeros((R + 1, M)), np.zeros((R + 1, M))  # row R: nothing (local)
-        np.add.at(tx_count, (np.where(tx >= 0, tx, R), cols), 1.0)
-        np.add.at(gpu_count, (np.where(rsu_of >= 0, rsu_of, R), cols), 1.0)
-        cloud_count = is_cloud.sum(axis=0, dtype=np.float64)
-        c = self._candidate_costs(target, split, np.ones((N, M)), np.ones((N, R)),
-                                  tx_count[np.maximum(tx, 0), cols], gpu_count[np.maximum(rsu_of, 0), cols],
-                                  np.broadcast_to(cloud_count, (N, M)))
+        sh = self._sharing(target)
+        is_cloud = sh["is_cloud"]
+        c = self._candidate_costs(target, split, np.ones((N, M)), np.ones((N, self.R)), sh["tx_sharers"],
+                                  sh["gpu_sharers"], sh["cloud_sharers"])
         deadline = self.deadline[:, None]
         reward = self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline, is_cloud)
         allowed = np.take_along_axis(self.action_masks(), joint, axis=1)
@@ -652,17 +668,12 @@ class VehicularParallelEnv(ParallelEnv):
         mask = self.action_masks()
         deadline = self.deadline
         target, split, power, invalid = self._decode_actions(actions, mask)
-        is_rsu = (target >= 1) & (target <= R)
-        is_cloud = target == R + 1
-        rsu_of = np.where(is_rsu, target - 1, -1)
-        tx = np.where(is_rsu, rsu_of, np.where(is_cloud, self.relay, -1))
-        tx_count = np.bincount(tx[tx >= 0], minlength=R).astype(np.float64)
-        gpu_count = np.bincount(rsu_of[rsu_of >= 0], minlength=R).astype(np.float64)
-        cloud_count = float(is_cloud.sum())
+        sh = self._sharing(target[:, None])
+        is_rsu, is_cloud, rsu_of, tx = (sh[k][:, 0] for k in ("is_rsu", "is_cloud", "rsu_of", "tx"))
+        gpu_count, cloud_count = sh["gpu_count"][0], float(sh["cloud_count"][0])
         fading = self.link.sample_fading(self._fading_rng, (N, R)) if s.fading else np.ones((N, R))
-        c = self._candidate_costs(target[:, None], split[:, None], power[:, None], fading,
-                                  tx_count[np.maximum(tx, 0)][:, None], gpu_count[np.maximum(rsu_of, 0)][:, None],
-                                  np.full((N, 1), max(cloud_count, 1.0)))
+        c = self._candidate_costs(target[:, None], split[:, None], power[:, None], fading, sh["tx_sharers"],
+                                  sh["gpu_sharers"], sh["cloud_sharers"])
         c = {k: v[:, 0] for k, v in c.items()}
         latency = c["latency_s"]
 
