@@ -24,7 +24,9 @@ _ENVS = {
         entry_point="offload_env.envs.layer_split:LayerSplitEnv",
         vector_entry_point="offload_env.envs.layer_split:LayerSplitVectorEnv",
     ),
-    "offload_env/Routing-v0": dict(entry_point="offload_env.envs.routing:RoutingEnv", max_episode_steps=1000),
+    "offload_env/Routing-v0": dict(entry_point="offload_env.envs.routing:RoutingEnv",
+                                   vector_entry_point="offload_env.envs.routing:RoutingVectorEnv",
+                                   max_episode_steps=1000),
 }
 ENV_IDS = tuple(_ENVS)
 

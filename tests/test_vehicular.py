@@ -136,11 +136,15 @@ def test_out_of_range_rsu_is_masked_and_falls_back(tmp_path):
     assert rewards["vehicle_0"] == pytest.approx(rewards["vehicle_1"] - env.scenario.w_invalid)
 
 
-def test_malformed_and_missing_actions_fall_back():
+def test_missing_and_non_finite_actions_fall_back():
     env = vehicular.parallel_env(num_vehicles=3)
     env.reset(seed=0)
-    _, _, _, _, infos = env.step({"vehicle_0": 999, "vehicle_1": "x"})
+    _, _, _, _, infos = env.step({"vehicle_0": None})  # vehicle_1 and vehicle_2 missing
     assert all(infos[a]["fallback"] for a in env.possible_agents)
+    env.reset(seed=0)
+    for bad in (999, "x"):  # out of the action space: refused (test_env_hardening)
+        with pytest.raises((TypeError, ValueError), match=r"actions\['vehicle_1'\]"):
+            env.step({"vehicle_0": 0, "vehicle_1": bad})
     cont = vehicular.parallel_env(num_vehicles=2, continuous=True)
     _, infos = cont.reset(seed=0)
     assert "target_mask" in infos["vehicle_0"] and "split_mask" in infos["vehicle_0"]

@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .. import channel, costs, workload
+from .. import channel, costs, observations, workload
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")  # no call, no refcounts
@@ -31,6 +31,8 @@ _rate = _inline(channel.rate_from_snr)
 _tokens = _inline(workload.lognormal_count)
 _queue_waits = _inline(costs.queue_waits)
 _penalty = _inline(costs.penalty_from_sensitivity)
+_observation = _inline(observations.layer_split_observation)
+_mask = _inline(observations.layer_split_mask)
 
 
 def base_reward(total, energy, penalty, deadline, w_latency, w_energy, energy_ref, w_accuracy):
@@ -48,10 +50,9 @@ _queue_cost = _inline(queue_cost)
 
 #: Columns of the current-request table ``req`` (n, len(REQUEST_COLUMNS)); the kernels index them by position.
 REQUEST_COLUMNS = ("dt", "prompt", "output", "output_pred", "deadline", "snr_db", "snr_est_db", "share",
-                   "uplink_bps", "downlink_bps", "distance", "fading", "loss", "last_split", "obs_snr", "obs_prompt",
-                   "obs_output", "obs_deadline")
-(_DT, _PROMPT, _OUTPUT, _PRED, _DEADLINE, _SNR_DB, _SNR_EST, _SHARE, _UP, _DOWN, _DISTANCE, _FADING, _LOSS, _HI,
- _OBS0) = range(15)  # the first 15 REQUEST_COLUMNS, then 3 more observation entries
+                   "uplink_bps", "downlink_bps", "distance", "fading", "loss", "last_split")
+(_DT, _PROMPT, _OUTPUT, _PRED, _DEADLINE, _SNR_DB, _SNR_EST, _SHARE, _UP, _DOWN, _DISTANCE, _FADING, _LOSS,
+ _HI) = range(len(REQUEST_COLUMNS))
 #: Columns of the per-env state ``state`` (n, len(STATE_COLUMNS)).
 STATE_COLUMNS = ("edge_backlog", "server_backlog", "energy_left", "load_observed", "steps")
 _EB, _SB, _ENERGY_LEFT, _LOAD_OBS, _STEPS = range(len(STATE_COLUMNS))
@@ -65,7 +66,8 @@ INFO_BOOLS = ("fallback", "deadline_met")
 #: The numbers of ``p`` (the simulator's ``params``) the kernels read, in order.
 PARAM_NAMES = ("rtt_s", "activation_scale", "power_active_w", "power_idle_w", "power_radio_tx_w", "w_latency",
                "w_energy", "energy_ref", "w_accuracy", "w_energy_idle", "w_deadline_miss", "w_invalid", "w_dropped",
-               "episode_requests", "min_split", "energy_budget_j")
+               "episode_requests", "min_split", "energy_budget_j", *(f"obs_scale_{k}" for k in range(6)))
+_P_OBS_SCALES = PARAM_NAMES.index("obs_scale_0")  # observations.layer_split_scales, in order
 # cost fields of a request in affine split form (rows of ``cost_form``)
 _C_EDGE, _C_UP, _C_SERVER, _C_DOWN, _C_RTT, _C_TOTAL, _C_ENERGY, _C_BYTES, _C_BASE = range(9)
 
@@ -137,9 +139,8 @@ DRAW_NUMBERS = (
     ("link", 11),  # tx power W, noise W, carrier Hz, path-loss code and its 5 numbers, bandwidth Hz,
                    # downlink / uplink power
     ("loss", 6),  # the numbers of costs.erasure_from_snr, then of costs.loss_from_erasure
-    ("obs_scale", 4), ("obs_low", 4), ("obs_high", 4),  # observation entries 0, 1, 2, 7: divisor, bounds
 )
-_SCN, _PROMPT_SPEC, _OUTPUT_SPEC, _LINK, _LOSS_TERMS, _OBS_SCALE, _OBS_LOW, _OBS_HIGH = \
+_SCN, _PROMPT_SPEC, _OUTPUT_SPEC, _LINK, _LOSS_TERMS = \
     np.cumsum([0] + [length for _, length in DRAW_NUMBERS])[:-1].tolist()
 
 
@@ -260,9 +261,6 @@ def _draw(i, fresh, draws, req):
         k = _LOSS_TERMS
         r[_LOSS] = _loss(_erasure(snr_db, nums[k], nums[k + 1]), nums[k + 2], nums[k + 3], nums[k + 4], nums[k + 5])
     r[_HI] = max(fit_by_tokens[int(prompt + output)], min_split)
-    for q, v in enumerate((r[_SNR_EST], r[_PROMPT], r[_PRED], r[_DEADLINE])):
-        entry = np.float32(v / nums[_OBS_SCALE + q])  # observation entries 0, 1, 2 and 7
-        r[_OBS0 + q] = min(max(entry, nums[_OBS_LOW + q]), nums[_OBS_HIGH + q])
     distance[i], direction[i], fading[i], load_state[i], last_snr_db[i] = x, d, h, ls, snr_db
 
 
@@ -439,22 +437,15 @@ def step_discrete(actions, active, dry_run, pending, req, state, by_prompt, by_c
 def _arrive(i, active, req, state, p, obs, obs_low, obs_high, mask):
     """Env i's request ``req[i]`` arrives: the queues drain for its inter-arrival time (if ``active``);
     observation and mask."""
-    budget, n_requests, min_split = p[15], p[13], int(p[14])
+    min_split = int(p[14])
     dt = req[i, _DT] if active else 0.0
     eb = max(state[i, _EB] - dt, 0.0)
     sb = max(state[i, _SB] - dt, 0.0)
     state[i, _EB], state[i, _SB] = eb, sb
-    deadline = req[i, _DEADLINE]
-    obs[i, 0], obs[i, 1], obs[i, 2] = req[i, _OBS0], req[i, _OBS0 + 1], req[i, _OBS0 + 2]
-    obs[i, 7] = req[i, _OBS0 + 3]
-    obs[i, 3] = min(max(eb / deadline, obs_low[3]), obs_high[3])
-    obs[i, 4] = min(max(sb / deadline, obs_low[4]), obs_high[4])
-    obs[i, 5] = min(max(state[i, _LOAD_OBS], obs_low[5]), obs_high[5])
-    obs[i, 6] = min(max(state[i, _ENERGY_LEFT] / budget, obs_low[6]), obs_high[6])
-    obs[i, 8] = min(max(state[i, _STEPS] / n_requests, obs_low[8]), obs_high[8])
-    hi = int(req[i, _HI])
-    for k in range(mask.shape[1]):
-        mask[i, k] = min_split <= k <= hi
+    _observation(obs[i], obs_low, obs_high, p[_P_OBS_SCALES:_P_OBS_SCALES + 6], req[i, _SNR_EST], req[i, _PROMPT],
+                 req[i, _PRED], req[i, _DEADLINE], eb, sb, state[i, _LOAD_OBS], state[i, _ENERGY_LEFT],
+                 state[i, _STEPS])
+    _mask(mask[i], min_split, int(req[i, _HI]))
 
 
 @_jit
@@ -468,6 +459,9 @@ def arrive(envs, active, req, state, p, obs, obs_low, obs_high, mask):
 CONTINUOUS_INFO_COLUMNS = INFO_COLUMNS + ("compression", "tx_power_fraction", "oracle_compression",
                                           "oracle_tx_power_fraction")
 CONTINUOUS_INFO_INTS = INFO_INTS + ("compression", "oracle_compression")
+#: What a continuous action with a NaN or inf entry is served as: the deepest split (nearest allowed), float16,
+#: full transmit power (as local as the edge allows, like the vehicular env's fallback).
+NON_FINITE_ACTION = (1.0, -1.0, 1.0)
 #: What the continuous step reads beyond the discrete step's (:func:`continuous_numbers`): (part, length).
 CONTINUOUS_NUMBERS = (
     ("oracle_powers", 3),  # the transmit-power fractions the oracle searches
@@ -496,7 +490,9 @@ def step_continuous(actions, active, dry_run, pending, req, state, by_prompt, by
     ``0.1 + 0.9 (a2 + 1) / 2``, which scales the uplink SNR (hence the rate
     and the accuracy loss) and the radio's power. The oracle searches every
     compression level x ``oracle_powers`` x allowed split (ties to the first
-    in that order). ``info``: CONTINUOUS_INFO_COLUMNS x envs.
+    in that order). An action with a NaN or inf entry is served as
+    :data:`NON_FINITE_ACTION` with ``requested_split`` -1 and pays
+    ``w_invalid``. ``info``: CONTINUOUS_INFO_COLUMNS x envs.
     """
     n = actions.shape[0]
     L, n_groups = counts.shape[1] - 1, counts.shape[0]
@@ -533,15 +529,16 @@ def step_continuous(actions, active, dry_run, pending, req, state, by_prompt, by
         e1, s1 = _queue_waits(1, L, eb, sb)
         eL, sL = _queue_waits(L, L, eb, sb)
         dropped_cost = w_dropped * (n_requests - steps - 1.0)
-        # the action
-        a0 = min(max(actions[i, 0], -1.0), 1.0)
-        a1 = min(max(actions[i, 1], -1.0), 1.0)
-        a2 = min(max(actions[i, 2], -1.0), 1.0)
-        requested = int(np.rint((a0 + 1.0) / 2.0 * L))
+        # the action; a non-finite one falls back to the deepest split, float16, full power (NON_FINITE_ACTION)
+        finite = math.isfinite(actions[i, 0]) and math.isfinite(actions[i, 1]) and math.isfinite(actions[i, 2])
+        a0 = min(max(actions[i, 0], -1.0), 1.0) if finite else 1.0
+        a1 = min(max(actions[i, 1], -1.0), 1.0) if finite else -1.0
+        a2 = min(max(actions[i, 2], -1.0), 1.0) if finite else 1.0
+        requested = int(np.rint((a0 + 1.0) / 2.0 * L)) if finite else -1
         level = 0 if a1 < -1.0 / 3.0 else (1 if a1 < 1.0 / 3.0 else 2)
         fractions[0], fractions[1], fractions[2] = cont[_C_POWERS], cont[_C_POWERS + 1], cont[_C_POWERS + 2]
         fractions[3] = 0.1 + 0.9 * (a2 + 1.0) / 2.0
-        served = min(max(requested, min_split), hi)
+        served = min(max(requested if finite else L, min_split), hi)
         edge_wait, server_wait = (e0, s0) if served == 0 else (eL, sL) if served == L else (e1, s1)
         wait = edge_wait + server_wait
         best, best_k, best_level, best_power = -np.inf, -1, -1, -1
@@ -587,7 +584,7 @@ def step_continuous(actions, active, dry_run, pending, req, state, by_prompt, by
         info[23, i], info[24, i] = best_level, fractions[best_power]
         if dry_run:
             continue
-        invalid = served != requested
+        invalid = served != requested  # always when not finite (requested -1)
         rewards[i] = served_reward - w_invalid * invalid
         edge_c, server_c, latency = at_served[_C_EDGE], at_served[_C_SERVER], at_served[_C_TOTAL] + wait
         info[0, i], info[1, i], info[2, i], info[3, i] = served, requested, invalid, latency

@@ -13,10 +13,11 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from .. import costs, profiles
+from .. import costs, observations, profiles
 from ..channel import LinkModel
 from ..workload import TOKEN_SPEC_EXPECTED, lognormal_tokens, valid_token_spec
 from . import _layer_split_kernels as kernels
+from . import _validation
 
 __all__ = ["LayerSplitScenario", "PRESETS", "LayerSplitEnv", "LayerSplitVectorEnv", "OBSERVATION_FIELDS"]
 
@@ -24,6 +25,10 @@ __all__ = ["LayerSplitScenario", "PRESETS", "LayerSplitEnv", "LayerSplitVectorEn
 COMPRESSION_LEVELS = costs.ACTIVATION_DTYPES
 #: Transmit-power fractions the oracle searches in continuous mode.
 ORACLE_POWER_LEVELS = (0.25, 0.5, 1.0)
+#: Most prompt + output tokens of a request (the step's cost tables grow with them).
+MAX_CONTEXT_TOKENS = 131072
+#: Most sub-envs of one LayerSplitVectorEnv.
+MAX_VECTOR_ENVS = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -80,18 +85,22 @@ PRESETS: dict[str, LayerSplitScenario] = {
 }
 
 
-def _check_scenario(s: LayerSplitScenario) -> None:
-    """Raise ValueError naming the first bad field of ``s``."""
+def _check_scenario(s: LayerSplitScenario) -> LayerSplitScenario:
+    """``s`` with its numbers as annotated; TypeError or ValueError naming its first bad field (types, then ranges)."""
     def need(ok: bool, name: str, expected: str) -> None:
         if not ok:
             raise ValueError(f"LayerSplit scenario field '{name}': expected {expected}, got {getattr(s, name)!r}")
 
+    s = _validation.check_fields(s, "LayerSplit")
     lo, hi = s.distance_m
     need(0 < lo <= hi, "distance_m", "(min, max) with 0 < min <= max metres")
     need(s.speed_mps >= 0, "speed_mps", "a speed >= 0 m/s")
     need(s.arrival_rate_hz > 0, "arrival_rate_hz", "a rate > 0 requests/s")
     for name in ("prompt_tokens", "output_tokens"):
         need(valid_token_spec(getattr(s, name)), name, TOKEN_SPEC_EXPECTED)
+    need(s.prompt_tokens[3] < MAX_CONTEXT_TOKENS, "prompt_tokens", f"a max < {MAX_CONTEXT_TOKENS} tokens")
+    need(s.prompt_tokens[3] + s.output_tokens[3] <= MAX_CONTEXT_TOKENS, "output_tokens",
+         f"a max <= {MAX_CONTEXT_TOKENS} - the prompt max ({s.prompt_tokens[3]}) tokens")
     need(s.output_prediction_sigma >= 0, "output_prediction_sigma", "a lognormal sigma >= 0")
     need(0 < s.deadline_s[0] <= s.deadline_s[1], "deadline_s", "(min, max) with 0 < min <= max seconds")
     need(0 <= s.fading_correlation < 1, "fading_correlation", "a correlation in [0, 1)")
@@ -100,11 +109,12 @@ def _check_scenario(s: LayerSplitScenario) -> None:
          "one or more background loads in [0, 1)")
     need(0 <= s.server_load_stay <= 1, "server_load_stay", "a probability in [0, 1]")
     need(s.energy_budget_j > 0, "energy_budget_j", "an energy budget > 0 J")
-    need(isinstance(s.episode_requests, int) and s.episode_requests >= 1, "episode_requests", "an integer >= 1")
+    need(s.episode_requests >= 1, "episode_requests", "an integer >= 1")
     need(s.min_split >= 0, "min_split", "an integer >= 0")
     for name in ("w_latency", "w_energy", "w_deadline_miss", "w_accuracy", "w_invalid", "w_dropped"):
         need(getattr(s, name) >= 0, name, "a weight >= 0")
     need(s.dtype in profiles.DTYPE_BYTES, "dtype", "one of " + ", ".join(profiles.DTYPE_BYTES))
+    return s
 
 
 class _Columns:
@@ -136,12 +146,13 @@ class _Simulator:
     """
 
     def __init__(self, scenario: LayerSplitScenario, num_envs: int, continuous: bool):
-        _check_scenario(scenario)
-        s = self.scenario = scenario
-        self.model = profiles.load_model(s.model)
-        self.edge = profiles.load_device(s.edge)
-        self.server = profiles.load_device(s.server)
-        self.link_profile = profiles.load_link(s.link)
+        s = self.scenario = _check_scenario(scenario)
+        self.model = _validation.load_profile(profiles.load_model, s.model, "LayerSplit", "model")
+        self.edge = _validation.load_profile(profiles.load_device, s.edge, "LayerSplit", "edge")
+        self.server = _validation.load_profile(profiles.load_device, s.server, "LayerSplit", "server")
+        self.link_profile = _validation.load_profile(profiles.load_link, s.link, "LayerSplit", "link")
+        if self.link_profile.medium != "wireless":
+            raise ValueError(f"LayerSplit scenario field 'link': expected a wireless link profile, got {s.link!r}")
         self.link = LinkModel.from_profile(self.link_profile)
         self.split_model = costs.SplitModel(self.model, self.edge, self.server, dtype=s.dtype)
         self.L = self.model.num_layers
@@ -172,8 +183,10 @@ class _Simulator:
                       energy_ref=self.energy_ref, w_accuracy=s.w_accuracy, w_energy_idle=self._w_energy_idle,
                       w_deadline_miss=s.w_deadline_miss, w_invalid=s.w_invalid, w_dropped=s.w_dropped,
                       episode_requests=s.episode_requests, min_split=s.min_split, energy_budget_j=s.energy_budget_j)
+        self.obs_scales = observations.layer_split_scales(s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1],
+                                                          s.energy_budget_j, s.episode_requests)
+        params.update({f"obs_scale_{k}": v for k, v in enumerate(self.obs_scales)})
         self.params = np.array([params[k] for k in kernels.PARAM_NAMES], dtype=np.float64)
-        self._obs_scale = np.array([30.0, s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1]])
         # the numbers of the compiled request draw (kernels.DRAW_NUMBERS)
         self._draw_numbers = kernels.draw_numbers(
             scenario=(s.arrival_rate_hz, s.deadline_s[0], s.deadline_s[1], s.distance_m[0], s.distance_m[1],
@@ -182,8 +195,7 @@ class _Simulator:
             prompt_spec=s.prompt_tokens, output_spec=s.output_tokens,
             link=(self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
                   self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w),
-            loss=(*costs.erasure_terms(), *costs.accuracy_loss_terms("float16")), obs_scale=self._obs_scale,
-            obs_low=OBSERVATION_LOW[_STATIC_OBS], obs_high=OBSERVATION_HIGH[_STATIC_OBS])
+            loss=(*costs.erasure_terms(), *costs.accuracy_loss_terms("float16")))
         # state
         n = num_envs
         self.distance = np.zeros(n)
@@ -426,38 +438,26 @@ class _Simulator:
         return sc, penalty
 
 
-#: Observation entries that depend only on the request (computed when it is drawn).
-_STATIC_OBS = [0, 1, 2, 7]
 _REQUEST_INDEX = {k: j for j, k in enumerate(kernels.REQUEST_COLUMNS)}
 _ORACLE_SPLIT = kernels.INFO_COLUMNS.index("oracle_split")
 
-#: Observation layout: (name, low, high). Documented in LayerSplitEnv's docstring.
-OBSERVATION_FIELDS = (
-    ("snr_estimate", -2.0, 3.0),
-    ("prompt_tokens", 0.0, 1.0),
-    ("expected_output_tokens", 0.0, 4.0),
-    ("edge_backlog", 0.0, 10.0),
-    ("server_backlog", 0.0, 10.0),
-    ("server_load_observed", 0.0, 1.0),
-    ("energy_left", 0.0, 1.0),
-    ("deadline", 0.0, 1.0),
-    ("episode_progress", 0.0, 1.0),
-)
-OBSERVATION_LOW = np.array([f[1] for f in OBSERVATION_FIELDS], dtype=np.float32)
-OBSERVATION_HIGH = np.array([f[2] for f in OBSERVATION_FIELDS], dtype=np.float32)
+#: Observation layout: (name, low, high), defined in ``offload_env.observations`` (the router reads it too).
+OBSERVATION_FIELDS = observations.LAYER_SPLIT_FIELDS
+OBSERVATION_LOW, OBSERVATION_HIGH = observations.bounds(OBSERVATION_FIELDS)
 _LOW64, _HIGH64 = OBSERVATION_LOW.astype(np.float64), OBSERVATION_HIGH.astype(np.float64)
 
 
 def _scenario_from_kwargs(scenario: str | LayerSplitScenario | None, overrides: dict) -> LayerSplitScenario:
     if isinstance(scenario, LayerSplitScenario):
         base = scenario
+    elif scenario is not None and not isinstance(scenario, str):
+        raise TypeError(f"scenario: expected None, a preset name ({', '.join(PRESETS)}) or a LayerSplitScenario, "
+                        f"got {scenario!r}")
     else:
         base = LayerSplitScenario.preset(scenario or "orin-nano-a100-5g")
-    unknown = set(overrides) - {f.name for f in dataclasses.fields(LayerSplitScenario)}
-    if unknown:
-        raise TypeError(f"LayerSplit got unknown argument(s) {', '.join(sorted(unknown))}; scenario fields are "
-                        + ", ".join(f.name for f in dataclasses.fields(LayerSplitScenario)))
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    _validation.check_unknown("LayerSplit", overrides, [f.name for f in dataclasses.fields(LayerSplitScenario)])
+    converted = {k: tuple(v) if isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim == 1) else v
+                 for k, v in overrides.items()}
     return dataclasses.replace(base, **converted)
 
 
@@ -492,17 +492,25 @@ class LayerSplitEnv(gym.Env):
 
     ## Action Space
 
-    ``Discrete(L + 1)``: the split k. ``info["action_mask"]`` (and
-    ``action_masks()``) marks the splits whose edge part (weights + KV cache)
-    fits the edge's memory and that respect ``min_split`` (privacy: the raw
-    prompt never leaves the device when ``min_split >= 1``). A masked split is
-    not an error: the nearest allowed split is served (ties to the shallower)
-    and ``w_invalid`` is subtracted; ``info["fallback"]`` says so.
+    ``Discrete(L + 1)``: the split k (an int, a numpy integer or a 0-d
+    integer array). ``info["action_mask"]`` (and ``action_masks()``; int8
+    0/1, as ``action_space.sample(mask=...)`` takes it) marks the splits
+    whose edge part (weights + KV cache) fits the edge's memory and that
+    respect ``min_split`` (privacy: the raw prompt never leaves the device
+    when ``min_split >= 1``).
 
     With ``continuous=True``: ``Box(-1, 1, (3,))``, a[0] -> split
     ``round((a0 + 1) / 2 * L)``; a[1] -> hidden-state compression: float16
     below -1/3, int8 up to 1/3, int4 above; a[2] -> transmit-power fraction
     ``0.1 + 0.9 (a2 + 1) / 2`` (scales the uplink SNR and the radio's power).
+    Finite entries outside [-1, 1] are clipped.
+
+    | action | served | ``info["fallback"]`` | reward |
+    |---|---|---|---|
+    | allowed split | as chosen | False | as below |
+    | masked split (in range) | the nearest allowed split (ties to the shallower) | True | minus ``w_invalid`` |
+    | continuous with a NaN or inf entry | the deepest allowed split, float16, full power; ``requested_split`` -1 | True | minus ``w_invalid`` |
+    | out of range, not an integer, wrong shape or dtype | ValueError / TypeError naming ``action`` | | |
 
     ## Observation Space
 
@@ -526,7 +534,7 @@ class LayerSplitEnv(gym.Env):
 
     ``-(w_latency * latency / deadline + w_energy * edge energy / (budget / episode_requests)
     + w_deadline_miss * [latency > deadline] + w_accuracy * accuracy penalty)``,
-    minus ``w_invalid`` for a masked action, and minus ``w_dropped`` per request
+    minus ``w_invalid`` for a fallback action (masked or non-finite), and minus ``w_dropped`` per request
     left in the episode when the energy budget runs out (so that ending early
     never pays). Latency includes queueing. The
     accuracy penalty (``costs.accuracy_penalty``) grows as the uplink SNR drops
@@ -582,7 +590,9 @@ class LayerSplitEnv(gym.Env):
     ``gymnasium.make_vec("offload_env/LayerSplit-v0", num_envs=1024,
     vectorization_mode="vector_entry_point")`` builds ``LayerSplitVectorEnv``:
     all sub-envs in one process (compiled loops), the same trajectories as
-    this env for the same seeds.
+    this env for the same seeds. Its ``step`` takes int actions of shape
+    ``(num_envs,)`` (continuous: numbers ``(num_envs, 3)``); anything else
+    is a ValueError naming ``actions``.
 
     ## Version History
 
@@ -596,11 +606,13 @@ class LayerSplitEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
+        self.continuous = _validation.check_flag(continuous, "continuous")
         self.scenario = _scenario_from_kwargs(scenario, fields)
-        self.continuous = bool(continuous)
         self.render_mode = render_mode
         self._sim = _Simulator(self.scenario, 1, self.continuous)
+        self.scenario = self._sim.scenario  # numbers as annotated
         self._active = np.ones(1, dtype=bool)
+        self._action = np.zeros(1, dtype=np.int64)  # the discrete action, as the kernel reads it
         self._out = (np.zeros(1), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool),
                      np.zeros((len(self._sim.info_columns), 1)))  # filled by each step, read into Python values
         self._mask = None
@@ -615,14 +627,18 @@ class LayerSplitEnv(gym.Env):
         self._sim.reset(np.array([0]))
         self._last = None
         obs, mask = self._sim.observe()
-        self._mask = mask[0]
+        self._mask = mask[0].view(np.int8)
         return obs[0], {"action_mask": self._mask.copy()}
 
     def step(self, action):
         if self._sim.rngs[0] is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         sim = self._sim
-        action = np.asarray(action, dtype=np.float64) if self.continuous else np.array([action], dtype=np.int64)
+        if self.continuous:
+            action = _validation.box_action(action, (3,))
+        else:
+            self._action[0] = _validation.discrete_action(action, sim.L + 1)
+            action = self._action
         rewards, terminated, truncated, table, obs, mask = sim.step(action, self._active, self._out)
         values = table[:, 0].tolist()
         for j in sim.info_ints:
@@ -630,13 +646,45 @@ class LayerSplitEnv(gym.Env):
         for j in sim.info_bools:
             values[j] = bool(values[j])
         info = dict(zip(sim.info_columns, values))
-        self._mask = mask[0]
-        info["action_mask"] = mask[0].copy()
+        self._mask = mask[0].view(np.int8)
+        info["action_mask"] = self._mask.copy()
         self._last = info
         return obs[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
 
+    #: Observation entry names, in order.
+    observation_names = tuple(f[0] for f in OBSERVATION_FIELDS)
+
+    @property
+    def action_names(self) -> list[str] | None:
+        return None if self.continuous else [f"split {k}" for k in range(self.num_layers + 1)]
+
+    @property
+    def safe_action(self):
+        """What a router serves when it cannot decide: as local as the edge allows (the deepest split)."""
+        return list(kernels.NON_FINITE_ACTION) if self.continuous else self.num_layers
+
+    def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What the edge router needs to build this env's observation and mask from a request (JSON, arrays)."""
+        return ({"builder": "layer_split", "scales": self._sim.obs_scales.tolist(),
+                 "min_split": int(self.scenario.min_split)},
+                {"env.fit_by_tokens": np.asarray(self._sim.fit_by_tokens, dtype=np.int64)})
+
+    def router_request(self) -> dict:
+        """The current request as the edge box knows it (the router's request fields), with the env's mask."""
+        if self._mask is None:
+            raise gym.error.ResetNeeded("call reset() before router_request()")
+        c = {k: float(v[0]) for k, v in (("snr_estimate_db", self._sim.buf["snr_est_db"]),
+                                         ("prompt_tokens", self._sim.buf["prompt"]),
+                                         ("expected_output_tokens", self._sim.buf["output_pred"]),
+                                         ("deadline_s", self._sim.buf["deadline"]))}
+        sim = self._sim
+        c.update(edge_backlog_s=float(sim.edge_backlog[0]), server_backlog_s=float(sim.server_backlog[0]),
+                 server_load_observed=float(sim.load_observed[0]), energy_left_j=float(sim.energy_left[0]),
+                 requests_served=float(sim.steps[0]), action_mask=self._mask.tolist())
+        return c
+
     def action_masks(self) -> np.ndarray:
-        """Allowed splits for the current request (sb3-contrib's MaskablePPO calls this)."""
+        """Allowed splits for the current request, int8 0/1 (sb3-contrib's MaskablePPO calls this)."""
         if self._mask is None:
             raise gym.error.ResetNeeded("call reset() before action_masks()")
         return self._mask.copy()
@@ -703,27 +751,32 @@ class LayerSplitVectorEnv(VectorEnv):
 
     Same arguments as :class:`LayerSplitEnv` plus ``num_envs``. Sub-env i seeded with
     ``seed + i`` follows the same trajectory as ``LayerSplitEnv`` seeded with
-    ``seed + i``. ``infos`` hold one array per key (with the ``_key`` masks).
+    ``seed + i``. ``infos`` hold one array per key (with the ``_key`` masks);
+    ``infos["action_mask"]`` and ``action_masks()`` are (num_envs, L + 1) int8.
+    Actions: ints (num_envs,) in [0, L] (continuous: numbers (num_envs, 3),
+    NaN or inf served as in :class:`LayerSplitEnv`); ValueError otherwise.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, scenario: str | LayerSplitScenario | None = None, *,
                  continuous: bool = False, render_mode: str | None = None, **fields: Any):
-        if num_envs < 1:
-            raise ValueError(f"num_envs: expected an integer >= 1, got {num_envs}")
+        num_envs = _validation.check_count(num_envs, "num_envs", 1, MAX_VECTOR_ENVS)
         if render_mode is not None:
-            raise ValueError("LayerSplitVectorEnv does not render; use LayerSplitEnv")
+            raise ValueError(f"render_mode: expected None (LayerSplitVectorEnv does not render; use LayerSplitEnv), "
+                             f"got {render_mode!r}")
+        self.continuous = _validation.check_flag(continuous, "continuous")
         self.scenario = _scenario_from_kwargs(scenario, fields)
         self.num_envs = num_envs
-        self.continuous = bool(continuous)
         self.render_mode = None
         self._sim = _Simulator(self.scenario, num_envs, self.continuous)
+        self.scenario = self._sim.scenario  # numbers as annotated
         self.single_observation_space, self.single_action_space = _spaces(self._sim, self.continuous)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self._prev_done = np.zeros(num_envs, dtype=bool)
         self._ones = np.ones(num_envs, dtype=bool)
+        self._mask: np.ndarray | None = None
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if seed is None or isinstance(seed, int):
@@ -738,12 +791,16 @@ class LayerSplitVectorEnv(VectorEnv):
         self._sim.reset(np.arange(self.num_envs))
         self._prev_done[:] = False
         obs, mask = self._sim.observe()
-        return obs, {"action_mask": mask, "_action_mask": self._ones}
+        self._mask = mask.view(np.int8)
+        return obs, {"action_mask": self._mask, "_action_mask": self._ones}
 
     def step(self, actions):
         if self._sim.rngs[0] is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = np.asarray(actions)
+        if self.continuous:
+            actions = _validation.vector_box_actions(actions, self.num_envs, 3)
+        else:
+            actions = _validation.vector_discrete_actions(actions, self.num_envs, self._sim.L + 1)
         done_before = self._prev_done
         served = ~done_before
         if done_before.any():  # next-step autoreset: these envs reset instead of stepping
@@ -758,7 +815,14 @@ class LayerSplitVectorEnv(VectorEnv):
             infos[sim.info_columns[j]] = table[j].astype(bool)
         for k in list(infos):
             infos["_" + k] = served
-        infos["action_mask"] = mask
+        self._mask = mask.view(np.int8)
+        infos["action_mask"] = self._mask
         infos["_action_mask"] = self._ones
         self._prev_done = terminated | truncated
         return obs, rewards, terminated, truncated, infos
+
+    def action_masks(self) -> np.ndarray:
+        """(num_envs, L + 1) int8 0/1: each sub-env's allowed splits now (``infos["action_mask"]``)."""
+        if self._mask is None:
+            raise gym.error.ResetNeeded("call reset() before action_masks()")
+        return self._mask.copy()

@@ -9,26 +9,28 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
 
-from .. import costs, profiles
+from .. import costs, observations, profiles
 from ..channel import LinkModel
 from ..workload import (TOKEN_SPEC_EXPECTED, HashedFeaturizer, OutcomeTable, SyntheticWorkload, load_workload,
                         lognormal_tokens, valid_token_spec, workload_features)
+from . import _validation
 
-__all__ = ["PoolMember", "RoutingScenario", "PRESETS", "RoutingEnv", "CONTEXT_FIELDS", "COST_UNITS"]
+__all__ = ["PoolMember", "RoutingScenario", "PRESETS", "RoutingEnv", "RoutingVectorEnv", "CONTEXT_FIELDS",
+           "COST_UNITS"]
 
 TIERS = ("local", "edge", "cloud")
 COST_UNITS = ("usd", "edge_energy_j")
 #: Default cost weight (lambda) per cost unit: a 70B cloud call then costs about as much
 #: reward as the accuracy it adds over the 8B edge-server model (the trade-off is live).
 DEFAULT_COST_WEIGHT = {"usd": 300.0, "edge_energy_j": 5e-4}
-#: Live context appended to the query features: (name, low, high).
-CONTEXT_FIELDS = (
-    ("snr_estimate", -2.0, 3.0),  # uplink SNR of the previous query (dB) + noise, / 30
-    ("cloud_load_estimate", 0.0, 1.0),  # cloud background load at the previous query (a heartbeat)
-    ("budget_left", 0.0, 1.0),  # share of the episode budget left (1 without a budget)
-)
-FEATURE_BOUND = 10.0
+#: Live context appended to the query features: (name, low, high) (``offload_env.observations``).
+CONTEXT_FIELDS = observations.ROUTING_CONTEXT_FIELDS
+FEATURE_BOUND = observations.FEATURE_BOUND
+#: Most topics of the built-in workload (its features one-hot them), most queries drawn ahead (``block``).
+MAX_TOPICS, MAX_BLOCK = 1024, 65536
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,13 @@ PRESETS: dict[str, RoutingScenario] = {
 }
 
 
-def _check_scenario(s: RoutingScenario) -> None:
-    """Raise ValueError naming the first bad field of ``s``."""
+def _check_scenario(s: RoutingScenario) -> RoutingScenario:
+    """``s`` with its numbers as annotated; TypeError or ValueError naming its first bad field (types, then ranges)."""
     def need(ok: bool, name: str, expected: str) -> None:
         if not ok:
             raise ValueError(f"Routing scenario field '{name}': expected {expected}, got {getattr(s, name)!r}")
+
+    s = _validation.check_fields(s, "Routing")
 
     need(len(s.pool) >= 2 and all(isinstance(p, PoolMember) for p in s.pool), "pool",
          "a tuple of at least 2 PoolMember")
@@ -143,7 +147,7 @@ def _check_scenario(s: RoutingScenario) -> None:
                                  or p.first_token_s + p.per_output_token_s <= 0):
             raise ValueError(f"Routing scenario field '{where}': an API member (device None) needs tier 'edge' or "
                              "'cloud', price_usd_per_million and first_token_s/per_output_token_s > 0")
-    need(s.n_topics >= 1, "n_topics", "an integer >= 1")
+    need(1 <= s.n_topics <= MAX_TOPICS, "n_topics", f"an integer in [1, {MAX_TOPICS}]")
     need(s.proxy_noise >= 0, "proxy_noise", "a noise std >= 0")
     for name in ("prompt_tokens", "output_tokens"):
         need(valid_token_spec(getattr(s, name)), name, TOKEN_SPEC_EXPECTED)
@@ -158,16 +162,20 @@ def _check_scenario(s: RoutingScenario) -> None:
     need(s.cost_weight is None or s.cost_weight >= 0, "cost_weight", "None or a weight >= 0")
     need(s.overrun_weight >= 0, "overrun_weight", "a weight >= 0 per second")
     need(s.budget is None or s.budget > 0, "budget", "None or a budget > 0 in the cost unit")
+    need(s.structure_seed >= 0, "structure_seed", "an integer >= 0 (a numpy seed)")
+    return s
 
 
 class _Member:
     """A pool member with its profiles loaded: computes its costs for a block of queries."""
 
-    def __init__(self, spec: PoolMember, s: RoutingScenario, edge: profiles.DeviceProfile):
+    def __init__(self, spec: PoolMember, s: RoutingScenario, edge: profiles.DeviceProfile, field: str = "pool"):
         self.spec = spec
         self.edge = edge
-        self.model = None if spec.device is None else profiles.load_model(spec.name)
-        self.device = None if spec.device is None else profiles.load_device(spec.device)
+        self.model = self.device = None
+        if spec.device is not None:
+            self.model = _validation.load_profile(profiles.load_model, spec.name, "Routing", f"{field}.name")
+            self.device = _validation.load_profile(profiles.load_device, spec.device, "Routing", f"{field}.device")
         where = f"Routing scenario field 'pool' ({spec.name})"
         if spec.accuracy is not None:
             self.accuracy = spec.accuracy
@@ -228,13 +236,13 @@ def _table_rows(part, n: int) -> np.ndarray:
 
 
 def _scenario_from_kwargs(scenario, overrides: dict) -> RoutingScenario:
+    if scenario is not None and not isinstance(scenario, (str, RoutingScenario)):
+        raise TypeError(f"scenario: expected None, a preset name ({', '.join(PRESETS)}) or a RoutingScenario, "
+                        f"got {scenario!r}")
     base = scenario if isinstance(scenario, RoutingScenario) else RoutingScenario.preset(scenario or "orin-l4-h100-5g")
-    names = {f.name for f in dataclasses.fields(RoutingScenario)}
-    unknown = set(overrides) - names
-    if unknown:
-        raise TypeError(f"Routing got unknown argument(s) {', '.join(sorted(unknown))}; scenario fields are "
-                        + ", ".join(sorted(names)))
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    _validation.check_unknown("Routing", overrides, [f.name for f in dataclasses.fields(RoutingScenario)])
+    converted = {k: tuple(v) if isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim == 1) else v
+                 for k, v in overrides.items()}
     return dataclasses.replace(base, **converted)
 
 
@@ -341,20 +349,21 @@ class RoutingEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
-        if block < 1:
-            raise ValueError(f"block: expected an integer >= 1, got {block!r}")
-        self.scenario = s = _scenario_from_kwargs(scenario, fields)
-        _check_scenario(s)
+        self.block = _validation.check_count(block, "block", 1, MAX_BLOCK)
+        self.scenario = s = _check_scenario(_scenario_from_kwargs(scenario, fields))
         self.render_mode = render_mode
-        self.block = int(block)
-        self.edge = profiles.load_device(s.edge_device)
-        self.members = [_Member(p, s, self.edge) for p in s.pool]
+        self.edge = _validation.load_profile(profiles.load_device, s.edge_device, "Routing", "edge_device")
+        self.members = [_Member(p, s, self.edge, f"pool[{i}]") for i, p in enumerate(s.pool)]
         self.model_names = tuple(p.name for p in s.pool)
         self.n_models = len(self.members)
-        access = profiles.load_link(s.access_link)
+        access = _validation.load_profile(profiles.load_link, s.access_link, "Routing", "access_link")
+        if access.medium != "wireless":
+            raise ValueError(f"Routing scenario field 'access_link': expected a wireless link profile, "
+                             f"got {s.access_link!r}")
         self.access = LinkModel.from_profile(access)
         self.access_rtt_s = access.base_rtt_s
-        backhaul = None if s.backhaul_link is None else profiles.load_link(s.backhaul_link)
+        backhaul = (None if s.backhaul_link is None
+                    else _validation.load_profile(profiles.load_link, s.backhaul_link, "Routing", "backhaul_link"))
         self.backhaul_rate_bps = np.inf if backhaul is None else LinkModel.from_profile(backhaul).uplink_rate_bps(1.0)
         self.backhaul_rtt_s = 0.0 if backhaul is None else backhaul.base_rtt_s
         self.cost_weight = DEFAULT_COST_WEIGHT[s.cost_unit] if s.cost_weight is None else float(s.cost_weight)
@@ -394,7 +403,7 @@ class RoutingEnv(gym.Env):
             missing = [m.spec.name for m in self.members if m.accuracy is None]
             if missing:
                 raise ValueError(f"Routing scenario field 'pool': {missing[0]} has no published {s.benchmark!r} score "
-                                 f"(profile quality.{s.benchmark}) and no accuracy given")
+                                 f"(profile quality.{s.benchmark}, field 'benchmark') and no accuracy given")
             self.synthetic = SyntheticWorkload(tuple(m.accuracy for m in self.members), n_topics=s.n_topics,
                                                proxy_noise=s.proxy_noise, prompt_tokens=s.prompt_tokens,
                                                output_tokens=s.output_tokens, structure_seed=s.structure_seed)
@@ -468,7 +477,7 @@ class RoutingEnv(gym.Env):
         overrun = np.maximum(c["latency_s"] - s.deadline_s, 0.0)
         c["overrun_s"] = overrun
         c["reward"] = q.quality - self.cost_weight * c["cost"] - s.overrun_weight * overrun
-        context = np.stack([(prev_snr + s.channel_estimate_noise_db * noise) / 30.0, prev_load], axis=1)
+        context = np.stack([prev_snr + s.channel_estimate_noise_db * noise, prev_load], axis=1)  # dB, load
         self._buf = dict(c, quality=q.quality, expected_quality=q.expected_quality, features=q.features,
                          context=context, load=load, prompt_tokens=q.prompt_tokens, output_tokens=q.output_tokens)
         self._ptr = 0
@@ -493,11 +502,40 @@ class RoutingEnv(gym.Env):
         self._last = None
         return self._observe(), {}
 
+    def _budget_share(self) -> float:
+        return 1.0 if self.scenario.budget is None else max(self._budget_left, 0.0) / self.scenario.budget
+
     def _observe(self) -> np.ndarray:
         b, i = self._buf, self._ptr
-        budget = 1.0 if self.scenario.budget is None else max(self._budget_left, 0.0) / self.scenario.budget
-        obs = np.concatenate([np.clip(b["features"][i], -FEATURE_BOUND, FEATURE_BOUND), b["context"][i], [budget]])
-        return np.clip(obs, self.observation_space.low, self.observation_space.high).astype(np.float32)
+        snr_db, load = b["context"][i]
+        return observations.routing_observation(b["features"][i], snr_db, load, self._budget_share())
+
+    @property
+    def observation_names(self) -> tuple[str, ...]:
+        return tuple(f"feature_{k}" for k in range(self.n_query_features)) + tuple(f[0] for f in CONTEXT_FIELDS)
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.model_names)
+
+    @property
+    def safe_action(self) -> int:
+        """What a router serves when it cannot decide: the first model of the most local tier in the pool."""
+        tiers = [m.tier for m in self.scenario.pool]
+        return min(range(len(tiers)), key=lambda k: (TIERS.index(tiers[k]), k))
+
+    def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What the edge router needs to build this env's observation from a request (JSON, arrays)."""
+        return {"builder": "routing", "n_features": int(self.n_query_features)}, {}
+
+    def router_request(self) -> dict:
+        """The current query as the edge box knows it: its features (an embedding) and the live context."""
+        if self._rng is None:
+            raise gym.error.ResetNeeded("call reset() before router_request()")
+        b, i = self._buf, self._ptr
+        snr_db, load = b["context"][i]
+        return {"features": b["features"][i].tolist(), "snr_estimate_db": float(snr_db),
+                "cloud_load_estimate": float(load), "budget_left": float(self._budget_share())}
 
     def _served(self, action: int) -> tuple[int, bool]:
         if self._budget_left > 0:
@@ -507,9 +545,7 @@ class RoutingEnv(gym.Env):
     def step(self, action):
         if self._rng is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if np.ndim(action) != 0 or not 0 <= int(action) < self.n_models or int(action) != action:
-            raise ValueError(f"action: expected an integer in [0, {self.n_models - 1}], got {action!r}")
-        served, forced = self._served(int(action))
+        served, forced = self._served(_validation.discrete_action(action, self.n_models))
         b, i = self._buf, self._ptr
         rewards = b["reward"][i]
         if forced:  # once the budget is spent only the cheapest model can serve: so too for the oracle
@@ -559,3 +595,33 @@ class RoutingEnv(gym.Env):
             lines.append(f"{j} {name:24s} latency {b['latency_s'][i, j]:7.2f} s  cost {b['cost'][i, j]:.3g} "
                          f"{self.scenario.cost_unit}")
         return "\n".join(lines) + "\n"
+
+
+class RoutingVectorEnv(SyncVectorEnv):
+    """``num_envs`` Routing envs (each in ``TimeLimit(max_episode_steps)``) stepped in turn (next-step autoreset).
+
+    ``gymnasium.make_vec("offload_env/Routing-v0", num_envs=4, vectorization_mode="vector_entry_point")``
+    builds it; other arguments are :class:`RoutingEnv`'s. Sub-env i reset with
+    ``seed`` gets ``seed + i``. ``step`` takes ints of shape (num_envs,) in
+    [0, n_models - 1]; anything else is a ValueError naming ``actions``
+    (checked before any sub-env steps).
+    """
+
+    def __init__(self, num_envs: int = 1, scenario: str | RoutingScenario | None = None, *,
+                 max_episode_steps: int | None = 1000, **kwargs: Any):
+        num_envs = _validation.check_count(num_envs, "num_envs", 1, 4096)
+        if max_episode_steps is not None:
+            max_episode_steps = _validation.check_count(max_episode_steps, "max_episode_steps", 1)
+        first = RoutingEnv(scenario, **kwargs)  # fails here, once, on a bad argument
+
+        def make(i: int):
+            def build():
+                env = first if i == 0 else RoutingEnv(scenario, **kwargs)
+                return env if max_episode_steps is None else TimeLimit(env, max_episode_steps)
+            return build
+
+        super().__init__([make(i) for i in range(num_envs)])
+        self._n_models = first.n_models
+
+    def step(self, actions):
+        return super().step(_validation.vector_discrete_actions(actions, self.num_envs, self._n_models))

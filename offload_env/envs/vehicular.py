@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +13,10 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from pettingzoo import ParallelEnv
 
-from .. import costs, mobility, profiles
+from .. import costs, mobility, observations, profiles
 from ..channel import LinkModel, shared_rate_bps
 from ..workload import TOKEN_SPEC_EXPECTED, lognormal_tokens, valid_token_spec
+from . import _validation
 
 __all__ = ["VehicularScenario", "VehicularParallelEnv", "TARGET_NAMES", "INFO_KEYS"]
 
@@ -25,8 +28,10 @@ INFO_KEYS = ("latency_s", "edge_wait_s", "server_wait_s", "edge_compute_s", "upl
              "downlink_s", "round_trip_s", "handover_s", "edge_energy_j", "uplink_bytes", "deadline_s",
              "reward_own")
 _ROADS = ("highway", "grid", "trace")
-_SPEED_SCALE_MPS = 40.0
+_SPEED_SCALE_MPS = observations.SPEED_SCALE_MPS
 _BLOCK_STEPS = 32  # task blocks drawn and costed ahead (tasks do not depend on actions)
+#: Upper bounds of the size fields (the env allocates arrays of these sizes).
+MAX_VEHICLES, MAX_RSUS, MAX_LANES, MAX_GRID_BLOCKS = 10_000, 1_000, 64, 1_000
 
 
 @dataclass(frozen=True)
@@ -73,19 +78,21 @@ class VehicularScenario:
     team_reward_weight: float = 0.0  #: reward = (1 - w) own + w mean over vehicles
 
 
-def _check_scenario(s: VehicularScenario) -> None:
-    """Raise ValueError naming the first bad field of ``s``."""
+def _check_scenario(s: VehicularScenario) -> VehicularScenario:
+    """``s`` with its numbers as annotated; TypeError or ValueError naming its first bad field (types, then ranges)."""
     def need(ok: bool, name: str, expected: str) -> None:
         if not ok:
             raise ValueError(f"Vehicular scenario field '{name}': expected {expected}, got {getattr(s, name)!r}")
 
-    need(isinstance(s.num_vehicles, (int, np.integer)) and s.num_vehicles >= 1, "num_vehicles", "an integer >= 1")
-    need(isinstance(s.num_rsus, (int, np.integer)) and s.num_rsus >= 1, "num_rsus", "an integer >= 1")
+    s = _validation.check_fields(s, "Vehicular", allow_inf=("rsu_admission_backlog_s",))
+    need(1 <= s.num_vehicles <= MAX_VEHICLES, "num_vehicles", f"an integer in [1, {MAX_VEHICLES}]")
+    need(1 <= s.num_rsus <= MAX_RSUS, "num_rsus", f"an integer in [1, {MAX_RSUS}]")
     need(s.road in _ROADS, "road", "one of " + ", ".join(_ROADS))
-    need(s.road != "trace" or s.trace_path is not None, "trace_path", "an FCD file path when road='trace'")
+    need(s.road != "trace" or (s.trace_path is not None and os.path.isfile(s.trace_path)), "trace_path",
+         "an existing SUMO FCD file when road='trace'")
     need(s.road_length_m > 0, "road_length_m", "a length > 0 m")
-    need(s.lanes_per_direction >= 1, "lanes_per_direction", "an integer >= 1")
-    need(s.grid_blocks >= 1, "grid_blocks", "an integer >= 1")
+    need(1 <= s.lanes_per_direction <= MAX_LANES, "lanes_per_direction", f"an integer in [1, {MAX_LANES}]")
+    need(1 <= s.grid_blocks <= MAX_GRID_BLOCKS, "grid_blocks", f"an integer in [1, {MAX_GRID_BLOCKS}]")
     need(s.grid_block_m > 0, "grid_block_m", "a length > 0 m")
     need(len(s.speed_mps) == 2 and 0 < s.speed_mps[0] <= s.speed_mps[1], "speed_mps",
          "(min, max) with 0 < min <= max m/s")
@@ -97,9 +104,7 @@ def _check_scenario(s: VehicularScenario) -> None:
     need(len(s.split_fractions) >= 1 and all(0 <= f < 1 for f in s.split_fractions), "split_fractions",
          "one or more fractions in [0, 1)")
     need(s.rsu_capacity_tasks > 0, "rsu_capacity_tasks", "a capacity > 0 tasks")
-    need(s.rsu_admission_backlog_s is None or (isinstance(s.rsu_admission_backlog_s, (int, float))
-                                               and not isinstance(s.rsu_admission_backlog_s, bool)
-                                               and s.rsu_admission_backlog_s >= 0),
+    need(s.rsu_admission_backlog_s is None or s.rsu_admission_backlog_s >= 0,
          "rsu_admission_backlog_s", "None or seconds >= 0 (inf: no admission control)")
     need(s.cloud_capacity_tasks > 0, "cloud_capacity_tasks", "a capacity > 0 tasks")
     need(s.handover_delay_s >= 0, "handover_delay_s", "a delay >= 0 s")
@@ -112,20 +117,21 @@ def _check_scenario(s: VehicularScenario) -> None:
     for name in ("w_latency", "w_energy", "w_deadline_miss", "w_cloud", "w_invalid"):
         need(getattr(s, name) >= 0, name, "a weight >= 0")
     need(0 <= s.team_reward_weight <= 1, "team_reward_weight", "a weight in [0, 1]")
+    return s
 
 
 def _scenario_from_kwargs(scenario: VehicularScenario | None, overrides: dict) -> VehicularScenario:
     base = scenario if scenario is not None else VehicularScenario()
     if not isinstance(base, VehicularScenario):
         raise TypeError(f"scenario: expected a VehicularScenario or None, got {type(base).__name__}")
-    names = [f.name for f in dataclasses.fields(VehicularScenario)]
-    unknown = set(overrides) - set(names)
-    if unknown:
-        raise TypeError(f"vehicular env got unknown argument(s) {', '.join(sorted(unknown))}; scenario fields are "
-                        + ", ".join(names))
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    _validation.check_unknown("Vehicular", overrides, [f.name for f in dataclasses.fields(VehicularScenario)])
+    converted = {k: tuple(v) if isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim >= 1) else v
+                 for k, v in overrides.items()}
     if isinstance(converted.get("rsu_positions"), tuple):
-        converted["rsu_positions"] = tuple(tuple(p) for p in converted["rsu_positions"])
+        converted["rsu_positions"] = tuple(tuple(p) if isinstance(p, (list, tuple, np.ndarray)) else p
+                                           for p in converted["rsu_positions"])
+    if isinstance(converted.get("trace_path"), os.PathLike):
+        converted["trace_path"] = os.fspath(converted["trace_path"])
     return dataclasses.replace(base, **converted)
 
 
@@ -199,11 +205,18 @@ class VehicularParallelEnv(ParallelEnv):
     fits the vehicle's memory; an RSU when it is in range and admits tasks
     (its GPU backlog at most ``rsu_admission_backlog_s``, by default the
     longest deadline: admission control keeps the queue bounded); the cloud
-    when any RSU is in range; a split when its on-board part fits memory. A masked or malformed
-    action (or a missing one) is not an error: the task runs locally (if
-    local is masked, the first allowed action) and ``w_invalid`` is
-    subtracted; ``infos[agent]["fallback"]`` says so. At least one action is
-    always allowed (local, when nothing else is).
+    when any RSU is in range; a split when its on-board part fits memory. At
+    least one action is always allowed (local, when nothing else is).
+
+    | action of a vehicle | served | ``fallback`` | reward |
+    |---|---|---|---|
+    | allowed | as chosen | False | as below |
+    | masked (in range), missing or None; continuous: a NaN or inf entry | locally (if local is masked, the first allowed action), full power | True | minus ``w_invalid`` |
+    | discrete: not an integer in [0, A-1]; continuous: not numbers of shape (R + 4,) | ValueError / TypeError naming ``actions['vehicle_i']`` | | |
+
+    ``actions`` must be a dict {agent: action} of live agents (TypeError,
+    ValueError naming an unknown key). Finite continuous entries outside
+    [-1, 1] are clipped.
 
     With ``continuous=True``: ``Box(-1, 1, (R + 4,))``: a[0 : R+2] are
     target logits (local, RSU 0..R-1, cloud), the target being the argmax
@@ -263,9 +276,13 @@ class VehicularParallelEnv(ParallelEnv):
     ## Arguments
 
     ``offload_env.vehicular.parallel_env(scenario=None, continuous=False,
-    render_mode=None, **fields)``: any ``VehicularScenario`` field by keyword.
+    render_mode=None, **fields)``: any ``VehicularScenario`` field by keyword
+    (a wrong type, a non-finite number or a value out of range is a
+    TypeError / ValueError naming the field).
     ``render_mode="rgb_array"`` draws the road, the RSUs and their coverage,
-    the vehicles coloured by their last choice.
+    the vehicles coloured by their last choice; ``"ansi"`` returns a line of
+    text per vehicle (position, last target, backlog) and ``"human"`` prints
+    that text to stdout (``render()`` then returns None).
 
     ## Version History
 
@@ -273,26 +290,26 @@ class VehicularParallelEnv(ParallelEnv):
       result (without it an RSU's backlog grew without bound: 40 s mean latency at 20 vehicles).
     """
 
-    metadata = {"name": "vehicular_v0", "render_modes": ["rgb_array"], "render_fps": 2, "is_parallelizable": True}
+    metadata = {"name": "vehicular_v0", "render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2,
+                "is_parallelizable": True}
 
     def __init__(self, scenario: VehicularScenario | None = None, *, continuous: bool = False,
                  render_mode: str | None = None, **fields: Any):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode: expected None or one of {self.metadata['render_modes']}, "
                              f"got {render_mode!r}")
-        s = self.scenario = _scenario_from_kwargs(scenario, fields)
-        _check_scenario(s)
-        self.continuous = bool(continuous)
+        self.continuous = _validation.check_flag(continuous, "continuous")
+        s = self.scenario = _check_scenario(_scenario_from_kwargs(scenario, fields))
         self.render_mode = render_mode
         self.max_cycles = int(s.max_cycles)
         self.admission_backlog_s = float(s.deadline_s[1] if s.rsu_admission_backlog_s is None
                                          else s.rsu_admission_backlog_s)
-        self.model = profiles.load_model(s.model)
-        self.vehicle = profiles.load_device(s.vehicle_device)
-        self.rsu_device = profiles.load_device(s.rsu_device)
-        self.cloud_device = profiles.load_device(s.cloud_device)
-        self.link_profile = profiles.load_link(s.link)
-        self.backhaul_profile = profiles.load_link(s.backhaul)
+        self.model = _validation.load_profile(profiles.load_model, s.model, "Vehicular", "model")
+        self.vehicle = _validation.load_profile(profiles.load_device, s.vehicle_device, "Vehicular", "vehicle_device")
+        self.rsu_device = _validation.load_profile(profiles.load_device, s.rsu_device, "Vehicular", "rsu_device")
+        self.cloud_device = _validation.load_profile(profiles.load_device, s.cloud_device, "Vehicular", "cloud_device")
+        self.link_profile = _validation.load_profile(profiles.load_link, s.link, "Vehicular", "link")
+        self.backhaul_profile = _validation.load_profile(profiles.load_link, s.backhaul, "Vehicular", "backhaul")
         if self.link_profile.medium != "wireless":
             raise ValueError(f"Vehicular scenario field 'link': expected a wireless link profile, got {s.link!r}")
         self.link = LinkModel.from_profile(self.link_profile)
@@ -313,6 +330,8 @@ class VehicularParallelEnv(ParallelEnv):
         (x0, y0), (x1, y1) = self.mobility.bounds
         self._area_lo = np.array([x0, y0])
         self._area_span = np.maximum(np.array([x1 - x0, y1 - y0]), 1.0)
+        self._obs_scales = observations.vehicular_scales(self._area_lo, self._area_span, s.rsu_range_m, self.N,
+                                                         s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1])
 
         R = self.R
         #: Where each observation field lies (see the class docstring).
@@ -335,6 +354,7 @@ class VehicularParallelEnv(ParallelEnv):
                                       np.append(np.tile(high, self.N), 1.0).astype(np.float32), dtype=np.float32)
         self._rng: np.random.Generator | None = None
         self._last_target = np.zeros(self.N, dtype=np.int64)
+        self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         self._reset_state()
 
     # ------------------------------------------------------------------ spaces
@@ -363,11 +383,46 @@ class VehicularParallelEnv(ParallelEnv):
         return self.action_spaces[agent]
 
     def _observation_bounds(self):
-        R = self.R
-        low = np.concatenate([[0, 0, -2, -2], np.zeros(R), np.full(R, -2.0), np.zeros(2 * R), np.zeros(5)])
-        high = np.concatenate([[1, 1, 2, 2], np.full(R, 10.0), np.full(R, 3.0), np.ones(R), np.full(R, 10.0),
-                               [1, 1, 1, 10, 1]])
-        return low.astype(np.float32), high.astype(np.float32)
+        return observations.bounds(observations.vehicular_fields(self.R))
+
+    @property
+    def observation_names(self) -> tuple[str, ...]:
+        """Per-vehicle observation entry names, in order."""
+        return tuple(f[0] for f in observations.vehicular_fields(self.R))
+
+    @property
+    def action_names(self) -> list[str] | None:
+        if self.continuous:
+            return None
+        names = ["local"]
+        for target in range(1, self.R + 2):
+            where = "cloud" if target == self.R + 1 else f"rsu {target - 1}"
+            names += [f"{where}, split {k}" for k in self.splits]
+        return names
+
+    @property
+    def safe_action(self):
+        """What a router serves when it cannot decide: run on board (the documented fallback)."""
+        return [1.0] + [-1.0] * (self.R + 3) if self.continuous else 0
+
+    def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """What the edge router needs to build a vehicle's observation from a request (JSON, arrays)."""
+        return {"builder": "vehicular", "n_rsus": int(self.R), "scales": self._obs_scales}, {}
+
+    def router_request(self, agent: str) -> dict:
+        """What vehicle ``agent`` knows now (the router's request fields), with its action mask."""
+        if agent not in self.agents:
+            raise ValueError(f"agent: expected a live agent ({', '.join(self.agents[:3])}, ...), got {agent!r}")
+        i = self._agent_index[agent]
+        req = {"agent": agent, "position_m": self.mobility.positions[i].tolist(),
+               "velocity_mps": self.mobility.velocities[i].tolist(), "rsu_distance_m": self.distance[i].tolist(),
+               "rsu_snr_db": self.mean_snr_db[i].tolist(), "rsu_tasks": np.asarray(self.rsu_tasks).tolist(),
+               "rsu_backlog_s": np.asarray(self.rsu_backlog).tolist(), "prompt_tokens": float(self.prompt[i]),
+               "output_tokens": float(self.output[i]), "deadline_s": float(self.deadline[i]),
+               "own_backlog_s": float(self.edge_backlog[i]), "cloud_tasks": float(self.cloud_tasks)}
+        if not self.continuous:
+            req["action_mask"] = self.action_masks()[i].astype(int).tolist()
+        return req
 
     # ------------------------------------------------------------------ reset
 
@@ -460,24 +515,12 @@ class VehicularParallelEnv(ParallelEnv):
         return {a: row for a, row in zip(self.agents, self._observation_array())}
 
     def _observation_array(self) -> np.ndarray:
-        s, R, N = self.scenario, self.R, self.N
-        max_deadline = s.deadline_s[1]
-        obs = np.empty((N, self.obs_dim), dtype=np.float32)
-        obs[:, 0:2] = (self.mobility.positions - self._area_lo) / self._area_span
-        obs[:, 2:4] = self.mobility.velocities / _SPEED_SCALE_MPS
-        obs[:, 4:4 + R] = self.distance / s.rsu_range_m
-        obs[:, 4 + R:4 + 2 * R] = self.mean_snr_db / 30.0
-        obs[:, 4 + 2 * R:4 + 3 * R] = self.rsu_tasks / N
-        obs[:, 4 + 3 * R:4 + 4 * R] = self.rsu_backlog / max_deadline
-        obs[:, 4 + 4 * R] = self.prompt / s.prompt_tokens[3]
-        obs[:, 5 + 4 * R] = self.output / s.output_tokens[3]
-        obs[:, 6 + 4 * R] = self.deadline / max_deadline
-        obs[:, 7 + 4 * R] = self.edge_backlog / max_deadline
-        obs[:, 8 + 4 * R] = self.cloud_tasks / N
-        low, high = self.observation_spaces[self.possible_agents[0]].low, self.observation_spaces[
-            self.possible_agents[0]].high
-        np.clip(obs, low, high, out=obs)
-        return obs
+        space = self.observation_spaces[self.possible_agents[0]]
+        obs = np.empty((self.N, self.obs_dim), dtype=np.float32)
+        return observations.vehicular_observation(
+            obs, space.low, space.high, self._obs_scales, self.mobility.positions, self.mobility.velocities,
+            self.distance, self.mean_snr_db, self.rsu_tasks, self.rsu_backlog, self.prompt, self.output,
+            self.deadline, self.edge_backlog, self.cloud_tasks)
 
     def state(self) -> np.ndarray:
         """Global state for centralised critics: all observations, then the elapsed fraction."""
@@ -620,29 +663,20 @@ class VehicularParallelEnv(ParallelEnv):
             idx = np.zeros(N, dtype=np.int64)
             for i, agent in enumerate(self.possible_agents):
                 a = actions.get(agent)
-                try:
-                    v = int(a)
-                    ok = v == a and 0 <= v < self.num_actions
-                except (TypeError, ValueError, OverflowError):
-                    ok = False
-                if ok:
-                    idx[i] = v
-                else:
+                if a is None:  # missing: falls back
                     invalid[i] = True
+                else:
+                    idx[i] = _validation.discrete_action(a, self.num_actions, f"actions[{agent!r}]")
             invalid |= ~mask[np.arange(N), idx]
             split = self.action_split[idx]
         else:
             vec = np.zeros((N, R + 4))
             for i, agent in enumerate(self.possible_agents):
                 a = actions.get(agent)
-                try:
-                    arr = np.asarray(a, dtype=np.float64).reshape(R + 4)
-                    ok = bool(np.all(np.isfinite(arr)))
-                except (TypeError, ValueError):
-                    ok = False
-                if ok:
+                arr = None if a is None else _validation.box_action(a, (R + 4,), f"actions[{agent!r}]")
+                if arr is not None and np.isfinite(arr).all():
                     vec[i] = np.clip(arr, -1.0, 1.0)
-                else:
+                else:  # missing or NaN / inf: falls back
                     invalid[i] = True
             allowed_targets = self.target_masks()
             target = np.where(allowed_targets, vec[:, :R + 2], -np.inf).argmax(axis=1)
@@ -664,6 +698,11 @@ class VehicularParallelEnv(ParallelEnv):
     def step(self, actions: dict):
         if not self.agents:
             raise RuntimeError("step() called with no live agents: call reset() first")
+        if not isinstance(actions, Mapping):
+            raise TypeError(f"actions: expected a dict {{agent: action}}, got {type(actions).__name__}")
+        for agent in actions:
+            if agent not in self._agent_index:
+                raise ValueError(f"actions: unknown agent {agent!r}; live agents are {', '.join(self.agents)}")
         s, N, R = self.scenario, self.N, self.R
         mask = self.action_masks()
         deadline = self.deadline
@@ -740,7 +779,24 @@ class VehicularParallelEnv(ParallelEnv):
 
             gymnasium.logger.warn("render() called with render_mode=None")
             return None
-        return _render_rgb(self)
+        if self.render_mode == "rgb_array":
+            return _render_rgb(self)
+        text = self._render_text()
+        if self.render_mode == "human":
+            print(text, end="")
+            return None
+        return text
+
+    def _render_text(self) -> str:
+        """One line per vehicle: position, the target of its last task, its on-board backlog."""
+        R, names = self.R, ["local"] + [f"RSU {j}" for j in range(self.R)] + ["cloud"]
+        lines = [f"step {self.cycles}/{self.max_cycles}: RSU backlog (s) "
+                 + " ".join(f"{b:.2f}" for b in self.rsu_backlog) + f"; cloud tasks {self.cloud_tasks:.0f}"]
+        for i, agent in enumerate(self.possible_agents):
+            x, y = self.mobility.positions[i]
+            lines.append(f"{agent:>12} at ({x:8.1f}, {y:7.1f}) m -> {names[min(int(self._last_target[i]), R + 1)]:<7} "
+                         f"backlog {self.edge_backlog[i]:.2f} s")
+        return "\n".join(lines) + "\n"
 
     def close(self) -> None:
         pass

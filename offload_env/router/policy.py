@@ -1,0 +1,246 @@
+"""The decision rules an exported policy runs on the edge, in numpy only.
+
+An artifact's ``manifest.json`` describes its policy as data, never as
+code; this module turns that description and the arrays of ``params.npz``
+into a callable. Two policy types cover every agent the project trains:
+
+``mlp`` (SB3 DDPG/TD3/PPO/MaskablePPO/DQN, the MADRL actors)
+    ``input``: optional observation normalisation (``clip((x - mean) /
+    sqrt(var + epsilon), -clip, clip)``, SB3's VecNormalize frozen at the end
+    of training) and an optional one-hot agent id appended to the
+    observation; ``layers``: ``linear`` (``x @ weight + bias``; with
+    ``groups`` set, one weight per agent, ``weight[agent]``), ``layer_norm``
+    and the activations of :data:`ACTIVATIONS`; ``output``: ``argmax``
+    (``mask: true`` applies the action mask first) or ``box`` (``tanh``
+    squashing and unscaling to ``[low, high]``, then clipping, as SB3's
+    ``predict`` does).
+``linear_scores`` (the contextual bandits)
+    ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
+    theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
+    and epsilon-greedy (``alpha = 0``, their exploration switched off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "PolicyError", "Policy", "build_policy"]
+
+
+class PolicyError(ValueError):
+    """The policy description of an artifact is malformed (names the field)."""
+
+
+def _leaky_relu(x: np.ndarray, slope: float = 0.01) -> np.ndarray:
+    return np.where(x > 0, x, slope * x)
+
+
+def _elu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+#: Activation name (as in the manifest) -> numpy function.
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "relu": lambda x: np.maximum(x, np.float32(0)),
+    "tanh": np.tanh,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "elu": _elu,
+    "leaky_relu": _leaky_relu,
+    "silu": _silu,
+    "identity": lambda x: x,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A decision rule: ``decide(obs, mask=None, agent=0)`` -> int (discrete) or float32 array (box)."""
+
+    type: str
+    obs_dim: int
+    n_actions: int | None  #: discrete actions, or None for a box
+    action_dim: int | None  #: box dimensions, or None
+    uses_mask: bool  #: whether the action mask changes the decision
+    n_agents: int  #: 1, or the agents an agent index selects among
+    _decide: Callable[[np.ndarray, np.ndarray | None, int], object]
+
+    def decide(self, obs: np.ndarray, mask: np.ndarray | None = None, agent: int = 0):
+        return self._decide(obs, mask, agent)
+
+
+def _array(arrays: Mapping[str, np.ndarray], spec: Mapping, key: str, where: str) -> np.ndarray:
+    name = spec.get(key)
+    if not isinstance(name, str) or name not in arrays:
+        raise PolicyError(f"{where}.{key}: expected the name of an array in params.npz, got {name!r}")
+    return arrays[name]
+
+
+def _number(spec: Mapping, key: str, where: str, default: float | None = None) -> float:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise PolicyError(f"{where}.{key}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    inp = spec.get("input") or {}
+    groups = spec.get("groups")
+    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
+        raise PolicyError(f"policy.groups: expected null or an integer >= 1, got {groups!r}")
+    norm = inp.get("normalize")
+    if norm is not None:
+        mean = _array(arrays, norm, "mean", "policy.input.normalize").astype(np.float64)
+        scale = 1.0 / np.sqrt(_array(arrays, norm, "var", "policy.input.normalize").astype(np.float64)
+                              + _number(norm, "epsilon", "policy.input.normalize", 1e-8))
+        clip = _number(norm, "clip", "policy.input.normalize", 10.0)
+        obs_dim = mean.shape[0]
+    agent_id = inp.get("agent_id")
+    n_ids = 0
+    if agent_id is not None:
+        n_ids = agent_id.get("n_agents") if isinstance(agent_id, Mapping) else None
+        if isinstance(n_ids, bool) or not isinstance(n_ids, int) or n_ids < 1:
+            raise PolicyError(f"policy.input.agent_id.n_agents: expected an integer >= 1, got {n_ids!r}")
+    layers = spec.get("layers")
+    if not isinstance(layers, list) or not layers:
+        raise PolicyError("policy.layers: expected a non-empty list of layers")
+    steps: list[Callable[[np.ndarray, int], np.ndarray]] = []
+    width = None
+    first_in = None
+    for i, layer in enumerate(layers):
+        where = f"policy.layers[{i}]"
+        op = layer.get("op") if isinstance(layer, Mapping) else None
+        if op == "linear":
+            w = _array(arrays, layer, "weight", where).astype(np.float32)
+            b = _array(arrays, layer, "bias", where).astype(np.float32)
+            if groups:
+                if w.ndim != 3 or w.shape[0] != groups or b.shape != (groups, w.shape[2]):
+                    raise PolicyError(f"{where}: expected weight ({groups}, in, out) and bias ({groups}, out), "
+                                      f"got {w.shape} and {b.shape}")
+                steps.append(lambda x, a, w=w, b=b: x @ w[a] + b[a])
+            else:
+                if w.ndim != 2 or b.shape != (w.shape[1],):
+                    raise PolicyError(f"{where}: expected weight (in, out) and bias (out,), got {w.shape} and "
+                                      f"{b.shape}")
+                steps.append(lambda x, a, w=w, b=b: x @ w + b)
+            n_in = w.shape[-2]
+            if width is not None and n_in != width:
+                raise PolicyError(f"{where}: takes {n_in} inputs, the layer before gives {width}")
+            first_in = n_in if first_in is None else first_in
+            width = w.shape[-1]
+        elif op == "layer_norm":
+            g = _array(arrays, layer, "weight", where).astype(np.float32)
+            beta = _array(arrays, layer, "bias", where).astype(np.float32)
+            eps = np.float32(_number(layer, "eps", where, 1e-5))
+
+            def norm_step(x, a, g=g, beta=beta, eps=eps):
+                mu = x.mean(axis=-1, keepdims=True)
+                var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+                return (x - mu) / np.sqrt(var + eps) * g + beta
+            steps.append(norm_step)
+            first_in = g.shape[0] if first_in is None else first_in
+        elif op in ACTIVATIONS:
+            fn = ACTIVATIONS[op]
+            steps.append(lambda x, a, fn=fn: fn(x))
+        else:
+            raise PolicyError(f"{where}.op: expected linear, layer_norm or one of {', '.join(ACTIVATIONS)}, "
+                              f"got {op!r}")
+    if width is None:
+        raise PolicyError("policy.layers: expected at least one linear layer")
+    if norm is None:
+        obs_dim = first_in - n_ids
+    if obs_dim + n_ids != first_in:
+        raise PolicyError(f"policy: the first layer takes {first_in} inputs, the observation gives {obs_dim} "
+                          f"(+{n_ids} agent id)")
+    n_agents = groups or n_ids or 1
+    if groups and n_ids and groups != n_ids:
+        raise PolicyError(f"policy: {groups} groups of weights but {n_ids} agent ids")
+    eye = np.eye(n_ids, dtype=np.float32) if n_ids else None
+
+    minimum, maximum = np.minimum, np.maximum  # np.clip costs several microseconds on small arrays
+
+    def forward(obs: np.ndarray, agent: int) -> np.ndarray:
+        x = obs
+        if norm is not None:
+            with np.errstate(over="ignore"):  # a huge entry saturates at the clip, as it would in float64
+                x = minimum(maximum((x - mean) * scale, -clip), clip)
+        x = x.astype(np.float32)
+        if eye is not None:
+            x = np.concatenate([x, eye[agent]])
+        for step in steps:
+            x = step(x, agent)
+        return x
+
+    out = spec.get("output") or {}
+    kind = out.get("type")
+    if kind == "argmax":
+        masked = out.get("mask", False)
+        if not isinstance(masked, bool):
+            raise PolicyError(f"policy.output.mask: expected true or false, got {masked!r}")
+        lowest = np.float32(np.finfo(np.float32).min)
+
+        def decide(obs, mask, agent):
+            logits = forward(obs, agent)
+            if masked and mask is not None:
+                logits = np.where(mask, logits, lowest)
+            return int(np.argmax(logits))
+        return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
+    if kind == "box":
+        low = np.asarray(out.get("low"), dtype=np.float32)
+        high = np.asarray(out.get("high"), dtype=np.float32)
+        if low.shape != (width,) or high.shape != (width,) or not (np.isfinite(low).all() and np.isfinite(high).all()):
+            raise PolicyError(f"policy.output: expected finite low and high of {width} entries")
+        if out.get("squash") != "tanh":
+            raise PolicyError(f"policy.output.squash: expected 'tanh', got {out.get('squash')!r}")
+        half = (high - low) / 2
+
+        def decide_box(obs, mask, agent):
+            a = np.tanh(forward(obs, agent))
+            return np.clip(low + (a + 1.0) * half, low, high).astype(np.float32)
+        return Policy("mlp", obs_dim, None, width, False, n_agents, decide_box)
+    raise PolicyError(f"policy.output.type: expected 'argmax' or 'box', got {kind!r}")
+
+
+def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    theta = _array(arrays, spec, "theta", "policy").astype(np.float64)
+    if theta.ndim != 2:
+        raise PolicyError(f"policy.theta: expected a (arms, features) matrix, got shape {theta.shape}")
+    k, d = theta.shape
+    alpha = _number(spec, "alpha", "policy", 0.0)
+    price = _number(spec, "price", "policy", 0.0)
+    a_inv = _array(arrays, spec, "A_inv", "policy").astype(np.float64) if alpha else None
+    if a_inv is not None and a_inv.shape != (k, d, d):
+        raise PolicyError(f"policy.A_inv: expected shape {(k, d, d)}, got {a_inv.shape}")
+    theta_cost = _array(arrays, spec, "theta_cost", "policy").astype(np.float64) if price else None
+    if theta_cost is not None and theta_cost.shape != (k, d):
+        raise PolicyError(f"policy.theta_cost: expected shape {(k, d)}, got {theta_cost.shape}")
+    flat = a_inv.reshape(k * d, d) if a_inv is not None else None
+
+    def decide(obs, mask, agent):
+        x = obs.astype(np.float64)
+        s = theta @ x
+        if flat is not None:
+            s = s + alpha * np.sqrt(np.maximum((flat @ x).reshape(k, d) @ x, 0.0))
+        if theta_cost is not None:
+            s = s - price * np.maximum(theta_cost @ x, 0.0)
+        return int(np.argmax(s))
+    return Policy("linear_scores", d, k, None, False, 1, decide)
+
+
+_BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores}
+
+
+def build_policy(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    """The :class:`Policy` of a manifest's ``policy`` section and its arrays; PolicyError names a bad field."""
+    if not isinstance(spec, Mapping) or spec.get("type") not in _BUILDERS:
+        got = spec.get("type") if isinstance(spec, Mapping) else spec
+        raise PolicyError(f"policy.type: expected one of {', '.join(_BUILDERS)}, got {got!r}")
+    try:
+        return _BUILDERS[spec["type"]](spec, arrays)
+    except (AttributeError, TypeError) as err:  # a section of the wrong JSON type
+        raise PolicyError(f"policy: malformed description ({err})") from None

@@ -1,0 +1,220 @@
+"""Requests -> observations: what the edge box knows, turned into the env's observation by the env's own function.
+
+Every request may instead carry ``observation`` (a vector in the env's
+layout) and ``action_mask``. The env-specific fields (``*_REQUEST`` below,
+numbers in a documented range; vectors named in each builder):
+
+| env | fields |
+|---|---|
+| LayerSplit-v0 | snr_estimate_db, prompt_tokens, expected_output_tokens, deadline_s, energy_left_j; edge_backlog_s, server_backlog_s, server_load_observed, requests_served (default 0); action_mask (default: the splits from ``min_split`` to the deepest whose weights and KV cache fit the edge for prompt + expected output) |
+| Routing-v0 | features (the query's d features: its embedding), snr_estimate_db; cloud_load_estimate (0), budget_left (1) |
+| Vehicular-v0 | agent, position_m, velocity_mps, rsu_distance_m, rsu_snr_db, rsu_tasks, rsu_backlog_s (R each), prompt_tokens, output_tokens, deadline_s; own_backlog_s, cloud_tasks (0); action_mask |
+
+Each env's ``router_request()`` gives its current state in this form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .. import observations
+from .router import NothingAllowed, RequestError
+
+__all__ = ["Field", "RequestBuilder", "request_builder", "BUILDERS"]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One request field: a number in [low, high], or ``size`` of them (``default`` None: required)."""
+
+    name: str
+    low: float
+    high: float
+    doc: str
+    default: float | None = None
+    size: int = 0  #: 0: a number; n: a list of n numbers
+
+
+@dataclass(frozen=True)
+class RequestBuilder:
+    """``builder(request) -> (observation, mask)``; ``fields`` document and validate the request."""
+
+    fields: tuple[Field, ...]
+    build: Callable[[Mapping[str, Any]], tuple]
+
+    def __call__(self, request: Mapping[str, Any]) -> tuple:
+        return self.build(request)
+
+
+def _raw(request: Mapping[str, Any], n_obs: int, n_actions: int | None, low: np.ndarray, high: np.ndarray):
+    """A raw ``observation`` (clipped to the layout's bounds, as the env clips) and ``action_mask``."""
+    x = _vector(request, Field("observation", -np.inf, np.inf, "the env's observation vector", size=n_obs))
+    if not np.isfinite(x).all():
+        raise RequestError(f"observation: expected {n_obs} finite numbers")
+    mask = _mask_field(request, n_actions) if n_actions is not None else None
+    return np.clip(x, low, high), mask
+
+
+def _numbers(request: Mapping[str, Any], fields: tuple[Field, ...]) -> list[float]:
+    """The values of ``fields`` in ``request`` (defaults filled), each checked against its range."""
+    out = []
+    for f in fields:
+        v = request.get(f.name, f.default)
+        if v is None:
+            raise RequestError(f"{f.name}: required ({f.doc}; a number in [{f.low:g}, {f.high:g}])")
+        if v.__class__ is not float and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))):
+            raise RequestError(f"{f.name}: expected a number in [{f.low:g}, {f.high:g}], got {v!r}"[:200])
+        if not f.low <= v <= f.high:  # NaN fails too
+            raise RequestError(f"{f.name}: expected a number in [{f.low:g}, {f.high:g}], got {v!r}")
+        out.append(float(v))
+    return out
+
+
+def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
+    """``request[f.name]``: ``f.size`` numbers in [f.low, f.high]."""
+    v, n, what = request.get(f.name), f.size, f"{f.size} numbers in [{f.low:g}, {f.high:g}]"
+    if v is None:
+        raise RequestError(f"{f.name}: required ({f.doc}: {what})")
+    if not isinstance(v, (list, tuple, np.ndarray)) or len(v) != n:
+        raise RequestError(f"{f.name}: expected {what}, got {v!r}"[:200])
+    if any(isinstance(x, bool) or not isinstance(x, (int, float, np.number)) for x in v):
+        raise RequestError(f"{f.name}: expected {what}, got {v!r}"[:200])
+    x = np.asarray(v, dtype=np.float64)
+    if x.shape != (n,) or not ((x >= f.low) & (x <= f.high)).all():
+        raise RequestError(f"{f.name}: expected {what}, got a value out of range")
+    return x
+
+
+def _mask_field(request: Mapping[str, Any], n: int) -> np.ndarray | None:
+    mask = request.get("action_mask")
+    if mask is None:
+        return None
+    if isinstance(mask, list):  # as JSON gives it: checked in Python (numpy is slower on 30 entries)
+        ok = len(mask) == n and all(v.__class__ in (int, bool) and (v == 0 or v == 1) for v in mask)
+        m = np.array(mask, dtype=bool) if ok else None
+    else:
+        try:
+            m = np.asarray(mask)
+        except (TypeError, ValueError):
+            m = None
+        ok = m is not None and m.shape == (n,) and m.dtype.kind in "biu" and bool(((m == 0) | (m == 1)).all())
+        m = m.astype(bool) if ok else None
+    if m is None:
+        raise RequestError(f"action_mask: expected {n} flags (0/1)")
+    if not m.any():
+        raise NothingAllowed("action_mask: allows no action")
+    return m
+
+
+_BIG = 1e12
+
+#: LayerSplit-v0's request: the raw quantities of ``observations.layer_split_observation``.
+LAYER_SPLIT_REQUEST = (
+    Field("snr_estimate_db", -300.0, 300.0, "uplink SNR estimate in dB (the last request's, as measured)"),
+    Field("prompt_tokens", 1.0, 1e7, "prompt length in tokens"),
+    Field("expected_output_tokens", 1.0, 1e7, "predicted output length in tokens"),
+    Field("deadline_s", 1e-6, 1e6, "the request's deadline in seconds"),
+    Field("edge_backlog_s", 0.0, 1e9, "work queued on the edge device, seconds", 0.0),
+    Field("server_backlog_s", 0.0, 1e9, "work queued on the server, seconds", 0.0),
+    Field("server_load_observed", 0.0, 1.0, "the server's background load at the last offload", 0.0),
+    Field("energy_left_j", 0.0, _BIG, "edge energy left in this budget period, joules"),
+    Field("requests_served", 0.0, _BIG, "requests served in this budget period", 0.0),
+)
+
+
+def _layer_split(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder:
+    layout = manifest["observation"]["router"]
+    low, high = (b.tolist() for b in observations.bounds(observations.LAYER_SPLIT_FIELDS))  # floats: fast here
+    scales = [float(v) for v in layout["scales"]]
+    min_split = int(layout["min_split"])
+    fit = arrays["env.fit_by_tokens"]
+    n_actions = manifest["action"].get("n")
+
+    def build(request):
+        v = _numbers(request, LAYER_SPLIT_REQUEST)
+        out = [0.0] * len(low)
+        observations.layer_split_observation(out, low, high, scales, *v)
+        obs = np.array(out, dtype=np.float32)
+        mask = None
+        if n_actions is not None:
+            mask = _mask_field(request, n_actions)
+            if mask is None:  # the deepest split whose weights and KV cache fit, for the expected tokens
+                mask = np.empty(n_actions, dtype=bool)
+                tokens = min(int(v[1] + v[2]), len(fit) - 1)
+                observations.layer_split_mask(mask, min_split, int(fit[tokens]))
+        return obs, mask
+    return RequestBuilder(LAYER_SPLIT_REQUEST, build)
+
+
+ROUTING_REQUEST = (
+    Field("snr_estimate_db", -300.0, 300.0, "uplink SNR estimate in dB (the last query's, as measured)"),
+    Field("cloud_load_estimate", 0.0, 1.0, "the cloud's background load at the last query", 0.0),
+    Field("budget_left", 0.0, 1.0, "share of the budget period's budget left (1 without a budget)", 1.0),
+)
+
+
+def _routing(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder:
+    n = int(manifest["observation"]["router"]["n_features"])
+    features = Field("features", -_BIG, _BIG, "the query's features (its embedding, as the env's featuriser "
+                     "gives them)", size=n)
+
+    def build(request):
+        x = _vector(request, features)
+        return observations.routing_observation(x, *_numbers(request, ROUTING_REQUEST)), None
+    return RequestBuilder((features, *ROUTING_REQUEST), build)
+
+
+VEHICULAR_REQUEST = (
+    Field("prompt_tokens", 0.0, 1e7, "prompt length in tokens"),
+    Field("output_tokens", 0.0, 1e7, "expected output length in tokens"),
+    Field("deadline_s", 1e-6, 1e6, "the task's deadline in seconds"),
+    Field("own_backlog_s", 0.0, 1e9, "work queued on board, seconds", 0.0),
+    Field("cloud_tasks", 0.0, 1e9, "tasks the cloud served last step (broadcast)", 0.0),
+)
+
+
+def _vehicular(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder:
+    layout = manifest["observation"]["router"]
+    R, scales = int(layout["n_rsus"]), layout["scales"]
+    low, high = observations.bounds(observations.vehicular_fields(R))
+    n_actions = manifest["action"].get("n")
+    vectors = (Field("position_m", -_BIG, _BIG, "the vehicle's position (x, y) in metres", size=2),
+               Field("velocity_mps", -1e3, 1e3, "the vehicle's velocity (vx, vy) in m/s", size=2),
+               Field("rsu_distance_m", 0.0, _BIG, "distance to each RSU in metres", size=R),
+               Field("rsu_snr_db", -300.0, 300.0, "mean uplink SNR to each RSU in dB", size=R),
+               Field("rsu_tasks", 0.0, 1e9, "tasks each RSU served last step (broadcast)", size=R),
+               Field("rsu_backlog_s", 0.0, 1e9, "each RSU's GPU backlog in seconds (broadcast)", size=R))
+
+    def build(request):
+        vs = [_vector(request, f)[None] for f in vectors]
+        v = _numbers(request, VEHICULAR_REQUEST)
+        obs = np.empty((1, len(low)), dtype=np.float32)
+        observations.vehicular_observation(obs, low, high, scales, *vs, *v)
+        return obs[0], (_mask_field(request, n_actions) if n_actions is not None else None)
+    return RequestBuilder((*vectors, *VEHICULAR_REQUEST), build)
+
+
+#: Env builder name (the manifest's ``observation.router.builder``) -> factory(manifest, arrays).
+BUILDERS: dict[str, Callable[[dict, Mapping[str, np.ndarray]], RequestBuilder]] = {
+    "layer_split": _layer_split, "routing": _routing, "vehicular": _vehicular,
+}
+
+
+def request_builder(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder:
+    """The request builder of an artifact's env (raw observations only where the env has none)."""
+    n_obs = len(manifest["observation"]["names"])
+    n_actions = manifest["action"].get("n")
+    low = np.asarray(manifest["observation"]["low"], dtype=np.float64)
+    high = np.asarray(manifest["observation"]["high"], dtype=np.float64)
+    layout = manifest["observation"].get("router") or {}
+    specific = BUILDERS.get(layout.get("builder"))
+    env_builder = specific(manifest, arrays) if specific is not None else None
+
+    def build(request: Mapping[str, Any]):
+        if "observation" in request or env_builder is None:
+            return _raw(request, n_obs, n_actions, low, high)
+        return env_builder(request)
+    return RequestBuilder(env_builder.fields if env_builder is not None else (), build)
