@@ -25,7 +25,7 @@ import numpy as np
 from offload_env.atomic import write_text
 
 from . import bandits
-from .protocol import ExportNotAvailable, SettingError
+from .protocol import SettingError
 
 __all__ = ["BANDIT_ALGOS", "BanditAgent", "BanditKind", "KIND"]
 
@@ -147,8 +147,11 @@ class BanditAgent:
             agent._obs, agent._info = agent._env.reset(seed=agent.seed + agent._steps)
         return agent
 
-    def export(self, path: str | os.PathLike) -> Path:
-        raise ExportNotAvailable(f"{self.name}: export of bandit routers comes with the export issue (params.npz)")
+    def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
+        """The pickle-free artifact for the edge router (``agents.export``): params.npz + manifest.json."""
+        from .export import export
+
+        return export(self, path, env_id=env_id, env_kwargs=env_kwargs)
 
 
 class BanditKind:
@@ -170,6 +173,28 @@ class BanditKind:
             raise SettingError("action_noise", "null (bandits explore by their own rule)")
         if settings.normalize_reward:
             raise SettingError("normalize_reward", "false (bandits learn from the raw reward)")
+        if settings.policy != "MlpPolicy":
+            raise SettingError("policy", f"'MlpPolicy' (the default: {algo} has no policy network)")
+        router = BANDIT_ALGOS[algo]
+        missing = [n for n, p in inspect.signature(router).parameters.items()
+                   if p.default is inspect.Parameter.empty and n not in ("n_arms", "n_features")
+                   and n not in settings.hyperparams]
+        if missing:
+            raise SettingError(missing[0], f"a value (required by {algo})")
+        try:  # the router checks its own settings: build one on a stand-in space (2 arms, 2 features)
+            router(2, 2, **settings.hyperparams)
+        except (TypeError, ValueError) as err:
+            key, _, rest = str(err).partition(": expected ")
+            if rest and key in settings.hyperparams:
+                raise SettingError(key, rest) from None
+            raise SettingError(next(iter(settings.hyperparams), "algo"), str(err)) from None
+
+    def check_env(self, algo: str, spaces: Any, settings: Any) -> None:
+        """A bandit needs a Discrete action space (the arms) and a 1-d observation (the context)."""
+        if spaces.parallel or not hasattr(spaces.action_space, "n") or len(spaces.observation_space.shape or ()) != 1:
+            raise SettingError("algo", f"an algorithm for this env ({algo} needs a Discrete action space and a 1-d "
+                                       f"observation, the env has {spaces.action_space} and "
+                                       f"{spaces.observation_space})")
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]:
         return 1, ""

@@ -13,6 +13,7 @@ file); :mod:`offload_env.router.artifact` documents the format.
 | SB3 PPO, DQN | the policy MLP and action head (the Q-network for DQN), ``argmax`` |
 | bandits | ``linear_scores``: LinUCB's and cost-aware LinUCB's scores; LinTS and epsilon-greedy by their greedy rule |
 | MADRL (MAPPO, IPPO, FedPPO) | the actor (shared with a one-hot agent id, or one per agent), ``argmax`` after the mask |
+| MADDPG | the actor (shared or one per agent), ``box`` output: tanh in [-1, 1] |
 
 SB3's observation normalisation is frozen into the artifact. Exporting
 needs torch for SB3 and MADRL agents (to read their weights); loading the
@@ -126,8 +127,11 @@ def _madrl_policy(agent) -> tuple[dict, dict]:
     inp: dict[str, Any] = {}
     if agent.config.agent_id:
         inp["agent_id"] = {"n_agents": agent.n_agents}
-    spec: dict[str, Any] = {"type": "mlp", "input": inp, "agents": list(agent.agent_names),
-                            "output": {"type": "argmax", "mask": True}}
+    output: dict[str, Any] = {"type": "argmax", "mask": True}
+    if agent.algo == "maddpg":  # a = tanh(actor(o)) in [-1, 1]: the box head with the identity unscaling
+        output = {"type": "box", "squash": "tanh", "low": [-1.0] * agent.action_dim,
+                  "high": [1.0] * agent.action_dim}
+    spec: dict[str, Any] = {"type": "mlp", "input": inp, "agents": list(agent.agent_names), "output": output}
     actor = agent.actor
     if isinstance(actor, GroupedMLP):
         layers: list[dict] = []

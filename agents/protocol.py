@@ -9,7 +9,7 @@ An agent is built on an env factory (it reads the spaces from it) and then:
 | ``learn(make_env, budget, callback=None)`` | train until ``budget`` env steps in all (a loaded agent continues) |
 | ``num_timesteps`` | env steps learned from so far |
 | ``save(folder)`` / ``Agent.load(folder, make_env=None)`` | the whole agent state in a folder |
-| ``export(path)`` | the pickle-free artifact for the edge router (the export issue fills it) |
+| ``export(path, env_id=, env_kwargs=)`` | the pickle-free artifact for the edge router (``agents.export``) |
 
 Agents that also learn while they are evaluated (bandits, judged on one
 online pass) implement :class:`OnlineAgent`: ``observe(obs, action, reward,
@@ -58,7 +58,7 @@ class Agent(Protocol):
 
     def save(self, folder: str | os.PathLike) -> Path: ...
 
-    def export(self, path: str | os.PathLike) -> Path: ...
+    def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path: ...
 
 
 @runtime_checkable
@@ -72,7 +72,10 @@ class AgentKind(Protocol):
 
     ``settings`` is the agent's config (``experiments.config.AgentConfig``:
     ``hyperparams`` plus the harness keys n_envs, policy, normalize_obs,
-    normalize_reward, action_noise). A new kind of agent (MADRL, active
+    normalize_reward, action_noise). ``check`` sees every setting before
+    anything is built or written: types, ranges and combinations the kind
+    would otherwise refuse only when training starts (its SettingError key
+    may be dotted, ``policy_kwargs.net_arch``). A new kind of agent (MADRL, active
     inference, RLlib) is one such object and its ``AGENTS`` entries.
     """
 
@@ -82,6 +85,11 @@ class AgentKind(Protocol):
     def hyperparameters(self, algo: str) -> dict[str, Any]: ...  # name -> type hint of the algorithm's settings
 
     def check(self, algo: str, settings: Any) -> None: ...  # raise SettingError for a setting it cannot take
+
+    # Optional: ``check_env(algo, spaces, settings)`` raises SettingError when the algorithm cannot act in
+    # the env whose ``spaces.action_space`` / ``spaces.observation_space`` (a PettingZoo env's: its first
+    # agent's; ``spaces.parallel`` tells which) it would train on. The harness calls it at config load,
+    # after building each distinct env once, so that no run starts with an agent its env cannot take.
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]: ...  # budgets are multiples of it, and why
 

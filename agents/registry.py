@@ -20,7 +20,7 @@ __all__ = ["AgentFamily", "KINDS", "AGENTS", "agent_family", "check_algo_for_env
 KINDS: dict[str, str] = {
     "sb3": "agents.sb3:KIND",  # DDPG, TD3, PPO, DQN, MaskablePPO; needs the 'rl' extra; saves a pickled zip
     "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
-    "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO on PettingZoo envs; torch; npz + JSON
+    "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO, MADDPG on PettingZoo envs; torch; npz + JSON
 }
 
 
@@ -65,6 +65,7 @@ AGENTS: dict[str, AgentFamily] = {
     "mappo": AgentFamily("mappo", "madrl", multi_agent=True),
     "ippo": AgentFamily("ippo", "madrl", multi_agent=True),
     "fedppo": AgentFamily("fedppo", "madrl", multi_agent=True),
+    "maddpg": AgentFamily("maddpg", "madrl", multi_agent=True),
 }
 
 

@@ -231,11 +231,11 @@ class SB3Agent:
             self.model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=False)
         return self
 
-    def export(self, path: str | os.PathLike) -> Path:
-        from .protocol import ExportNotAvailable
+    def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
+        """The pickle-free artifact for the edge router (``agents.export``): params.npz + manifest.json."""
+        from .export import export
 
-        raise ExportNotAvailable(f"{self.name}: the pickle-free export of SB3 policies (ONNX + manifest) comes "
-                                 "with the export issue")
+        return export(self, path, env_id=env_id, env_kwargs=env_kwargs)
 
     def set_logger(self, logger: Logger) -> None:
         self.model.set_logger(logger)
@@ -426,12 +426,54 @@ class SB3Kind:
         return {n: hints.get(n, Any) for n in inspect.signature(init).parameters if n not in self._RESERVED}
 
     def check(self, algo: str, settings: Any) -> None:
+        """Every setting's type and range, before anything is built (SB3 would refuse some only when
+        training starts, and take others, gamma 2 or batch_size 0, without a word)."""
         from .protocol import SettingError
 
-        if SB3_AGENTS[algo].discrete and settings.action_noise is not None:
+        cls = SB3_AGENTS[algo]
+        if cls.discrete and settings.action_noise is not None:
             raise SettingError("action_noise", f"null ({algo} has discrete actions: it explores by its own rule)")
         if settings.action_noise is not None and settings.action_noise.kind not in ActionNoiseSpec.KINDS:
             raise SettingError("action_noise", "kind 'normal' or 'ornstein-uhlenbeck'")
+        aliases = cls._algorithm_class().policy_aliases
+        if settings.policy not in aliases:
+            raise SettingError("policy", f"one of {', '.join(aliases)}")
+        hp = settings.hyperparams
+        for key, value in hp.items():
+            rule = _RANGES.get(key)
+            if rule is not None and not (value is None and rule[2]):
+                _check_range(key, value, *rule[:2], *rule[3:])
+            if key.endswith("_class") and value is not None:
+                raise SettingError(key, "null (classes cannot be named in a config)")
+            if key.endswith("_kwargs") and key != "policy_kwargs" and value is not None and not isinstance(value, dict):
+                raise SettingError(key, "a mapping or null")
+        if cls.on_policy and hp.get("normalize_advantage", True):
+            if hp.get("batch_size", 64) < 2:
+                raise SettingError("batch_size", "an integer >= 2 (advantages are normalised per minibatch)")
+            if hp.get("n_steps", 2048) * settings.n_envs < 2:
+                raise SettingError("n_steps", "n_steps x n_envs >= 2 (advantages are normalised per minibatch)")
+        if hp.get("optimize_memory_usage"):
+            raise SettingError("optimize_memory_usage", "false (SB3's memory-optimised buffer does not handle "
+                                                        "time-limit truncation)")
+        _check_policy_kwargs(algo, aliases[settings.policy], hp.get("policy_kwargs"))
+
+    def check_env(self, algo: str, spaces: Any, settings: Any) -> None:
+        """The algorithm's action space against the env's (DDPG/TD3: Box; PPO, MaskablePPO, DQN: Discrete)."""
+        from .protocol import SettingError
+
+        cls = SB3_AGENTS[algo]
+        space = spaces.action_space
+        if spaces.parallel:
+            raise SettingError("algo", f"a multi-agent algorithm ({algo} acts for one agent)")
+        if cls.discrete != isinstance(space, gym.spaces.Discrete) or not isinstance(
+                space, (gym.spaces.Discrete, gym.spaces.Box)):
+            need = "a Discrete" if cls.discrete else "a Box"
+            hint = "false" if cls.discrete else "true"
+            raise SettingError("env_kwargs", f"an env with {need} action space for {algo}, got one with {space} "
+                                             f"(LayerSplit-v0: env_kwargs: {{continuous: {hint}}})")
+        if settings.hyperparams.get("use_sde") and not isinstance(space, gym.spaces.Box):
+            raise SettingError("use_sde", f"false (state-dependent exploration needs a Box action space, the env "
+                                          f"has {space})")
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]:
         import inspect
@@ -468,28 +510,150 @@ class SB3Kind:
         return SB3Agent.load(path, make_env, seed=seed)
 
 
-def _resolved(hyperparams: dict) -> dict:
-    """Config values SB3 takes as objects: ``policy_kwargs.activation_fn`` named ("relu", "torch.nn:ReLU")."""
+#: Number ranges of SB3 settings: key -> (low, high, None allowed, low open, high open, integer); None: no bound.
+_RANGES: dict[str, tuple] = {
+    "learning_rate": (0.0, None, False, True, False, False),
+    "gamma": (0.0, 1.0, False, False, False, False),
+    "gae_lambda": (0.0, 1.0, False, False, False, False),
+    "tau": (0.0, 1.0, False, True, False, False),
+    "clip_range": (0.0, None, False, True, False, False),
+    "clip_range_vf": (0.0, None, True, True, False, False),
+    "target_kl": (0.0, None, True, True, False, False),
+    "ent_coef": (0.0, None, False, False, False, False),
+    "vf_coef": (0.0, None, False, False, False, False),
+    "max_grad_norm": (0.0, None, False, True, False, False),
+    "exploration_fraction": (0.0, 1.0, False, False, False, False),
+    "exploration_initial_eps": (0.0, 1.0, False, False, False, False),
+    "exploration_final_eps": (0.0, 1.0, False, False, False, False),
+    "target_policy_noise": (0.0, None, False, False, False, False),
+    "target_noise_clip": (0.0, None, False, False, False, False),
+    "n_steps": (1, None, False, False, False, True),
+    "batch_size": (1, None, False, False, False, True),
+    "n_epochs": (1, None, False, False, False, True),
+    "buffer_size": (1, None, False, False, False, True),
+    "learning_starts": (0, None, False, False, False, True),
+    "target_update_interval": (1, None, False, False, False, True),
+    "policy_delay": (1, None, False, False, False, True),
+    "stats_window_size": (1, None, False, False, False, True),
+    "sde_sample_freq": (-1, None, False, False, False, True),
+    "gradient_steps": (1, None, False, False, False, True),  # or -1: as many as steps taken
+}
+#: Activation names a config may give (``policy_kwargs.activation_fn``), besides ``module:Class``.
+ACTIVATIONS = ("relu", "tanh", "elu")
+
+
+def _check_range(key: str, value: Any, low, high, low_open: bool, high_open: bool, integer: bool) -> None:
+    import math
+
+    from .protocol import SettingError
+
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+    expected = (f"an integer {lo}" if integer else
+                f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+                if high is not None else f"a number {lo}").strip()
+    if key == "learning_rate":
+        expected += " (schedules are not configurable)"
+    if key == "gradient_steps":
+        expected += " or -1 (as many as the steps taken)"
+    if integer:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if key == "gradient_steps":
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or value == -1)
+    if not ok:
+        raise SettingError(key, expected)
+
+
+def _positive_ints(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                                    for v in value)
+
+
+def _check_policy_kwargs(algo: str, policy_cls, pk: Any) -> None:
+    """``policy_kwargs``: a mapping of the policy class's arguments; net_arch and activation_fn as SB3 takes
+    them from a config (a list of layer sizes, or per network ``{pi: [...], vf|qf: [...]}``; a name)."""
+    import inspect
+
+    from .protocol import SettingError
+
+    if pk is None:
+        return
+    if not isinstance(pk, dict):
+        raise SettingError("policy_kwargs", "a mapping of policy arguments (e.g. {net_arch: [64, 64]})")
+    known = [n for n in inspect.signature(policy_cls.__init__).parameters
+             if n not in ("self", "observation_space", "action_space", "lr_schedule")]
+    for key, value in pk.items():
+        where = f"policy_kwargs.{key}"
+        if key not in known:
+            raise SettingError(where, f"a key of {policy_cls.__name__}: one of {', '.join(known)}; got {key!r}")
+        if key == "net_arch":
+            nets = ("pi", "vf") if SB3_AGENTS[algo].on_policy else ("pi", "qf")
+            if algo == "dqn":
+                if not _positive_ints(value):
+                    raise SettingError(where, "a list of layer sizes (integers >= 1)")
+            elif isinstance(value, dict):
+                if not value or set(value) - set(nets) or not all(_positive_ints(v) for v in value.values()):
+                    raise SettingError(where, f"a list of layer sizes (integers >= 1) or a mapping "
+                                              f"{{{': [...], '.join(nets)}: [...]}} of such lists")
+            elif not _positive_ints(value):
+                raise SettingError(where, f"a list of layer sizes (integers >= 1) or a mapping "
+                                          f"{{{': [...], '.join(nets)}: [...]}} of such lists")
+        elif key == "activation_fn":
+            if not isinstance(value, str):
+                raise SettingError(where, f"one of {', '.join(ACTIVATIONS)} or 'module:Class'")
+            try:
+                _activation(value)
+            except ValueError as err:
+                raise SettingError(where, str(err).split(": expected ", 1)[-1]) from None
+        elif key.endswith("_class") and value is not None:
+            raise SettingError(where, "null (classes cannot be named in a config)")
+        elif key.endswith("_kwargs") and value is not None and not isinstance(value, dict):
+            raise SettingError(where, "a mapping or null")
+        elif key in ("ortho_init", "use_sde", "full_std", "use_expln", "squash_output", "share_features_extractor",
+                     "normalize_images") and not isinstance(value, bool):
+            raise SettingError(where, "true or false")
+        elif key == "n_critics" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            raise SettingError(where, "an integer >= 1")
+        elif key == "log_std_init":
+            _check_range(where, value, None, None, False, False, False)
+
+
+def _activation(name: str):
+    """``policy_kwargs.activation_fn`` by name ("relu", "torch.nn:ReLU") -> the torch module class."""
     import importlib
 
     import torch.nn as nn
 
+    if ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"policy_kwargs.activation_fn: expected one of {', '.join(ACTIVATIONS)} or an "
+                             f"importable 'module:Class', got {name!r} ({err})") from None
+        if not (isinstance(found, type) and issubclass(found, nn.Module)):
+            raise ValueError(f"policy_kwargs.activation_fn: expected a torch.nn.Module class, got {name!r}")
+        return found
+    named = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+    if name.lower() not in named:
+        raise ValueError(f"policy_kwargs.activation_fn: expected one of {', '.join(ACTIVATIONS)} or "
+                         f"'module:Class', got {name!r}")
+    return named[name.lower()]
+
+
+def _resolved(hyperparams: dict) -> dict:
+    """Config values SB3 takes as objects: ``policy_kwargs.activation_fn`` named ("relu", "torch.nn:ReLU")."""
     hp = dict(hyperparams)
     pk = dict(hp.get("policy_kwargs") or {})
     name = pk.get("activation_fn")
     if isinstance(name, str):
-        if ":" in name:
-            module, _, attr = name.partition(":")
-            try:
-                pk["activation_fn"] = getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(f"policy_kwargs.activation_fn: cannot import {name!r}: {err}") from None
-        else:
-            named = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
-            if name.lower() not in named:
-                raise ValueError(f"policy_kwargs.activation_fn: expected one of {', '.join(named)} or "
-                                 f"'module:Class', got {name!r}")
-            pk["activation_fn"] = named[name.lower()]
+        pk["activation_fn"] = _activation(name)
         hp["policy_kwargs"] = pk
     return hp
 

@@ -1,4 +1,4 @@
-"""``python -m experiments train|evaluate|compare|report|run CONFIG``: the experiments command line."""
+"""``python -m experiments train|evaluate|compare|report|run|export CONFIG``: the experiments command line."""
 
 from __future__ import annotations
 
@@ -31,13 +31,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate the baselines; re-evaluate finished learned runs")
     _add_run_options(p, training=False)
     p.add_argument("--episodes", type=int, help="episodes per learned run (default: the config's)")
-    for name, text in (("compare", "gather all runs into one table and print the summary"),
+    for name, text in (("compare", "gather all runs into one table and print the summary (a run that cannot be "
+                                   "compared is skipped with a warning; exit 2 when none can)"),
                        ("report", "write plots and a Markdown report")):
         p = sub.add_parser(name, help=text)
         p.add_argument("target", help="experiment or suite YAML, or an experiment folder (runs/<name>)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_run_options(sub.add_parser("run", help="evaluate baselines, train agents, compare and report"),
                      training=True)
+    p = sub.add_parser("export", help="export finished learned runs to router artifacts (<run>/artifact/)")
+    p.add_argument("config", help="experiment or suite YAML")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--agent", dest="agents", action="append", metavar="NAME", help="only this agent")
+    p.add_argument("--seed", dest="seeds", action="append", type=int, metavar="K", help="only this seed")
+    p.add_argument("--best", action="store_true",
+                   help="only the best learned agent of each experiment (first seed), with a sample decision")
     return parser
 
 
@@ -136,6 +144,30 @@ def _compare_or_report(args) -> None:
         print(f"report: {write_report(_experiment_dir(args.target, args.overrides))}")
 
 
+def _export(args) -> None:
+    from .export import best_agent, export_runs, sample_decision
+
+    _, configs = _configs(args.config, args.overrides)
+    exported = 0
+    for cfg in configs:
+        if not cfg.agents:
+            continue
+        if args.best:
+            name = best_agent(cfg)
+            if name is None:
+                print(f"warning: {cfg.name}: no finished learned run to export", file=sys.stderr)
+                continue
+            for folder in export_runs(cfg, [name], [(args.seeds or cfg.seeds)[0]]):
+                print(sample_decision(cfg, folder, name))
+                exported += 1
+        else:
+            exported += len(export_runs(cfg, args.agents, args.seeds))
+    if not exported:
+        from .runner import RunError
+
+        raise RunError("nothing exported (no finished learned run that exports; see the warnings)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .runner import RunError
@@ -144,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command in ("train", "evaluate", "run"):
             report = _run(args)
+        elif args.command == "export":
+            _export(args)
+            report = None
         else:
             _compare_or_report(args)
             report = None

@@ -1,8 +1,19 @@
-"""Gather every finished run of an experiment into one tidy table, and summarise it across seeds."""
+"""Gather every finished run of an experiment into one tidy table, and summarise it across seeds.
+
+Every run folder (``<agent>/seed_<k>/``) that cannot be compared is skipped
+with one ``warning:`` line on stderr saying why: unfinished (no
+``done.json``), a corrupt ``done.json``, a missing, unreadable or truncated
+``eval.csv``, one lacking the columns every table has, or one whose row count
+disagrees with ``done.json`` (an interrupted re-evaluation). ``compare``
+(and ``python -m experiments compare``, exit 0) goes on with the runs that
+remain; when none remains it fails (FileNotFoundError; the command line exits
+2 with one ``error:`` line).
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +22,7 @@ import pandas as pd
 from . import atomic
 from .stats import iqm, seed_bootstrap_ci
 
-__all__ = ["gather", "metrics_of", "add_routing_metrics", "add_ratio_to", "summarize", "format_summary", "save_tidy",
+__all__ = ["gather", "read_run", "REQUIRED_COLUMNS", "metrics_of", "add_routing_metrics", "add_ratio_to", "summarize", "format_summary", "save_tidy",
            "compare"]
 
 #: Columns every tidy table starts with (one row per evaluation episode).
@@ -47,18 +58,67 @@ def _sort_key(tidy: pd.DataFrame) -> tuple[str, bool]:
 _GROUP = ["env", "scenario", "action_space", "agent", "kind"]
 
 
-def gather(experiment_dir: str | Path) -> pd.DataFrame:
-    """Concatenate ``eval.csv`` of every finished run under ``experiment_dir`` (``<agent>/seed_<k>/``)."""
-    root = Path(experiment_dir)
-    frames = []
-    for done in sorted(root.glob("*/seed_*/done.json")):
-        table = done.parent / "eval.csv"
-        if not table.exists():
-            continue
+#: Columns every run's eval.csv has; a table without one of them (or with one empty) is not compared.
+REQUIRED_COLUMNS = ("env", "scenario", "agent", "seed", "episode", "episode_seed", "return")
+
+_WARNED: set[tuple[str, str]] = set()  # (run folder, reason) already reported in this process
+
+
+def _warn_skip(folder: Path, why: str) -> None:
+    if (str(folder), why) not in _WARNED:
+        _WARNED.add((str(folder), why))
+        print(f"warning: {folder}: skipped: {why}", file=sys.stderr, flush=True)
+
+
+def read_run(folder: str | Path) -> tuple[pd.DataFrame | None, str]:
+    """(eval.csv of a run folder with its ``kind`` column, "") or (None, why it cannot be compared)."""
+    folder = Path(folder)
+    done = folder / "done.json"
+    if not done.exists():
+        return None, "unfinished (no done.json)"
+    try:
+        meta = json.loads(done.read_text())
+    except (OSError, ValueError) as err:
+        return None, f"corrupt done.json ({' '.join(str(err).split())})"
+    if not isinstance(meta, dict):
+        return None, "corrupt done.json (not a mapping)"
+    table = folder / "eval.csv"
+    if not table.exists():
+        return None, "finished (done.json) but eval.csv is missing"
+    try:
         frame = pd.read_csv(table)
-        frame["kind"] = json.loads(done.read_text()).get("kind", "learned")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as err:
+        return None, f"corrupt eval.csv ({' '.join(str(err).split())[:200]})"
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame]
+    if missing:
+        return None, f"eval.csv lacks column(s) {', '.join(missing)}"
+    if frame.empty:
+        return None, "eval.csv has no rows"
+    if frame[list(REQUIRED_COLUMNS)].isna().any().any():
+        return None, "eval.csv has incomplete rows (truncated?)"
+    rows = meta.get("episodes")
+    if isinstance(rows, int) and rows != len(frame):
+        return None, (f"eval.csv has {len(frame)} rows, done.json says {rows} (an interrupted evaluation? run "
+                      "evaluate again)")
+    frame["kind"] = meta.get("kind", "learned")
+    return frame, ""
+
+
+def gather(experiment_dir: str | Path) -> pd.DataFrame:
+    """Concatenate ``eval.csv`` of every finished run under ``experiment_dir`` (``<agent>/seed_<k>/``); each run
+    that cannot be compared is skipped with a warning on stderr (see the module docstring)."""
+    root = Path(experiment_dir)
+    frames, skipped = [], 0
+    for folder in sorted(p for p in root.glob("*/seed_*") if p.is_dir()):
+        frame, why = read_run(folder)
+        if frame is None:
+            _warn_skip(folder, why)
+            skipped += 1
+            continue
         frames.append(frame)
     if not frames:
+        if skipped:
+            raise FileNotFoundError(f"{root}: no run can be compared ({skipped} skipped: see the warnings)")
         raise FileNotFoundError(f"{root}: no finished runs (each needs done.json and eval.csv); run training first")
     tidy = pd.concat(frames, ignore_index=True)
     tidy = add_routing_metrics(tidy)

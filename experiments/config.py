@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -177,18 +178,21 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"{where}: expected a {'finite ' if number is not None else ''}number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -290,6 +294,22 @@ def _build_agent(raw: dict, where: str) -> AgentConfig:
     return agent
 
 
+def _setting_value(a: AgentConfig, key: str) -> Any:
+    """The value of a (dotted: ``policy_kwargs.net_arch``) setting of ``a``; _MISSING if it has none."""
+    first, *rest = key.split(".")
+    node = getattr(a, first) if first in _AGENT_FIELDS else a.hyperparams.get(first, _MISSING)
+    for part in rest:
+        node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+    return node
+
+
+def _setting_error(err, a: AgentConfig, where: str) -> ConfigError:
+    """An ``agents.protocol.SettingError`` of agent ``a`` as a ConfigError naming its config path."""
+    value = _setting_value(a, err.key)
+    got = "" if "got " in err.expected or value is _MISSING else f", got {value!r}"
+    return ConfigError(f"{where}.{err.key}: expected {err.expected}{got}")
+
+
 def _check_agent(a: AgentConfig, where: str) -> None:
     from agents.protocol import SettingError
     from agents.registry import AGENTS
@@ -302,6 +322,15 @@ def _check_agent(a: AgentConfig, where: str) -> None:
     need(a.budget >= 1, "budget", "an integer >= 1")
     need(a.n_envs >= 1, "n_envs", "an integer >= 1")
     need(a.torch_threads >= 1, "torch_threads", "an integer >= 1")
+    need(a.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0 (0: a tenth of the budget)")
+    need(a.eval_every >= 0, "eval_every", "an integer >= 0 (0: every checkpoint)")
+    if a.action_noise is not None:
+        noise = a.action_noise
+        for key, ok, expected in (("sigma", noise.sigma >= 0, "a number >= 0"),
+                                  ("theta", noise.theta >= 0, "a number >= 0"),
+                                  ("dt", noise.dt > 0, "a number > 0")):
+            if not ok:
+                raise ConfigError(f"{where}.action_noise.{key}: expected {expected}, got {getattr(noise, key)!r}")
     family = AGENTS[a.algo]
     if a.eval_mode == "":
         a.eval_mode = "online" if family.online else "frozen"
@@ -311,9 +340,7 @@ def _check_agent(a: AgentConfig, where: str) -> None:
         family.impl.check(a.algo, a)
         unit, why = family.impl.step_unit(a.algo, a)
     except SettingError as err:
-        value = getattr(a, err.key) if hasattr(a, err.key) else a.hyperparams.get(err.key)
-        got = "" if "got " in err.expected else f", got {value!r}"
-        raise ConfigError(f"{where}.{err.key}: expected {err.expected}{got}") from None
+        raise _setting_error(err, a, where) from None
     if a.checkpoint_every == 0:
         a.checkpoint_every = max(a.budget // 10, 1)
     a.checkpoint_every = max(unit, a.checkpoint_every // unit * unit)  # training advances in whole units
@@ -333,14 +360,29 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
-    """Validate a config mapping (as read from YAML) into an :class:`ExperimentConfig`."""
+def parse_config(raw: dict, source: str = "config", *, check_envs: bool = True) -> ExperimentConfig:
+    """Validate a config mapping (as read from YAML) into an :class:`ExperimentConfig`.
+
+    With ``check_envs`` (the default) every distinct env of the config is built once (per process) and each
+    agent's kind checks its spaces; off, only the config's own keys are checked (no env is built)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = dict(raw)
     agents_raw = raw.pop("agents", None) or {}
     if not isinstance(agents_raw, dict):
         raise ConfigError(f"agents: expected a mapping of agent name -> settings, got {agents_raw!r}")
+    if not isinstance(raw.get("env"), dict):
+        raise ConfigError("env: required key missing (e.g. env: {id: offload_env/LayerSplit-v0, kwargs: {}})"
+                          if raw.get("env") is None else
+                          f"env: expected a mapping with id and kwargs, got {raw['env']!r}")
+    if "id" not in raw["env"]:
+        raise ConfigError("env.id: required key missing (e.g. offload_env/LayerSplit-v0)")
+    for name, body in agents_raw.items():
+        if not isinstance(name, str) or not name or "/" in name or any(c.isspace() or not c.isprintable()
+                                                                       for c in name):
+            raise ConfigError(f"agents: agent names must be non-empty strings without '/' or spaces, got {name!r}")
+        if body is not None and not isinstance(body, dict):
+            raise ConfigError(f"agents.{name}: expected a mapping of agent settings, got {body!r}")
     cfg = _build(ExperimentConfig, raw, "")
     _check_env(cfg)
     default = agents_raw.get("default") or {}
@@ -350,6 +392,8 @@ def parse_config(raw: dict, source: str = "config") -> ExperimentConfig:
         _check_algo_for_env(body, cfg.env.id, f"agents.{name}.algo")
     cfg.agents = {name: _build_agent(body, f"agents.{name}") for name, body in merged.items()}
     _check_experiment(cfg)
+    if check_envs:
+        _check_envs(cfg)
     return cfg
 
 
@@ -438,6 +482,107 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
         ev.breakdown_keys = list(family.breakdown_keys) if family is not None else []
     if ":" not in ev.function:
         raise ConfigError(f"evaluation.function: expected 'module:function', got {ev.function!r}")
+    if ev.seed < 0:
+        raise ConfigError(f"evaluation.seed: expected an integer >= 0, got {ev.seed!r}")
+    from .registry import import_object
+
+    if not callable(import_object(ev.function, "evaluation.function")):
+        raise ConfigError(f"evaluation.function: {ev.function!r} is not a function")
+
+
+#: Envs (id and kwargs) already built once in this process: their action and observation spaces.
+_ENV_SPACES: dict[str, Any] = {}
+
+
+def _env_spaces(env_id: str, kwargs: dict, sources: list[tuple[str, dict]]):
+    """Build the env ``env_id(**kwargs)`` once (per process) and return its spaces; a ValueError or TypeError
+    of its constructor becomes a ConfigError naming the config key it blames (``sources``: where each part of
+    ``kwargs`` comes from, in merge order)."""
+    from types import SimpleNamespace
+
+    from .registry import env_factory
+
+    try:
+        key = repr((env_id, sorted(kwargs.items(), key=lambda kv: str(kv[0]))))
+    except TypeError:
+        key = None
+    if key is not None and key in _ENV_SPACES:
+        return _ENV_SPACES[key]
+    try:
+        env = env_factory(env_id, kwargs)()
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{_blame(err, sources)}: {_one_line(err)}") from None
+    try:
+        agents = getattr(env, "possible_agents", None)
+        if agents is not None:  # a PettingZoo ParallelEnv: the spaces of its first agent
+            spaces = SimpleNamespace(action_space=env.action_space(agents[0]),
+                                     observation_space=env.observation_space(agents[0]), parallel=True)
+        else:
+            spaces = SimpleNamespace(action_space=env.action_space, observation_space=env.observation_space,
+                                     parallel=False)
+    finally:
+        try:
+            env.close()
+        except Exception:  # noqa: BLE001 - closing a probe env must not hide the config's verdict
+            pass
+    if key is not None:
+        _ENV_SPACES[key] = spaces
+    return spaces
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    cut = text.find(" was raised from the environment creator")  # gymnasium's suffix repeats the kwargs
+    return text[:cut] if cut > 0 else text
+
+
+def _blame(err: BaseException, sources: list[tuple[str, dict]]) -> str:
+    """The config key an env constructor's error names (the kwarg mentioned first), else the last source."""
+    import re
+
+    text = str(err)
+    found = []
+    for prefix, part in sources:
+        for key in part:
+            m = re.search(rf"(?<![A-Za-z0-9_]){re.escape(str(key))}(?![A-Za-z0-9_])", text)
+            if m:
+                found.append((m.start(), -len(str(key)), prefix, key))
+    if found:
+        _, _, _, key = min(found)
+        prefix = [p for p, part in sources if key in part][-1]  # the source whose value wins the merge
+        return f"{prefix}.{key}"
+    named = [p for p, part in sources if part]
+    return named[-1] if named else sources[0][0]
+
+
+def _check_envs(cfg: ExperimentConfig) -> None:
+    """Build each distinct env of ``cfg`` once (baselines' and every agent's, for training and evaluation) and
+    let each agent's kind check the env's spaces: a bad env kwarg or an algorithm that cannot act in its env
+    fails here, before any run starts or writes."""
+    from agents.protocol import SettingError
+    from agents.registry import AGENTS
+
+    base, ev = ("env.kwargs", cfg.env.kwargs), ("evaluation.env_kwargs", cfg.evaluation.env_kwargs)
+    plans: list[tuple[str | None, list[tuple[str, dict]]]] = []
+    if cfg.baselines or not cfg.agents:
+        plans.append((None, [base]))
+    for name, agent in cfg.agents.items():
+        plans.append((name, [base, (f"agents.{name}.env_kwargs", agent.env_kwargs)]))
+    for name, sources in plans + [(None, [*s, ev]) for _, s in plans if cfg.evaluation.env_kwargs]:
+        kwargs = {}
+        for _, part in sources:
+            kwargs.update(part)
+        spaces = _env_spaces(cfg.env.id, kwargs, sources)
+        if name is None or len(sources) > 2:
+            continue
+        agent = cfg.agents[name]
+        check_env = getattr(AGENTS[agent.algo].impl, "check_env", None)
+        if check_env is None:
+            continue
+        try:
+            check_env(agent.algo, spaces, agent)
+        except SettingError as err:
+            raise _setting_error(err, agent, f"agents.{name}") from None
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -481,7 +626,8 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_envs: bool = True
+                ) -> ExperimentConfig:
     """Read, override and validate a YAML config. Raises :class:`ConfigError` naming the bad key."""
     path = Path(path)
     try:
@@ -490,10 +636,12 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     if isinstance(raw, dict) and "suite" in raw:
         raise ConfigError(f"{path}: a suite of experiments, not one (read it with experiments.suite.load_suite; "
                           "the command line takes either)")
-    return parse_config(apply_overrides(raw or {}, list(overrides)), source=str(path))
+    return parse_config(apply_overrides(raw or {}, list(overrides)), source=str(path), check_envs=check_envs)
 
 
 def to_dict(cfg: ExperimentConfig) -> dict:

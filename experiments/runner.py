@@ -6,13 +6,39 @@ the run is finished) and, for learned agents, ``curve.csv`` (learning-curve
 evaluations), ``tb/`` (TensorBoard), ``checkpoints/`` and ``model.zip``.
 A finished run is skipped unless ``force`` or its config changed; a killed one
 continues from its last checkpoint with ``resume``.
+
+Redoing a finished run (``force``, or its config changed) never deletes it
+first: its folder is renamed, atomically, to ``.seed_<k>.previous-<time>``
+beside it (a hidden name, so ``compare`` and ``report`` never see it; a note
+on stderr says so). When the new run finishes, the previous one is removed
+(only the newest run is kept, and said so); when it fails (any exception,
+Ctrl-C included), the new folder is removed and the previous one renamed
+back. A run killed while replacing another leaves both; the next start of
+that run restores the previous one if it is what the config asks for again,
+else keeps it aside until the new run finishes.
+
+Resuming (``resume``) loads the newest checkpoint that loads whole: the one
+``latest.json`` names, then every ``step_*`` folder newest first
+(:func:`experiments.checkpoints.checkpoint_candidates`); each that does not
+load through its agent kind's ``load`` (a truncated model, a missing replay
+buffer, a corrupt pointer) is skipped with a note, and the one used is
+named. When checkpoints are there but none loads, the run stops with a
+one-line error (``--force`` starts over).
+
+``reevaluate`` rewrites ``eval.csv`` and then ``done.json`` (its episode
+count), each atomically; ``compare`` refuses a run whose two disagree (an
+interrupted re-evaluation), and evaluating again repairs it.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,30 +140,109 @@ def _saved_signature(paths: RunPaths) -> dict | None:
     return _signature(yaml.safe_load(paths.config.read_text())) if paths.config.exists() else None
 
 
-def _start(paths: RunPaths, record: dict, *, resume: bool, force: bool, resumable: bool) -> str:
-    """'skip', 'resume' or 'fresh'; clears the folder for a fresh start.
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def _asides(paths: RunPaths) -> list[Path]:
+    """Previous finished runs of this (agent, seed) moved aside by a redo, oldest first."""
+    return sorted(p for p in paths.root.parent.glob(f".{paths.root.name}.previous-*") if p.is_dir())
+
+
+def _move_aside(paths: RunPaths, why: str) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = paths.root.with_name(f".{paths.root.name}.previous-{stamp}")
+    n = 1
+    while aside.exists():
+        aside, n = paths.root.with_name(f".{paths.root.name}.previous-{stamp}-{n}"), n + 1
+    os.replace(paths.root, aside)
+    _note(f"{paths.root}: {why}: the finished run is moved aside to {aside.name} until the new one finishes "
+          "(it comes back if the new one fails)")
+    return aside
+
+
+def _drop_asides(paths: RunPaths, keep: Path | None = None) -> None:
+    for aside in _asides(paths):
+        if aside != keep:
+            shutil.rmtree(aside, ignore_errors=True)
+            _note(f"{paths.root}: removed the previous run {aside.name} (replaced by this one)")
+
+
+def _saved_signature_at(root: Path) -> dict | None:
+    try:
+        return _signature(yaml.safe_load((root / "config.yaml").read_text()))
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _start(paths: RunPaths, record: dict, *, resume: bool, force: bool, resumable: bool
+           ) -> tuple[str, Path | None]:
+    """('skip' | 'resume' | 'fresh', the previous finished run moved aside or None).
 
     A finished run is skipped while its config is the one asked for; one whose
-    config changed since (env, evaluation, agent settings) is redone.
+    config changed since (env, evaluation, agent settings), or any with
+    ``force``, is redone: moved aside first (see the module docstring), never
+    deleted before the new run has finished.
     """
+    from .checkpoints import has_checkpoints
+
+    signature = _signature(record)
     finished = is_finished(paths)
-    if finished and not force and _saved_signature(paths) == _signature(record):
-        return "skip"
+    asides = _asides(paths)
+    previous = None
+    if asides and finished:  # a redo finished but was killed before it removed the run it replaced
+        _drop_asides(paths)
+    elif asides:  # a redo was killed before it finished: the run it replaced is still aside
+        previous = asides[-1]
+        _drop_asides(paths, keep=previous)
+        if not force and is_finished(RunPaths(previous)) and _saved_signature_at(previous) == signature:
+            if paths.root.exists():
+                shutil.rmtree(paths.root)
+                _note(f"{paths.root}: removed an unfinished redo of this run (it had another config)")
+            os.replace(previous, paths.root)
+            _note(f"{paths.root}: restored the finished run {previous.name} (the config asks for it again)")
+            return "skip", None
+    if finished and not force and _saved_signature(paths) == signature:
+        return "skip", None
     if paths.root.exists():
-        partial = resumable and not finished and (paths.checkpoints / "latest.json").exists()
-        if force or not partial:
-            shutil.rmtree(paths.root)
-        elif not resume:
-            raise RunError(f"{paths.root}: a partial run is there; pass --resume to continue it "
-                           "or --force to start over")
-        else:
+        partial = resumable and not finished and has_checkpoints(paths.checkpoints)
+        if finished:
+            previous = _move_aside(paths, "--force" if force else "the config changed since it ran")
+        elif partial and not force:
+            if not resume:
+                raise RunError(f"{paths.root}: a partial run is there; pass --resume to continue it "
+                               "or --force to start over")
             saved = _saved_signature(paths)
-            if saved is not None and saved != _signature(record):
+            if saved is not None and saved != signature:
                 raise RunError(f"{paths.root}: the config changed since this run started; "
                                "pass --force to start over")
-            return "resume"
+            for stale in paths.root.rglob(".*.tmp"):  # atomic writes cut short by a kill
+                stale.unlink(missing_ok=True)
+            return "resume", previous
+        else:
+            if partial or any(paths.root.iterdir()):
+                _note(f"{paths.root}: removing the unfinished run there"
+                      + (" (--force)" if partial else " (it has no checkpoint to resume from)"))
+            shutil.rmtree(paths.root)
     paths.root.mkdir(parents=True, exist_ok=True)
-    return "fresh"
+    return "fresh", previous
+
+
+@contextmanager
+def _replacing(paths: RunPaths, previous: Path | None):
+    """Run the block that makes a new run at ``paths``; then drop ``previous`` (the finished run it replaces),
+    or, if the block fails, remove the new folder and put ``previous`` back."""
+    if previous is None:
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(paths.root, ignore_errors=True)
+        os.replace(previous, paths.root)
+        _note(f"{paths.root}: the new run failed; the previous finished run is back")
+        raise
+    _drop_asides(paths)
 
 
 def _finish(paths: RunPaths, frame: pd.DataFrame, **extra) -> pd.DataFrame:
@@ -163,8 +268,16 @@ def evaluate_baseline(cfg: ExperimentConfig, name: str, seed: int, *, force: boo
     label = baseline_label(name)
     paths = run_paths(cfg, label, seed)
     record = _run_record(cfg, label, seed)
-    if _start(paths, record, resume=False, force=force, resumable=False) == "skip":
+    mode, previous = _start(paths, record, resume=False, force=force, resumable=False)
+    if mode == "skip":
         return paths.root
+    with _replacing(paths, previous):
+        _evaluate_baseline(cfg, name, label, seed, paths, record, progress)
+    return paths.root
+
+
+def _evaluate_baseline(cfg: ExperimentConfig, name: str, label: str, seed: int, paths: RunPaths, record: dict,
+                       progress: bool) -> None:
     atomic.write_text(paths.config, dump_yaml(record))
     _seed_everything(seed)
     env_kwargs = cfg.agent_env_kwargs(None)
@@ -174,26 +287,48 @@ def evaluate_baseline(cfg: ExperimentConfig, name: str, seed: int, *, force: boo
     write_eval_scalars(writer, frame, 0)
     writer.close()
     _finish(paths, frame, kind="baseline", total_steps=0)
-    return paths.root
 
 
 # ---------------------------------------------------------------------------- learned agents
 
 
 def _build_or_resume(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, mode: str):
-    from .checkpoints import latest_checkpoint
-
     algo = cfg.agents[name].algo
     make_env = env_factory(cfg.env.id, cfg.agent_env_kwargs(name))
-    last = latest_checkpoint(paths.checkpoints, agent_file(algo)) if mode == "resume" else None
-    if last is None:
-        _seed_everything(seed)
-        return make_agent(name, cfg.agents[name], make_env, seed), 0, make_env
-    step, folder = last
-    agent = load_agent(algo, folder / agent_file(algo), make_env, seed=seed + step)  # fresh env streams after a resume
-    if (folder / "replay_buffer.pkl").exists():
-        agent.load_replay_buffer(folder / "replay_buffer.pkl")
-    return agent, step, make_env
+    if mode == "resume":
+        agent, step = _resume(algo, seed, paths, make_env)
+        return agent, step, make_env
+    _seed_everything(seed)
+    try:
+        agent = make_agent(name, cfg.agents[name], make_env, seed)
+    except (TypeError, ValueError) as err:
+        raise RunError(f"agents.{name}: cannot build the agent: {' '.join(str(err).split())}") from None
+    return agent, 0, make_env
+
+
+def _resume(algo: str, seed: int, paths: RunPaths, make_env):
+    """(agent, step) from the newest checkpoint that loads whole through the agent kind's ``load``."""
+    from .checkpoints import checkpoint_candidates
+
+    tried = []
+    for step, folder in checkpoint_candidates(paths.checkpoints):
+        try:
+            agent = load_agent(algo, folder / agent_file(algo), make_env, seed=seed + step)  # fresh env streams
+            if getattr(agent, "has_replay_buffer", False):
+                buffer = folder / "replay_buffer.pkl"
+                if not buffer.exists():
+                    raise FileNotFoundError("no replay_buffer.pkl")
+                agent.load_replay_buffer(buffer)
+        except Exception as err:  # noqa: BLE001 - a corrupt file can fail to unpickle in any way
+            reason = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+            _note(f"{folder}: checkpoint does not load ({reason}); trying an older one")
+            tried.append(folder.name)
+            continue
+        step = int(agent.num_timesteps)
+        _note(f"{paths.root}: resuming from {folder.name} (step {step})")
+        return agent, step
+    raise RunError(f"{paths.checkpoints}: no intact checkpoint to resume from (tried: "
+                   f"{', '.join(tried) or 'none found'}); pass --force to start over")
 
 
 def _rows_up_to(path: Path, up_to: int) -> list[dict]:
@@ -219,17 +354,24 @@ def _training_trace(cfg: ExperimentConfig, paths: RunPaths, budget: int, step: i
 def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = False, force: bool = False,
                 progress: bool = True) -> Path:
     """Train agent ``name`` with ``seed`` to its budget, checkpointing; then evaluate it. Returns the run folder."""
+    paths = run_paths(cfg, name, seed)
+    record = _run_record(cfg, name, seed)
+    mode, previous = _start(paths, record, resume=resume, force=force, resumable=True)
+    if mode == "skip":
+        return paths.root
+    with _replacing(paths, previous):
+        _train(cfg, name, seed, paths, record, mode, progress)
+    return paths.root
+
+
+def _train(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, record: dict, mode: str,
+           progress: bool) -> None:
     from tqdm.auto import tqdm
 
     from .checkpoints import save_checkpoint
 
     spec = cfg.agents[name]
     kind = agent_kind(spec.algo)
-    paths = run_paths(cfg, name, seed)
-    record = _run_record(cfg, name, seed)
-    mode = _start(paths, record, resume=resume, force=force, resumable=True)
-    if mode == "skip":
-        return paths.root
     atomic.write_text(paths.config, dump_yaml(record))
     if kind.uses_torch:
         import torch
@@ -285,12 +427,12 @@ def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = F
     writer.close()
     _finish(paths, frame, kind="learned", total_steps=total_steps,
             train_wall_s=round(time.perf_counter() - started, 3))
-    return paths.root
 
 
 def reevaluate(cfg: ExperimentConfig, name: str, seed: int, episodes: int | None = None,
                progress: bool = True) -> pd.DataFrame:
-    """Evaluate a finished learned run again from its saved agent (normalisation frozen); rewrites eval.csv."""
+    """Evaluate a finished learned run again from its saved agent (normalisation frozen); rewrites eval.csv,
+    then done.json's episode count (each atomically: see the module docstring)."""
     paths = run_paths(cfg, name, seed)
     spec = cfg.agents[name]
     if not is_finished(paths) or not paths.agent(spec.algo).exists():
@@ -298,7 +440,15 @@ def reevaluate(cfg: ExperimentConfig, name: str, seed: int, episodes: int | None
     agent = load_agent(spec.algo, paths.agent(spec.algo))
     frame = _evaluate(cfg, agent, name, cfg.agent_env_kwargs(name), seed, episodes or cfg.evaluation.episodes,
                       progress, online=spec.eval_mode == "online")
+    try:
+        done = json.loads(paths.done.read_text())
+    except (OSError, ValueError):
+        done = {}
+    if not isinstance(done, dict):
+        done = {}
     atomic.write_csv(paths.eval_table, frame)
+    atomic.write_json(paths.done, {**done, "episodes": len(frame),
+                                   "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return frame
 
 

@@ -49,7 +49,7 @@ def is_suite(path: str | Path) -> bool:
     return isinstance(raw, dict) and "suite" in raw
 
 
-def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Suite:
+def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_envs: bool = True) -> Suite:
     """Read a suite file and validate every member (with ``overrides``) before anything runs."""
     path = Path(path)
     raw = _read(path)
@@ -73,7 +73,8 @@ def load_suite(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         has_agents = any(n != "default" for n in (body.get("agents") or {}))
         mine = [o for o in overrides if has_agents or o not in agent_overrides]
         try:
-            configs.append(parse_config(apply_overrides(body, mine), source=str(member_path)))
+            configs.append(parse_config(apply_overrides(body, mine), source=str(member_path),
+                                        check_envs=check_envs))
         except ConfigError as err:
             raise ConfigError(f"{member_path}: {err}") from None
     names = [c.name for c in configs]

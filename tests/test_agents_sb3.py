@@ -104,8 +104,9 @@ def test_wrong_action_space_and_wrong_file_are_clear(tmp_path):
         DDPGAgent.load(tmp_path / "p.zip")
 
 
-def test_sb3_agents_follow_the_agent_protocol():
-    from agents.protocol import Agent, ExportNotAvailable
+def test_sb3_agents_follow_the_agent_protocol(tmp_path):
+    from agents.protocol import Agent
+    from offload_env.router import read_artifact
 
     agent = MaskablePPOAgent(make_discrete, seed=0, n_steps=32, batch_size=16, n_epochs=1, **SMALL)
     assert isinstance(agent, Agent)
@@ -113,5 +114,5 @@ def test_sb3_agents_follow_the_agent_protocol():
     assert agent.num_timesteps == 32
     with pytest.raises(ValueError, match="must be None or the factory the agent was built on"):
         agent.learn(lambda: make_discrete(), 64)
-    with pytest.raises(ExportNotAvailable):
-        agent.export("x")
+    path = agent.export(tmp_path / "artifact", env_id="offload_env/LayerSplit-v0")  # tests/test_export.py: parity
+    assert read_artifact(path).manifest["agent"]["algo"] == "maskable_ppo"

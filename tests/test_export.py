@@ -340,3 +340,24 @@ def test_bad_requests_get_the_safe_default_naming_the_field(tmp_path, edit, fiel
     assert not d.ok and d.error == "request" and d.field == field
     assert d.action == env.unwrapped.safe_action == env.unwrapped.num_layers  # run on the edge
     assert field in d.reason
+
+
+def test_maddpg_artifact_decides_as_the_agent(tmp_path):
+    make_env = lambda: offload_env.make_parallel(VEHICULAR, continuous=True)  # noqa: E731
+    agent = _train("maddpg", make_env, 300, learning_starts=100)
+    router = Router.from_artifact(export(agent, tmp_path / "artifact", env_id=VEHICULAR,
+                                         env_kwargs={"continuous": True}))
+    env = make_env()
+    observations, infos = env.reset(seed=5)
+    err, n = 0.0, 0
+    while n < PARITY_STEPS:
+        actions = agent.act(observations, infos)
+        for name, a in actions.items():
+            d = router.decide_observation(observations[name], agent=name)
+            assert d.ok, d.reason
+            err = max(err, float(np.abs(d.action - a).max()))
+            n += 1
+        observations, _, _, _, infos = env.step(actions)
+        if not env.agents:
+            observations, infos = env.reset()
+    assert err <= 1e-5

@@ -36,7 +36,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..protocol import ExportNotAvailable
 from .common import EnvCopies, GroupedMLP, ValueNorm, gae, load_arrays, masked_logits, mlp, save_arrays
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
@@ -256,8 +255,11 @@ class MAPPOAgent:
         agent.updates, agent.federated_bytes = int(meta["updates"]), int(meta["federated_bytes"])
         return agent
 
-    def export(self, path: str | os.PathLike) -> Path:
-        raise ExportNotAvailable(f"{self.name}: export of the MADRL actor comes with the export issue")
+    def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
+        """The pickle-free artifact for the edge router (``agents.export``): params.npz + manifest.json."""
+        from ..export import export
+
+        return export(self, path, env_id=env_id, env_kwargs=env_kwargs)
 
     # ------------------------------------------------------------------ training
 
