@@ -15,16 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)" || \
 	  $(PY) -m pip install --quiet "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu
-	$(PY) -m pip install --quiet -e ".[dev,profile,rl,sumo,embeddings]"
+	$(PY) -m pip install --quiet -e ".[envs,dev,profile,rl,sumo,embeddings]"
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 # The main job (experiments/configs/demo.yaml, a suite): DDPG and MaskablePPO on LayerSplit-v0, the
-# four bandits on Routing-v0, the vehicular baselines on Vehicular-v0 (2 seeds each), each next to its
-# env's baselines; prints one table per env, then the path of the one report (runs/demo/report.md).
+# four bandits on Routing-v0, MAPPO on Vehicular-v0 (2 seeds each), each next to its env's baselines;
+# prints one table per env and the path of the one report (runs/demo/report.md); then exports the best
+# learned agent of each env to a router artifact and prints the router's decision on a sample request.
 demo: $(STAMP)
 	$(PY) -m experiments run experiments/configs/demo.yaml $(DEMO_ARGS)
+	$(PY) -m experiments export experiments/configs/demo.yaml --best
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

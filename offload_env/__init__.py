@@ -1,7 +1,8 @@
 """offload-env: RL environments for edge-cloud LLM inference offloading.
 
 Importing the package registers its Gymnasium environments (Gymnasium 1.x
-loads no entry-point plugins).
+loads no entry-point plugins) when the ``envs`` extra is installed; the
+light core alone (profiles, costs, the edge router) needs numpy and YAML.
 """
 
 from . import costs, profiles
@@ -53,7 +54,10 @@ def is_parallel_env(env_id: str) -> bool:
 
 def _register_envs() -> None:
     """Register the environments with Gymnasium (idempotent: ids already there are kept)."""
-    import gymnasium
+    try:
+        import gymnasium
+    except ImportError:  # the light core (pip install offload-env[edge]): no envs to register
+        return
 
     for env_id, kwargs in _ENVS.items():
         if env_id not in gymnasium.registry:

@@ -1,4 +1,4 @@
-"""The ``offload-env`` command line: profiles, cost tables, the profiler, the demo."""
+"""The ``offload-env`` command line: profiles, cost tables, the profiler, the demo, the edge router's server."""
 
 from __future__ import annotations
 
@@ -135,6 +135,20 @@ def cmd_demo(args) -> int:
 # profiler
 
 
+def _arguments(args, **flags) -> "profiles._Fields":
+    """Command-line values read with the profile loader's checks (errors name the flag, value and range)."""
+    return profiles._Fields({flag: getattr(args, attr) for flag, attr in flags.items()}, "command line")
+
+
+def _output_path(out: str, folder: str, *parts: str) -> Path:
+    """``out/folder/parts...``, refused unless it resolves inside ``out/folder`` (no '..', no symlink out)."""
+    base = (Path(out) / folder).resolve()
+    path = base.joinpath(*parts).resolve()
+    if path == base or base not in path.parents:
+        raise ProfileError(f"--out: the file {str(path)!r} would be written outside {str(base)!r}")
+    return path
+
+
 def cmd_profile_from_config(args) -> int:
     import yaml
 
@@ -143,24 +157,52 @@ def cmd_profile_from_config(args) -> int:
            "role": m.role, "weights_dtype": m.weights_dtype,
            "sources": {"hf_config": str(args.config)}, "hf_config": m.hf_config}
     doc.update(profiles.model_to_dict(m))
-    sys.stdout.write(yaml.safe_dump(doc, sort_keys=False, width=120))
+    text = yaml.safe_dump(doc, sort_keys=False, width=120)
+    # what is printed must load back: the loader's checks (names, keys, derived numbers) on the document
+    profiles._parse_model(yaml.load(text, Loader=profiles._Loader), Path(f"{m.name}.yaml"))
+    sys.stdout.write(text)
     return 0
+
+
+def _search_dirs(args) -> list[str]:
+    """--profile-dir, then --out when it exists (where 'profile host' wrote this machine's device profile)."""
+    dirs = [args.profile_dir] if args.profile_dir else []
+    if Path(args.out).is_dir():
+        dirs.append(args.out)
+    return dirs
 
 
 def cmd_profile_measure(args) -> int:
     from . import profiler
 
+    # every argument is checked before anything is measured or written
+    device_name = profiles.check_name(args.device, "--device")
     model = profiles.load_model(args.model, args.profile_dir)
-    out_dir = Path(args.out)
-    measurement = profiler.measure(model.hf_config, prefill_tokens=tuple(args.prefill_tokens),
-                                   decode_contexts=tuple(args.decode_contexts), layers_built=args.layers,
-                                   repeats=args.repeats, threads=args.threads, dtype=args.dtype)
-    path = out_dir / "measured" / args.device / f"{model.name}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profiler.write_measured(path, model=model.name, device=args.device, measurement=measurement,
+    dirs = _search_dirs(args)
+    try:  # the device must have a profile: 'profile host' writes one for this machine
+        profiles.load_device(device_name, dirs)
+    except ProfileError as exc:
+        if not str(exc).startswith("unknown device"):
+            raise
+        raise ProfileError(f"--device: {exc}; write this machine's with 'offload-env profile host --device "
+                           f"{device_name} --memory-bytes BYTES --out {args.out}' first") from None
+    given = _arguments(args, **{"--threads": "threads", "--layers": "layers", "--repeats": "repeats"})
+    for flag in ("--threads", "--layers", "--repeats"):
+        given.integer(flag, low=1)
+    if not model.hf_config:
+        raise ProfileError(f"--model: {model.name!r} has no hf_config to build its layers from ({model.path})")
+    profiler.layer_spec(model.hf_config)
+    prefill = profiler._check_grid("--prefill-tokens", args.prefill_tokens, 3)
+    decode = profiler._check_grid("--decode-contexts", args.decode_contexts, 2)
+    path = _output_path(args.out, "measured", device_name, f"{model.name}.yaml")
+
+    measurement = profiler.measure(model.hf_config, prefill_tokens=prefill, decode_contexts=decode,
+                                   layers_built=args.layers, repeats=args.repeats, threads=args.threads,
+                                   dtype=args.dtype)
+    profiler.write_measured(path, model=model.name, device=device_name, measurement=measurement,
                             measured_on=_dt.date.today().isoformat())
     print(f"wrote {path}")
-    _compare(model, args.device, args.profile_dir, measured_path=path, dtype=args.dtype)
+    _compare(model, device_name, dirs, measured_path=path, dtype=args.dtype)
     return 0
 
 
@@ -197,18 +239,28 @@ def cmd_profile_host(args) -> int:
 
     from . import profiler
 
+    # every argument is checked before anything is measured or written
+    name = profiles.check_name(args.device, "--device")
+    given = _arguments(args, **{"--threads": "threads", "--memory-bytes": "memory_bytes", "--active-w": "active_w",
+                                "--idle-w": "idle_w"})
+    given.integer("--threads", low=1)
+    memory = given.number("--memory-bytes", low=0, low_open=True)
+    active = given.number("--active-w", low=0)
+    idle = given.number("--idle-w", low=0)
+    path = _output_path(args.out, "devices", f"{name}.yaml")
+
     peaks = profiler.measure_host_peaks(threads=args.threads)
     host = profiler.host_info(args.threads, "float32")
     today = _dt.date.today().isoformat()
     how = (f"measured by 'offload-env profile host --threads {args.threads}' on {today} "
            f"({host['cpu_model']}, torch {host['torch']})")
     doc = {
-        "schema_version": profiles.SCHEMA_VERSION, "kind": "device", "name": args.device,
+        "schema_version": profiles.SCHEMA_VERSION, "kind": "device", "name": name,
         "display_name": f"{host['cpu_model']}, {args.threads} thread(s)", "category": "edge",
         "peak_flops": {k: float(f"{v:.4g}") for k, v in peaks["matmul_flops_per_s"].items()},
         "memory_bandwidth_bytes_per_s": float(f"{peaks['memory_bandwidth_bytes_per_s']:.4g}"),
-        "memory_bytes": float(args.memory_bytes), "usable_memory_fraction": 0.8,
-        "power_w": {"active": args.active_w, "idle": args.idle_w, "radio_tx": 0.0},
+        "memory_bytes": float(memory), "usable_memory_fraction": 0.8,
+        "power_w": {"active": active, "idle": idle, "radio_tx": 0.0},
         "efficiency": {"compute": 1.0, "memory": 1.0},
         "sources": {
             "peak_flops": how + ": median FLOP/s of a 2048 x 2048 matmul (achieved, so efficiency 1.0)",
@@ -218,14 +270,49 @@ def cmd_profile_host(args) -> int:
             "efficiency": "peaks above are already achieved rates",
         },
     }
-    path = Path(args.out) / "devices" / f"{args.device}.yaml"
-    write_text(path, f"# {how}\n" + yaml.safe_dump(doc, sort_keys=False, width=120))
+    text = f"# {how}\n" + yaml.safe_dump(doc, sort_keys=False, width=120)
+    profiles._parse_device(yaml.load(text, Loader=profiles._Loader), path)  # what is written must load
+    write_text(path, text)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_profile_compare(args) -> int:
     _compare(profiles.load_model(args.model, args.profile_dir), args.device, args.profile_dir)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    """Serve an exported policy artifact over HTTP (``offload_env.router.http``) until interrupted."""
+    import json
+
+    from .router import ArtifactError, Router
+    from .router.http import make_server
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port: expected 0..65535, got {args.port}")
+    safe = None
+    if args.safe_default is not None:
+        try:
+            safe = json.loads(args.safe_default)
+        except json.JSONDecodeError:
+            raise ValueError(f"--safe-default: expected a JSON action (e.g. 0 or [1, -1, 1]), got "
+                             f"{args.safe_default!r}") from None
+    try:
+        router = Router.from_artifact(args.artifact, safe_default=safe)
+    except ArtifactError as err:
+        raise ValueError(f"artifact: {err}") from None
+    m = router.manifest
+    server = make_server(router, args.host, args.port, quiet=not args.access_log)
+    host, port = server.server_address[:2]
+    print(f"serving {m['agent'].get('algo')} for {m['env']['id']} from {args.artifact} on http://{host}:{port} "
+          "(POST /decide, /decide/batch; GET /health, /manifest, /openapi.json)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0
 
 
@@ -295,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None)
     s.add_argument("--role", default="slm", choices=["slm", "llm"])
     s.set_defaults(func=cmd_profile_from_config)
+
+    s = sub.add_parser("serve", help="serve an exported policy artifact over HTTP (the edge router)")
+    s.add_argument("artifact", help="an artifact folder (python -m experiments export)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--safe-default", default=None, metavar="JSON",
+                   help="the action served when a decision fails (default: the manifest's)")
+    s.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    s.set_defaults(func=cmd_serve)
     return p
 
 
@@ -302,8 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, ValueError) as exc:
-        print(f"offload-env: error: {exc}", file=sys.stderr)
+    except (ProfileError, ValueError, OSError, ImportError) as exc:
+        message = " ".join(str(exc).split())  # one line, whatever the exception held
+        print(f"offload-env: error: {message}", file=sys.stderr)
         return 2
 
 

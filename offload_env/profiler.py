@@ -49,7 +49,7 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from .atomic import write_text
-from .profiles import DTYPE_BYTES, SCHEMA_VERSION, ProfileError, read_architecture
+from .profiles import _NAME_RE, DTYPE_BYTES, NAME_PATTERN_TEXT, SCHEMA_VERSION, ProfileError, read_architecture
 
 __all__ = [
     "LayerSpec",
@@ -159,8 +159,8 @@ def layer_spec(hf_config: Mapping) -> LayerSpec:
             value = cfg.get(key)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise fail(key, "a positive number", value)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise fail(key, "a positive, finite number", value)
             return float(value)
         return default
 
@@ -803,6 +803,11 @@ def _validate(doc: Any, where: str) -> dict:
             raise fail(field, "a non-empty string", value)
         return value
 
+    def name(value: Any, field: str) -> str:
+        if not isinstance(value, str) or not _NAME_RE.match(value):
+            raise fail(field, f"a profile name ({NAME_PATTERN_TEXT})", value)
+        return value
+
     def integer(value: Any, field: str, low: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise fail(field, f"an integer >= {low}", value)
@@ -855,8 +860,8 @@ def _validate(doc: Any, where: str) -> dict:
     return {
         "schema_version": SCHEMA_VERSION,
         "kind": "measured",
-        "model": string(get(doc, "model"), "model"),
-        "device": string(get(doc, "device"), "device"),
+        "model": name(get(doc, "model"), "model"),
+        "device": name(get(doc, "device"), "device"),
         "measured_on": string(measured_on, "measured_on"),
         "host": {**{k: host[k] for k in _HOST_KEYS}, **{k: v for k, v in host.items() if k not in _HOST_KEYS}},
         "layers_built": integer(get(doc, "layers_built"), "layers_built", 1),

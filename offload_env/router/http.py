@@ -15,14 +15,13 @@ Any other path is 404, another method 405. A handler that fails answers
 from __future__ import annotations
 
 import json
-import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .router import Router
 
-__all__ = ["MAX_BODY", "MAX_BATCH", "openapi_spec", "make_server", "serve"]
+__all__ = ["MAX_BODY", "MAX_BATCH", "openapi_spec", "make_server"]
 
 MAX_BODY = 1 << 20  #: bytes of a request body
 MAX_BATCH = 1024  #: requests of one batch
@@ -112,6 +111,8 @@ def openapi_spec(router: Router) -> dict:
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "offload-env-router"
+    protocol_version = "HTTP/1.1"  # keep-alive: every answer carries its Content-Length
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait for the peer's delayed ACK
     router: Router
     spec: dict
     quiet = True
@@ -125,6 +126,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -134,11 +137,12 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0:
+            self.close_connection = True  # the body's end is unknown: this connection cannot go on
             self._send(400, {"error": "Content-Length: expected a byte count"})
             return None
         if length > MAX_BODY:
+            self.close_connection = True  # the body is not read
             self._send(413, {"error": f"body: at most {MAX_BODY} bytes, got {length}"})
-            self.close_connection = True
             return None
         raw = self.rfile.read(length)
         try:
@@ -213,20 +217,5 @@ def make_server(router: Router, host: str = "127.0.0.1", port: int = 8000, quiet
                 ) -> ThreadingHTTPServer:
     """A threaded HTTP server for ``router`` (not started; ``port=0`` picks a free port)."""
     handler = type("RouterHandler", (_Handler,), {"router": router, "spec": openapi_spec(router), "quiet": quiet})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    return server
-
-
-def serve(router: Router, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False,
-          ready: threading.Event | None = None) -> None:
-    """Serve ``router`` until interrupted."""
-    server = make_server(router, host, port, quiet)
-    if ready is not None:
-        ready.set()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server_class = type("RouterServer", (ThreadingHTTPServer,), {"request_queue_size": 128, "daemon_threads": True})
+    return server_class((host, port), handler)

@@ -88,12 +88,18 @@ def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
     return x
 
 
+_FLAGS = frozenset((0, 1))  #: the entries of an action mask (True, False, 0.0 and 1.0 compare equal to them)
+
+
 def _mask_field(request: Mapping[str, Any], n: int) -> np.ndarray | None:
     mask = request.get("action_mask")
     if mask is None:
         return None
     if isinstance(mask, list):  # as JSON gives it: checked in Python (numpy is slower on 30 entries)
-        ok = len(mask) == n and all(v.__class__ in (int, bool) and (v == 0 or v == 1) for v in mask)
+        try:
+            ok = len(mask) == n and set(mask) <= _FLAGS
+        except TypeError:  # an unhashable entry
+            ok = False
         m = np.array(mask, dtype=bool) if ok else None
     else:
         try:
