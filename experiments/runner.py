@@ -50,7 +50,7 @@ from . import atomic
 from .config import ExperimentConfig, dump_yaml, to_dict
 from .evaluation import evaluate_policy
 from .registry import agent_file, agent_kind, baseline_label, env_factory, load_agent, make_agent, make_baseline
-from .scalars import hyperparameter_text, open_writer, write_eval_scalars
+from .scalars import UpdateScalars, hyperparameter_text, open_writer, write_eval_scalars
 
 __all__ = ["RunError", "RunPaths", "run_paths", "is_finished", "evaluate_baseline", "train_agent",
            "run_experiment", "reevaluate"]
@@ -395,9 +395,14 @@ def _train(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, record:
             agent.learn(make_env, target, callback=callbacks)
     else:
         trace = _training_trace(cfg, paths, spec.budget, step)
+        hooks = [h for h in (trace, UpdateScalars(writer) if getattr(kind, "update_scalars", False) else None) if h]
+
+        def callback(agent_, stats):
+            for hook in hooks:
+                hook(agent_, stats)
 
         def learn(target: int) -> None:
-            agent.learn(make_env, target, callback=trace)
+            agent.learn(make_env, target, callback=callback)
             bar.update(agent.num_timesteps - bar.n)
             if trace is not None:
                 atomic.write_csv(paths.trace, pd.DataFrame(trace.finish()))

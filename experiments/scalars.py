@@ -10,7 +10,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-__all__ = ["open_writer", "NullWriter", "EVAL_SCALARS", "write_eval_scalars", "hyperparameter_text"]
+__all__ = ["open_writer", "NullWriter", "EVAL_SCALARS", "UPDATE_SCALARS", "UpdateScalars", "write_eval_scalars",
+           "hyperparameter_text"]
 
 #: Evaluation-table column -> TensorBoard key.
 EVAL_SCALARS = {
@@ -28,6 +29,31 @@ EVAL_SCALARS = {
     "energy_j": "eval/energy_j",
     "handover_rate": "eval/handover_rate",
 }
+
+
+#: Update-statistics keys of the project's own learners (MADRL) -> TensorBoard key; others go to ``losses/<key>``.
+UPDATE_SCALARS = {
+    "clip_fraction": "losses/clipfrac",
+    "critic_loss": "losses/qf_loss",
+    "q": "losses/qf_values",
+    "mean_reward": "charts/rollout_mean_reward",
+    "federated_bytes": "charts/federated_bytes",
+}
+
+
+class UpdateScalars:
+    """A learner's ``callback(agent, stats)``: each finite number of ``stats`` (one update's losses) as a scalar
+    at the agent's step (CleanRL's names: ``losses/policy_loss``, ``losses/value_loss``, ``losses/entropy``...)."""
+
+    def __init__(self, writer):
+        self.writer = writer
+
+    def __call__(self, agent, stats: dict) -> None:
+        step = int(agent.num_timesteps)
+        for key, value in stats.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+                    and abs(value) != float("inf"):
+                self.writer.add_scalar(UPDATE_SCALARS.get(key, f"losses/{key}"), float(value), step)
 
 
 class NullWriter:

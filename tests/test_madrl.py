@@ -90,6 +90,12 @@ def test_mappo_through_the_harness_is_the_hand_run(tmp_path):
     for col in ("return", "team_return", "mean_latency_s", "share_rsu"):
         np.testing.assert_allclose(table[col], hand[col], rtol=1e-12, err_msg=col)
     assert pd.read_csv(paths.curve)["step"].tolist() == [50, 100]
+    tb = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    events = tb.EventAccumulator(str(paths.tensorboard))
+    events.Reload()
+    losses = {k: [e.step for e in events.Scalars(k)] for k in events.Tags()["scalars"] if k.startswith("losses/")}
+    assert {"losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/clipfrac"} <= set(losses)
+    assert losses["losses/policy_loss"] == [50, 100]  # one point per update, at its env step
     raw["agents"]["mappo"]["budget"] = 70
     with pytest.raises(ConfigError, match=r"^agents\.mappo\.budget: expected a multiple of n_steps x n_envs = 50"):
         parse_config(raw)

@@ -28,6 +28,7 @@ class MADRLKind:
 
     saved_as = "agent"
     uses_torch = True
+    update_scalars = True  #: learn's callback gets each update's losses (the harness logs them to TensorBoard)
 
     def hyperparameters(self, algo: str) -> dict[str, Any]:
         config = MADDPGConfig if algo == "maddpg" else MAPPOConfig

@@ -218,9 +218,10 @@ def request_builder(manifest: dict, arrays: Mapping[str, np.ndarray]) -> Request
     layout = manifest["observation"].get("router") or {}
     specific = BUILDERS.get(layout.get("builder"))
     env_builder = specific(manifest, arrays) if specific is not None else None
+    env_build = env_builder.build if env_builder is not None else None
 
     def build(request: Mapping[str, Any]):
-        if "observation" in request or env_builder is None:
+        if env_build is None or "observation" in request:
             return _raw(request, n_obs, n_actions, low, high)
-        return env_builder(request)
+        return env_build(request)
     return RequestBuilder(env_builder.fields if env_builder is not None else (), build)

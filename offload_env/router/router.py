@@ -27,7 +27,7 @@ class NothingAllowed(RequestError):
     """The request's action mask allows no action: the safe default is the answer (not a malformed request)."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Decision:
     """What the router decided: the env's ``action``, its ``label``, and whether it is the policy's own.
 
@@ -151,11 +151,12 @@ class Router:
     def decide(self, request: Mapping[str, Any]) -> Decision:
         """Decide for one request (what the edge box knows; :mod:`offload_env.router.requests` lists the
         fields per env); on any failure the safe default, with the reason."""
-        agent = request.get("agent") if isinstance(request, Mapping) else None
+        is_mapping = isinstance(request, dict) or isinstance(request, Mapping)
+        agent = request.get("agent") if is_mapping else None
         try:
-            if not isinstance(request, Mapping):
+            if not is_mapping:
                 raise RequestError(f"request: expected an object of fields, got {type(request).__name__}")
-            obs, mask = self.builder(request)
+            obs, mask = self.builder.build(request)
             decision = self.policy.decide(obs, mask, self._agent_index(agent))
             return self._finish(decision, agent)
         except NothingAllowed as err:
