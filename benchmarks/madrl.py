@@ -61,7 +61,7 @@ def table(cfg) -> None:
     per = episode_costs(tidy)
     means = per.groupby("agent")["cost"].mean()
     simple = min((a for a in SIMPLE if a in means), key=lambda a: means[a])
-    print(f"\n## {cfg.name}: {cfg.env.kwargs}, {len(cfg.seeds)} seeds x {cfg.evaluation.episodes} episodes; "
+    print(f"\n## {cfg.name}: {cfg.env.kwargs}, {tidy['seed'].nunique()} seed(s) x {cfg.evaluation.episodes} episodes; "
           f"best simple baseline: {simple}\n")
     print(f"| agent | cost / vehicle | / {REFERENCE} [95% CI] | / {simple} [95% CI] | deadline miss | latency (s) "
           "| training (s) |")
@@ -114,7 +114,8 @@ def speed(n_vehicles: int = 20, seconds: float = 5.0) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="+", type=int, default=[8, 20], help="vehicles: 8 and/or 20")
+    parser.add_argument("--settings", nargs="+", type=int, default=[8, 20],
+                        help="vehicles: 8, 20 and/or 50 (experiments/configs/vehicular_<N>.yaml)")
     parser.add_argument("--seeds", type=int, help="first K seeds of the config")
     parser.add_argument("--budget", type=int, help="env steps per learner (default: the config's)")
     parser.add_argument("--no-speed", action="store_true", help="skip the training-speed measurement")

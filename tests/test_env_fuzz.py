@@ -24,9 +24,12 @@ from offload_env.envs.layer_split import LayerSplitScenario, LayerSplitVectorEnv
 from offload_env.envs.routing import RoutingScenario, RoutingVectorEnv
 from offload_env.envs.vehicular import VehicularScenario
 
+
 def fuzz(examples: int):
     return settings(max_examples=examples, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
 SCENARIOS = {"offload_env/LayerSplit-v0": LayerSplitScenario, "offload_env/Routing-v0": RoutingScenario,
              "offload_env/Vehicular-v0": VehicularScenario}
 

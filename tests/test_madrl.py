@@ -138,6 +138,11 @@ def test_federated_training_averages_the_actors_and_counts_the_bytes(tmp_path):
     agent = MAPPOAgent(make_env, seed=0, centralised=False, n_envs=2, n_steps=25, share_actor=False,
                        federated_every=2)
     assert agent.algo == "fedppo"
+    for net in (agent.actor, agent.critic):  # FedAvg starts every agent from the same model
+        for p in [*net.weights, *net.biases]:
+            torch.testing.assert_close(p, p[:1].expand_as(p))
+    agent.learn(None, 50)  # 1 update, no round yet: each agent's actor moved on its own data
+    assert not torch.equal(agent.actor.weights[0][0], agent.actor.weights[0][1])
     agent.learn(None, 200)  # 4 updates: 2 averaging rounds
     assert agent.updates == 4
     per_agent = agent.actor.group_parameters() + agent.critic.group_parameters()

@@ -131,6 +131,9 @@ class MAPPOAgent:
         critic_in = (self.state_dim if self.centralised else 0) + self.obs_dim + ids
         if c.federated_every:
             self.critic = GroupedMLP(N, critic_in, c.hidden, 1, 1.0, self.normalize_obs)
+            first = torch.eye(N)[0]  # FedAvg starts every agent from the same model (averaging independently
+            self.actor.average_groups(first)  # initialised networks would mix unrelated features: measured, it
+            self.critic.average_groups(first)  # collapses the policy to one action for every observation)
         else:
             self.critic = mlp(critic_in, c.hidden, 1, 1.0, self.normalize_obs)
         self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=c.learning_rate,
