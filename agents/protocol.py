@@ -90,6 +90,9 @@ class AgentKind(Protocol):
     # the env whose ``spaces.action_space`` / ``spaces.observation_space`` (a PettingZoo env's: its first
     # agent's; ``spaces.parallel`` tells which) it would train on. The harness calls it at config load,
     # after building each distinct env once, so that no run starts with an agent its env cannot take.
+    # Optional flags: ``sb3_callbacks`` (learn takes SB3 callbacks and a logger: agents.sb3) and
+    # ``update_scalars`` (learn calls ``callback(agent, stats)`` after each update with its losses, which the
+    # harness writes to TensorBoard as ``losses/<key>``: agents.madrl).
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]: ...  # budgets are multiples of it, and why
 
