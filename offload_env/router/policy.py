@@ -30,6 +30,9 @@ import numpy as np
 __all__ = ["ACTIVATIONS", "PolicyError", "Policy", "build_policy"]
 
 
+_LINEAR, _GROUPED, _TANH, _RELU, _CALL = range(5)  # the layer codes of an MLP's forward loop
+
+
 class PolicyError(ValueError):
     """The policy description of an artifact is malformed (names the field)."""
 
@@ -109,7 +112,7 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     layers = spec.get("layers")
     if not isinstance(layers, list) or not layers:
         raise PolicyError("policy.layers: expected a non-empty list of layers")
-    steps: list[Callable[[np.ndarray, int], np.ndarray]] = []
+    steps: list[tuple] = []  # (code, array or function, bias): run by forward's loop, no call per layer
     width = None
     first_in = None
     for i, layer in enumerate(layers):
@@ -122,12 +125,12 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
                 if w.ndim != 3 or w.shape[0] != groups or b.shape != (groups, w.shape[2]):
                     raise PolicyError(f"{where}: expected weight ({groups}, in, out) and bias ({groups}, out), "
                                       f"got {w.shape} and {b.shape}")
-                steps.append(lambda x, a, w=w, b=b: x @ w[a] + b[a])
+                steps.append((_GROUPED, w, b))
             else:
                 if w.ndim != 2 or b.shape != (w.shape[1],):
                     raise PolicyError(f"{where}: expected weight (in, out) and bias (out,), got {w.shape} and "
                                       f"{b.shape}")
-                steps.append(lambda x, a, w=w, b=b: x @ w + b)
+                steps.append((_LINEAR, w, b))
             n_in = w.shape[-2]
             if width is not None and n_in != width:
                 raise PolicyError(f"{where}: takes {n_in} inputs, the layer before gives {width}")
@@ -142,11 +145,11 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
                 mu = x.mean(axis=-1, keepdims=True)
                 var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
                 return (x - mu) / np.sqrt(var + eps) * g + beta
-            steps.append(norm_step)
+            steps.append((_CALL, norm_step, None))
             first_in = g.shape[0] if first_in is None else first_in
         elif op in ACTIVATIONS:
-            fn = ACTIVATIONS[op]
-            steps.append(lambda x, a, fn=fn: fn(x))
+            steps.append((_TANH, None, None) if op == "tanh" else (_RELU, None, None) if op == "relu"
+                         else (_CALL, lambda x, a, fn=ACTIVATIONS[op]: fn(x), None))
         else:
             raise PolicyError(f"{where}.op: expected linear, layer_norm or one of {', '.join(ACTIVATIONS)}, "
                               f"got {op!r}")
@@ -162,18 +165,28 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         raise PolicyError(f"policy: {groups} groups of weights but {n_ids} agent ids")
     eye = np.eye(n_ids, dtype=np.float32) if n_ids else None
 
-    minimum, maximum = np.minimum, np.maximum  # np.clip costs several microseconds on small arrays
+    minimum, maximum, tanh, zero = np.minimum, np.maximum, np.tanh, np.float32(0)
 
     def forward(obs: np.ndarray, agent: int) -> np.ndarray:
         x = obs
-        if norm is not None:
-            with np.errstate(over="ignore"):  # a huge entry saturates at the clip, as it would in float64
-                x = minimum(maximum((x - mean) * scale, -clip), clip)
+        if norm is not None:  # obs is clipped to the layout's bounds by the request builders: no overflow
+            x = minimum(maximum((x - mean) * scale, -clip), clip)  # (np.clip is slower on small arrays)
         x = x.astype(np.float32)
         if eye is not None:
             x = np.concatenate([x, eye[agent]])
-        for step in steps:
-            x = step(x, agent)
+        for code, w, b in steps:
+            if code == _LINEAR:
+                x = x @ w
+                x += b
+            elif code == _TANH:
+                tanh(x, out=x)
+            elif code == _RELU:
+                maximum(x, zero, out=x)
+            elif code == _GROUPED:
+                x = x @ w[agent]
+                x += b[agent]
+            else:
+                x = w(x, agent)
         return x
 
     out = spec.get("output") or {}
