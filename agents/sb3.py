@@ -548,7 +548,6 @@ def _check_range(key: str, value: Any, low, high, low_open: bool, high_open: boo
     from .protocol import SettingError
 
     lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-    hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
     expected = (f"an integer {lo}" if integer else
                 f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
                 if high is not None else f"a number {lo}").strip()

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     proc.start()
     try:
         port = queue.get(timeout=60)
-        print(f"\nHTTP /decide on loopback (maskable_ppo artifact, server in its own process)")
+        print("\nHTTP /decide on loopback (maskable_ppo artifact, server in its own process)")
         print(f"| {'concurrency':>11} | {'requests/s':>10} | {'p50 us':>8} | {'p99 us':>8} | {'errors':>6} |")
         print("|" + "|".join("-" * w for w in (13, 12, 10, 10, 8)) + "|")
         for c in (1, 16):

@@ -508,10 +508,6 @@ def _env_spaces(env_id: str, kwargs: dict, sources: list[tuple[str, dict]]):
         key = None
     if key is not None and key in _ENV_SPACES:
         return _ENV_SPACES[key]
-    steps = kwargs.get("max_episode_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ConfigError(f"{_blame(ValueError('max_episode_steps'), sources)}: expected an integer >= 1 "
-                          f"(gymnasium.make's time limit), got {steps!r}")
     try:
         env = env_factory(env_id, kwargs)()
     except (TypeError, ValueError, AssertionError) as err:  # gymnasium's wrappers assert on their arguments

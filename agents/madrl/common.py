@@ -17,23 +17,29 @@ from torch import nn
 
 from offload_env.atomic import atomic_path, write_text
 
-__all__ = ["EnvCopies", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP", "save_arrays", "load_arrays"]
+__all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP", "save_arrays",
+           "load_arrays"]
 
 
 class EnvCopies:
     """E copies of a PettingZoo ParallelEnv stepped together, as stacked arrays.
 
     Every agent acts every step (the vehicular env keeps all its vehicles);
-    a copy whose episode ended is reset at once, and the observation and
-    state it ended in are kept for bootstrapping (episodes end by truncation).
+    a copy whose episode ended is reset at once, and the observation, state
+    and mask it ended in are kept for bootstrapping (episodes end by
+    truncation). ``discrete``: actions (E, N) of ints and masks from
+    ``infos[agent]["action_mask"]``; else actions (E, N, A) of floats and
+    masks from ``infos[agent]["target_mask"]`` (empty where there is none).
     """
 
-    def __init__(self, make_env: Callable[[], Any], n: int, seed: int):
+    def __init__(self, make_env: Callable[[], Any], n: int, seed: int, discrete: bool = True):
         self.envs = [make_env() for _ in range(n)]
         first = self.envs[0]
         self.agents = list(first.possible_agents)
         self.n_agents = len(self.agents)
         self.seed = int(seed)
+        self.discrete = bool(discrete)
+        self._mask_key = "action_mask" if discrete else "target_mask"
         self._episodes = 0
 
     def _reset_one(self, k: int):
@@ -43,34 +49,46 @@ class EnvCopies:
 
     def _arrays(self, obs: dict, infos: dict, env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         o = np.stack([obs[a] for a in self.agents]).astype(np.float32)
-        m = np.stack([np.asarray(infos[a]["action_mask"], dtype=bool) for a in self.agents])
+        m = np.stack([np.asarray(infos[a].get(self._mask_key, ()), dtype=bool) for a in self.agents])
         return o, m, np.asarray(env.state(), dtype=np.float32)
 
-    def reset(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def reset(self):
+        """obs (E, N, D), masks (E, N, A), states (E, S) of freshly reset copies."""
         out = [self._arrays(*self._reset_one(k), env) for k, env in enumerate(self.envs)]
         return tuple(np.stack(x) for x in zip(*out))
 
     def step(self, actions: np.ndarray):
-        """actions (E, N) -> obs (E, N, D), masks (E, N, A), states (E, S), rewards (E, N), done (E,),
-        and the observations and states each finished copy ended in (None where it did not end)."""
-        obs, masks, states, rewards, done, end_obs, end_states = [], [], [], [], [], [], []
+        """actions -> obs (E, N, D), masks (E, N, A), states (E, S), rewards (E, N), done (E,), and the
+        observations, states and masks each finished copy ended in (None where it did not end)."""
+        obs, masks, states, rewards, done, end_obs, end_states, end_masks = [], [], [], [], [], [], [], []
         for k, env in enumerate(self.envs):
-            o, r, term, trunc, infos = env.step({a: int(actions[k, i]) for i, a in enumerate(self.agents)})
+            row = actions[k].tolist() if self.discrete else actions[k]
+            o, r, term, trunc, infos = env.step({a: row[i] for i, a in enumerate(self.agents)})
             if len(o) != self.n_agents:
                 raise RuntimeError("a vehicle left the env mid-episode: these learners need every agent every step")
             arrays = self._arrays(o, infos, env)
             finished = not env.agents
             rewards.append([r[a] for a in self.agents])
             done.append(finished)
-            end_obs.append(arrays[0] if finished else None)
-            end_states.append(arrays[2] if finished else None)
+            for ended, x in zip((end_obs, end_masks, end_states), arrays):
+                ended.append(x if finished else None)
             if finished:
                 arrays = self._arrays(*self._reset_one(k), env)
             obs.append(arrays[0])
             masks.append(arrays[1])
             states.append(arrays[2])
         return (np.stack(obs), np.stack(masks), np.stack(states), np.asarray(rewards, dtype=np.float32),
-                np.asarray(done), end_obs, end_states)
+                np.asarray(done), end_obs, end_states, end_masks)
+
+def live_rows(observations: dict, index: dict[str, int], obs_dim: int) -> tuple[list[str], list[int], np.ndarray]:
+    """(live agents, their rows, observations (N, D)) for decentralised acting: each agent's row holds its own
+    observation, the rows of absent agents zeros (a row's action depends on its own row only)."""
+    agents = [a for a in observations if a in index]
+    obs = np.zeros((len(index), obs_dim), dtype=np.float32)
+    rows = [index[a] for a in agents]
+    if agents:
+        obs[rows] = np.stack([np.asarray(observations[a], dtype=np.float32).reshape(-1) for a in agents])
+    return agents, rows, obs
 
 
 class ValueNorm:

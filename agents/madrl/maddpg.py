@@ -58,7 +58,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import EnvCopies, GroupedMLP, load_arrays, mlp, save_arrays
+from .common import EnvCopies, GroupedMLP, live_rows, load_arrays, mlp, save_arrays
 
 __all__ = ["MADDPGConfig", "MADDPGAgent"]
 
@@ -125,37 +125,6 @@ class MADDPGConfig:
         need(isinstance(self.hidden, tuple) and len(self.hidden) >= 1
              and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden), "hidden",
              "a list of layer sizes >= 1")
-
-
-class _BoxCopies(EnvCopies):
-    """:class:`EnvCopies` with float actions (E, N, A); its masks are the infos' ``target_mask`` (E, N, K: K = 0
-    without one); ``step`` also returns the masks each finished copy ended with."""
-
-    def _arrays(self, obs: dict, infos: dict, env):
-        o = np.stack([obs[a] for a in self.agents]).astype(np.float32)
-        m = np.stack([np.asarray(infos[a].get("target_mask", ()), dtype=bool) for a in self.agents])
-        return o, m, np.asarray(env.state(), dtype=np.float32)
-
-    def step(self, actions: np.ndarray):
-        obs, masks, states, rewards, done, end_obs, end_states, end_masks = [], [], [], [], [], [], [], []
-        for k, env in enumerate(self.envs):
-            o, r, term, trunc, infos = env.step({a: actions[k, i] for i, a in enumerate(self.agents)})
-            if len(o) != self.n_agents:
-                raise RuntimeError("a vehicle left the env mid-episode: these learners need every agent every step")
-            arrays = self._arrays(o, infos, env)
-            finished = not env.agents
-            rewards.append([r[a] for a in self.agents])
-            done.append(finished)
-            end_obs.append(arrays[0] if finished else None)
-            end_states.append(arrays[2] if finished else None)
-            end_masks.append(arrays[1] if finished else None)
-            if finished:
-                arrays = self._arrays(*self._reset_one(k), env)
-            obs.append(arrays[0])
-            masks.append(arrays[1])
-            states.append(arrays[2])
-        return (np.stack(obs), np.stack(masks), np.stack(states), np.asarray(rewards, dtype=np.float32),
-                np.asarray(done), end_obs, end_states, end_masks)
 
 
 class _Replay:
@@ -301,12 +270,9 @@ class MADDPGAgent:
 
     def act(self, observations: dict, infos: dict | None = None) -> dict:
         """The deterministic (noise-free) action of every live agent, from its own observation only."""
-        agents = [a for a in observations if a in self._index]
+        agents, rows, obs = live_rows(observations, self._index, self.obs_dim)
         if not agents:
             return {}
-        obs = np.zeros((self.n_agents, self.obs_dim), dtype=np.float32)  # each row depends on its own agent only
-        rows = [self._index[a] for a in agents]
-        obs[rows] = np.stack([np.asarray(observations[a], dtype=np.float32).reshape(-1) for a in agents])
         with torch.no_grad():
             actions = self._policy(self.actor, torch.as_tensor(obs))[0][rows].numpy()
         return {a: actions[j].copy() for j, a in enumerate(agents)}
@@ -330,7 +296,8 @@ class MADDPGAgent:
             self._replay = _Replay(c.buffer_size, self.n_agents, self.obs_dim, self.state_dim, self.action_dim,
                                    self.n_targets)
         round_steps = c.train_every * self.n_envs
-        copies = _BoxCopies(make_env, self.n_envs, self.seed + 1_000_003 * (self._steps // round_steps + 1))
+        copies = EnvCopies(make_env, self.n_envs, self.seed + 1_000_003 * (self._steps // round_steps + 1),
+                           discrete=False)
         obs, masks, states = copies.reset()
         while self._steps < int(budget):
             rewards = []
@@ -428,7 +395,7 @@ class MADDPGAgent:
 
     def _update(self) -> dict[str, float]:
         """``gradient_steps`` rounds of: critic on the TD target, actor on its critic, Polyak targets."""
-        c, N = self.config, self.n_agents
+        c = self.config
         stats = {"critic_loss": 0.0, "actor_loss": 0.0, "q": 0.0}
         own = self._eye[:, :, None]  # (N, N, 1): row i replaces agent i's action by mu_i(o_i)
         for _ in range(c.gradient_steps):

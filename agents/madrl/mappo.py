@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import EnvCopies, GroupedMLP, ValueNorm, gae, load_arrays, masked_logits, mlp, save_arrays
+from .common import (EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, load_arrays, masked_logits, mlp,
+                     save_arrays)
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
 
@@ -175,12 +176,9 @@ class MAPPOAgent:
 
     def act(self, observations: dict, infos: dict | None = None) -> dict:
         """The most likely allowed action of every live agent, from its own observation only."""
-        agents = [a for a in observations if a in self._index]
+        agents, rows, obs = live_rows(observations, self._index, self.obs_dim)
         if not agents:
             return {}
-        obs = np.zeros((self.n_agents, self.obs_dim), dtype=np.float32)  # each row depends on its own agent only
-        rows = [self._index[a] for a in agents]
-        obs[rows] = np.stack([np.asarray(observations[a], dtype=np.float32).reshape(-1) for a in agents])
         with torch.no_grad():
             logits = self.actor(self._actor_input(torch.as_tensor(obs)))[rows]
         if infos is not None and all(a in infos and "action_mask" in infos[a] for a in agents):
@@ -284,7 +282,7 @@ class MAPPOAgent:
             buf["obs"][t], buf["masks"][t], buf["states"][t] = obs, masks, states
             buf["actions"][t], buf["logp"][t] = action.numpy(), logp.numpy()
             buf["values"][t] = self._values(obs, states)
-            obs, masks, states, rewards, done, end_obs, end_states = copies.step(action.numpy())
+            obs, masks, states, rewards, done, end_obs, end_states, _ = copies.step(action.numpy())
             buf["rewards"][t], buf["done"][t] = rewards, done
             for k in np.flatnonzero(done):  # the episode ended by truncation: bootstrap from where it ended
                 buf["next_values"][t, k] = self._values(end_obs[k], end_states[k])

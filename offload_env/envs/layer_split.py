@@ -15,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from .. import costs, observations, profiles
 from ..channel import LinkModel
-from ..workload import TOKEN_SPEC_EXPECTED, lognormal_tokens, valid_token_spec
+from ..workload import TOKEN_SPEC_EXPECTED, valid_token_spec
 from . import _layer_split_kernels as kernels
 from . import _validation
 

@@ -15,7 +15,6 @@ Any other path is 404, another method 405. A handler that fails answers
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
