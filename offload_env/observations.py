@@ -53,8 +53,9 @@ def layer_split_observation(out, low, high, scales, snr_estimate_db, prompt_toke
     values = (snr_estimate_db / scales[0], prompt_tokens / scales[1], expected_output_tokens / scales[2],
               edge_backlog_s / deadline_s, server_backlog_s / deadline_s, server_load_observed,
               energy_left_j / scales[4], deadline_s / scales[3], requests_served / scales[5])
-    for k in range(9):
-        out[k] = min(max(values[k], low[k]), high[k])
+    for k in range(9):  # clipped to [low, high] (comparisons, not min/max: a third of the time in Python)
+        x = values[k]
+        out[k] = low[k] if x < low[k] else high[k] if x > high[k] else x
 
 
 def layer_split_mask(out, min_split, deepest_fit):
@@ -67,6 +68,7 @@ def layer_split_mask(out, min_split, deepest_fit):
 # ---------------------------------------------------------------------- Routing-v0
 
 FEATURE_BOUND = 10.0  #: query features are clipped to [-FEATURE_BOUND, FEATURE_BOUND]
+_FEATURE_BOUND32 = np.float32(FEATURE_BOUND)
 #: Live context appended to the query features: (name, low, high).
 ROUTING_CONTEXT_FIELDS = (
     ("snr_estimate", -2.0, 3.0),  # uplink SNR of the previous query (dB) + noise, / 30
@@ -79,10 +81,13 @@ def routing_observation(features, snr_estimate_db, cloud_load_estimate, budget_l
     """The Routing observation of one query: its features, then the live context (float32, clipped)."""
     n = features.shape[0]
     obs = np.empty(n + 3, dtype=np.float32)
-    np.clip(features, -FEATURE_BOUND, FEATURE_BOUND, out=obs[:n], casting="unsafe")
+    obs[:n] = features  # clipped in float32: the same as clipping first, the bounds are exact in float32
+    np.minimum(obs, _FEATURE_BOUND32, out=obs)
+    np.maximum(obs, -_FEATURE_BOUND32, out=obs)
     context = (snr_estimate_db / 30.0, cloud_load_estimate, budget_left_share)
     for k, (_, low, high) in enumerate(ROUTING_CONTEXT_FIELDS):
-        obs[n + k] = min(max(context[k], low), high)
+        x = context[k]
+        obs[n + k] = low if x < low else high if x > high else x
     return obs
 
 

@@ -165,25 +165,32 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         raise PolicyError(f"policy: {groups} groups of weights but {n_ids} agent ids")
     eye = np.eye(n_ids, dtype=np.float32) if n_ids else None
 
-    minimum, maximum, tanh, zero = np.minimum, np.maximum, np.tanh, np.float32(0)
+    minimum, maximum, tanh, zero, f32 = np.minimum, np.maximum, np.tanh, np.float32(0), np.float32
+    if norm is not None:  # bounds as arrays: no scalar conversion per call
+        low_clip, high_clip = np.full(obs_dim, -clip), np.full(obs_dim, clip)
+    # On arrays this small the call overhead is the cost: x.dot and x.argmax dispatch in a third of the time
+    # of np.matmul and np.argmax, minimum/maximum against arrays in half the time of np.clip.
 
     def forward(obs: np.ndarray, agent: int) -> np.ndarray:
         x = obs
         if norm is not None:  # obs is clipped to the layout's bounds by the request builders: no overflow
-            x = minimum(maximum((x - mean) * scale, -clip), clip)  # (np.clip is slower on small arrays)
-        x = x.astype(np.float32)
+            x = x - mean
+            x *= scale
+            minimum(x, high_clip, out=x)
+            maximum(x, low_clip, out=x)
+        x = x.astype(f32)
         if eye is not None:
             x = np.concatenate([x, eye[agent]])
         for code, w, b in steps:
             if code == _LINEAR:
-                x = x @ w
+                x = x.dot(w)
                 x += b
             elif code == _TANH:
                 tanh(x, out=x)
             elif code == _RELU:
                 maximum(x, zero, out=x)
             elif code == _GROUPED:
-                x = x @ w[agent]
+                x = x.dot(w[agent])
                 x += b[agent]
             else:
                 x = w(x, agent)
@@ -200,8 +207,8 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         def decide(obs, mask, agent):
             logits = forward(obs, agent)
             if masked and mask is not None:
-                logits = np.where(mask, logits, lowest)
-            return int(np.argmax(logits))
+                logits[~mask] = lowest  # logits is forward's own array
+            return int(logits.argmax())
         return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
     if kind == "box":
         low = np.asarray(out.get("low"), dtype=np.float32)
@@ -211,10 +218,16 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         if out.get("squash") != "tanh":
             raise PolicyError(f"policy.output.squash: expected 'tanh', got {out.get('squash')!r}")
         half = (high - low) / 2
+        one = np.float32(1)
 
         def decide_box(obs, mask, agent):
-            a = np.tanh(forward(obs, agent))
-            return np.clip(low + (a + 1.0) * half, low, high).astype(np.float32)
+            a = forward(obs, agent)  # forward's own array
+            tanh(a, out=a)
+            a += one
+            a *= half
+            a += low
+            minimum(a, high, out=a)
+            return maximum(a, low, out=a)
         return Policy("mlp", obs_dim, None, width, False, n_agents, decide_box)
     raise PolicyError(f"policy.output.type: expected 'argmax' or 'box', got {kind!r}")
 
@@ -234,14 +247,17 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         raise PolicyError(f"policy.theta_cost: expected shape {(k, d)}, got {theta_cost.shape}")
     flat = a_inv.reshape(k * d, d) if a_inv is not None else None
 
+    maximum, sqrt, zeros = np.maximum, np.sqrt, np.zeros(k)
+
     def decide(obs, mask, agent):
         x = obs.astype(np.float64)
-        s = theta @ x
+        s = theta.dot(x)
         if flat is not None:
-            s = s + alpha * np.sqrt(np.maximum((flat @ x).reshape(k, d) @ x, 0.0))
+            width = flat.dot(x).reshape(k, d).dot(x)
+            s += alpha * sqrt(maximum(width, zeros, out=width), out=width)
         if theta_cost is not None:
-            s = s - price * np.maximum(theta_cost @ x, 0.0)
-        return int(np.argmax(s))
+            s -= price * maximum(theta_cost.dot(x), zeros)
+        return int(s.argmax())
     return Policy("linear_scores", d, k, None, False, 1, decide)
 
 

@@ -73,9 +73,18 @@ def _numbers(request: Mapping[str, Any], fields: tuple[Field, ...]) -> list[floa
     return out
 
 
+_PLAIN_NUMBERS = frozenset((float, int))
+
+
 def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
     """``request[f.name]``: ``f.size`` numbers in [f.low, f.high]."""
-    v, n, what = request.get(f.name), f.size, f"{f.size} numbers in [{f.low:g}, {f.high:g}]"
+    v, n = request.get(f.name), f.size
+    if v.__class__ is list and len(v) == n and set(map(type, v)) <= _PLAIN_NUMBERS:  # as JSON gives it
+        total = sum(v)  # NaN if an entry is; without NaN, min and max are exact
+        if n == 0 or (total == total and min(v) >= f.low and max(v) <= f.high):
+            return np.array(v, dtype=np.float64)
+        raise RequestError(f"{f.name}: expected {n} numbers in [{f.low:g}, {f.high:g}], got a value out of range")
+    what = f"{n} numbers in [{f.low:g}, {f.high:g}]"
     if v is None:
         raise RequestError(f"{f.name}: required ({f.doc}: {what})")
     if not isinstance(v, (list, tuple, np.ndarray)) or len(v) != n:
@@ -91,16 +100,37 @@ def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
 _FLAGS = frozenset((0, 1))  #: the entries of an action mask (True, False, 0.0 and 1.0 compare equal to them)
 
 
+_MASKS: dict[bytes, np.ndarray] = {}  #: valid masks seen (an env has few), as read-only arrays
+_MASKS_KEPT = 4096
+
+
 def _mask_field(request: Mapping[str, Any], n: int) -> np.ndarray | None:
     mask = request.get("action_mask")
     if mask is None:
         return None
+    m = None
     if isinstance(mask, list):  # as JSON gives it: checked in Python (numpy is slower on 30 entries)
         try:
-            ok = len(mask) == n and set(mask) <= _FLAGS
-        except TypeError:  # an unhashable entry
-            ok = False
-        m = np.array(mask, dtype=bool) if ok else None
+            flags = bytes(mask)  # integers (bools included) in [0, 255]; floats and strings raise
+        except (TypeError, ValueError):
+            flags = None
+        if flags is not None:
+            if len(flags) != n or flags.translate(None, b"\x00\x01"):  # not n flags of 0 and 1
+                raise RequestError(f"action_mask: expected {n} flags (0/1)")
+            m = _MASKS.get(flags)
+            if m is None:
+                if b"\x01" not in flags:
+                    raise NothingAllowed("action_mask: allows no action")
+                m = np.frombuffer(flags, dtype=bool)  # read-only, no copy
+                if len(_MASKS) < _MASKS_KEPT:
+                    _MASKS[flags] = m
+            return m
+        else:
+            try:
+                ok = len(mask) == n and set(mask) <= _FLAGS  # 0.0 and 1.0 as well
+            except TypeError:  # an unhashable entry
+                ok = False
+            m = np.array(mask, dtype=bool) if ok else None
     else:
         try:
             m = np.asarray(mask)
@@ -138,19 +168,29 @@ def _layer_split(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBui
     min_split = int(layout["min_split"])
     fit = arrays["env.fit_by_tokens"]
     n_actions = manifest["action"].get("n")
+    n_obs = len(low)
+
+    default_masks: dict[int, np.ndarray] = {}  # deepest fitting split -> the default mask (read-only)
+
+    def default_mask(deepest_fit: int) -> np.ndarray:
+        mask = default_masks.get(deepest_fit)
+        if mask is None:
+            mask = np.empty(n_actions, dtype=bool)
+            observations.layer_split_mask(mask, min_split, deepest_fit)
+            mask.setflags(write=False)
+            default_masks[deepest_fit] = mask
+        return mask
 
     def build(request):
         v = _numbers(request, LAYER_SPLIT_REQUEST)
-        out = [0.0] * len(low)
+        out = [0.0] * n_obs
         observations.layer_split_observation(out, low, high, scales, *v)
         obs = np.array(out, dtype=np.float32)
         mask = None
         if n_actions is not None:
             mask = _mask_field(request, n_actions)
             if mask is None:  # the deepest split whose weights and KV cache fit, for the expected tokens
-                mask = np.empty(n_actions, dtype=bool)
-                tokens = min(int(v[1] + v[2]), len(fit) - 1)
-                observations.layer_split_mask(mask, min_split, int(fit[tokens]))
+                mask = default_mask(int(fit[min(int(v[1] + v[2]), len(fit) - 1)]))
         return obs, mask
     return RequestBuilder(LAYER_SPLIT_REQUEST, build)
 

@@ -27,9 +27,12 @@ class NothingAllowed(RequestError):
     """The request's action mask allows no action: the safe default is the answer (not a malformed request)."""
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
     """What the router decided: the env's ``action``, its ``label``, and whether it is the policy's own.
+
+    ``label`` names a discrete action (the manifest's ``action.names``, e.g.
+    ``"split 15"``); it is empty for a box action, whose numbers are the answer.
 
     ``ok`` is False when the safe default was returned instead; ``reason``
     then says why and ``error`` names the cause: ``request`` (a field
@@ -61,6 +64,8 @@ class Router:
     policy: Policy
     safe_default: Any
     builder: Any = field(default=None, repr=False)  #: request -> (observation, mask), the env's own layout
+    _decided: dict = field(default_factory=dict, repr=False)  #: (action, agent) -> its Decision (discrete)
+    _single: bool = field(default=True, repr=False)  #: a one-agent policy (no agent argument)
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike, safe_default: Any = None) -> "Router":
@@ -87,6 +92,7 @@ class Router:
         from .requests import request_builder
 
         router.builder = request_builder(m, artifact.arrays)
+        router._single = router.agents is None
         return router
 
     # ------------------------------------------------------------------ layout
@@ -104,7 +110,7 @@ class Router:
         names = self.manifest["action"].get("names")
         if names is not None and isinstance(action, int) and 0 <= action < len(names):
             return str(names[action])
-        return str(action.tolist() if isinstance(action, np.ndarray) else action)
+        return "" if isinstance(action, np.ndarray) else str(action)  # a box action is its own answer
 
     def _check_action(self, action, name: str) -> None:
         spec = self.manifest["action"]
@@ -135,7 +141,12 @@ class Router:
         return Decision(action, self._label(action), False, reason, agent, error, field)
 
     def _finish(self, action, agent: str | None) -> Decision:
-        if isinstance(action, np.ndarray) and not np.isfinite(action).all():
+        if action.__class__ is int:  # discrete: one frozen Decision per action and agent, made once
+            decision = self._decided.get((action, agent))
+            if decision is None:
+                decision = self._decided[(action, agent)] = Decision(action, self._label(action), True, "", agent)
+            return decision
+        if isinstance(action, np.ndarray) and not all(map(math.isfinite, action.tolist())):
             return self._safe("the policy's output is not finite", agent, "policy")
         return Decision(action, self._label(action), True, "", agent)
 
@@ -151,14 +162,14 @@ class Router:
     def decide(self, request: Mapping[str, Any]) -> Decision:
         """Decide for one request (what the edge box knows; :mod:`offload_env.router.requests` lists the
         fields per env); on any failure the safe default, with the reason."""
-        is_mapping = isinstance(request, dict) or isinstance(request, Mapping)
+        is_mapping = request.__class__ is dict or isinstance(request, Mapping)
         agent = request.get("agent") if is_mapping else None
         try:
             if not is_mapping:
                 raise RequestError(f"request: expected an object of fields, got {type(request).__name__}")
             obs, mask = self.builder.build(request)
-            decision = self.policy.decide(obs, mask, self._agent_index(agent))
-            return self._finish(decision, agent)
+            index = 0 if agent is None and self._single else self._agent_index(agent)
+            return self._finish(self.policy._decide(obs, mask, index), agent)
         except NothingAllowed as err:
             return self._safe(str(err), agent if isinstance(agent, str) else None, "mask", err.field)
         except RequestError as err:
