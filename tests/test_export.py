@@ -342,6 +342,41 @@ def test_bad_requests_get_the_safe_default_naming_the_field(tmp_path, edit, fiel
     assert field in d.reason
 
 
+def test_action_masks_are_read_exactly_in_every_form():
+    from offload_env.router.requests import _mask_field
+    from offload_env.router.router import NothingAllowed, RequestError
+
+    want = np.array([0, 1, 1, 0], dtype=bool)
+    for mask in ([0, 1, 1, 0], [False, True, True, False], [0.0, 1.0, 1.0, 0.0], np.array([0, 1, 1, 0], np.int8),
+                 want):
+        got = _mask_field({"action_mask": mask}, 4)
+        np.testing.assert_array_equal(got, want)
+        assert got.dtype == bool
+    assert _mask_field({"action_mask": [0, 1, 1, 0]}, 4) is _mask_field({"action_mask": [0, 1, 1, 0]}, 4)  # kept
+    with pytest.raises(ValueError):
+        _mask_field({"action_mask": [0, 1, 1, 0]}, 4)[0] = True  # a kept mask cannot be changed by a caller
+    for bad, n in (([0, 1, 1], 4), ([0, 1, 1, 0], 3), ([0, 1, 2, 0], 4), ([0, 1, "1", 0], 4), ([0, 0.5, 1, 0], 4),
+                   ([[1], 1, 1, 1], 4), ("0110", 4), (np.array([0.0, 1.0, 1.0, 0.0]), 4)):
+        with pytest.raises(RequestError, match=r"^action_mask: expected \d flags"):
+            _mask_field({"action_mask": bad}, n)
+    for nothing in ([0, 0, 0, 0], [0.0, 0.0, 0.0, 0.0], np.zeros(4, np.int8)):
+        with pytest.raises(NothingAllowed):
+            _mask_field({"action_mask": nothing}, 4)
+
+
+def test_vectors_are_checked_exactly_in_every_form():
+    from offload_env.router.requests import Field, _vector
+    from offload_env.router.router import RequestError
+
+    f = Field("features", -10.0, 10.0, "the query's features", size=3)
+    for ok in ([1.0, -2, 3.5], (1.0, -2, 3.5), np.array([1.0, -2, 3.5])):
+        np.testing.assert_array_equal(_vector({"features": ok}, f), [1.0, -2.0, 3.5])
+    for bad in ([1.0, 2.0], [1.0, True, 2.0], [1.0, "2", 3.0], [1.0, float("nan"), 2.0], [float("nan"), 1.0, 2.0],
+                [1.0, float("inf"), 2.0], [1.0, 11.0, 2.0], [-10.5, 1.0, 2.0], [10 ** 400, 1.0, 2.0], None, 5.0):
+        with pytest.raises(RequestError, match=r"^features: "):
+            _vector({"features": bad}, f)
+
+
 def test_maddpg_artifact_decides_as_the_agent(tmp_path):
     make_env = lambda: offload_env.make_parallel(VEHICULAR, continuous=True)  # noqa: E731
     agent = _train("maddpg", make_env, 300, learning_starts=100)

@@ -80,8 +80,8 @@ def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
     """``request[f.name]``: ``f.size`` numbers in [f.low, f.high]."""
     v, n = request.get(f.name), f.size
     if v.__class__ is list and len(v) == n and set(map(type, v)) <= _PLAIN_NUMBERS:  # as JSON gives it
-        total = sum(v)  # NaN if an entry is; without NaN, min and max are exact
-        if n == 0 or (total == total and min(v) >= f.low and max(v) <= f.high):
+        # min and max are exact unless an entry is NaN; then the sum (of numbers in range: no overflow) is NaN
+        if n == 0 or (min(v) >= f.low and max(v) <= f.high and (total := sum(v)) == total):
             return np.array(v, dtype=np.float64)
         raise RequestError(f"{f.name}: expected {n} numbers in [{f.low:g}, {f.high:g}], got a value out of range")
     what = f"{n} numbers in [{f.low:g}, {f.high:g}]"
