@@ -88,7 +88,7 @@ class AgentKind(Protocol):
 
     # Optional: ``check_env(algo, spaces, settings)`` raises SettingError when the algorithm cannot act in
     # the env whose ``spaces.action_space`` / ``spaces.observation_space`` (a PettingZoo env's: its first
-    # agent's; ``spaces.parallel`` tells which) it would train on. The harness calls it at config load,
+    # agent's; ``spaces.parallel`` tells which, ``spaces.env_id`` names the env) it would train on. The harness calls it at config load,
     # after building each distinct env once, so that no run starts with an agent its env cannot take.
     # Optional flags: ``sb3_callbacks`` (learn takes SB3 callbacks and a logger: agents.sb3) and
     # ``update_scalars`` (learn calls ``callback(agent, stats)`` after each update with its losses, which the

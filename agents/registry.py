@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "sb3": "agents.sb3:KIND",  # DDPG, TD3, PPO, DQN, MaskablePPO; needs the 'rl' extra; saves a pickled zip
     "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
     "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO, MADDPG on PettingZoo envs; torch; npz + JSON
+    "aif": "agents.active_inference:KIND",  # deep active inference (ensemble model, EFE planning); torch; npz + JSON
 }
 
 
@@ -66,6 +67,7 @@ AGENTS: dict[str, AgentFamily] = {
     "ippo": AgentFamily("ippo", "madrl", multi_agent=True),
     "fedppo": AgentFamily("fedppo", "madrl", multi_agent=True),
     "maddpg": AgentFamily("maddpg", "madrl", multi_agent=True),
+    "deep_aif": AgentFamily("deep_aif", "aif"),
 }
 
 

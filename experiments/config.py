@@ -516,10 +516,11 @@ def _env_spaces(env_id: str, kwargs: dict, sources: list[tuple[str, dict]]):
         agents = getattr(env, "possible_agents", None)
         if agents is not None:  # a PettingZoo ParallelEnv: the spaces of its first agent
             spaces = SimpleNamespace(action_space=env.action_space(agents[0]),
-                                     observation_space=env.observation_space(agents[0]), parallel=True)
+                                     observation_space=env.observation_space(agents[0]), parallel=True,
+                                     env_id=env_id)
         else:
             spaces = SimpleNamespace(action_space=env.action_space, observation_space=env.observation_space,
-                                     parallel=False)
+                                     parallel=False, env_id=env_id)
     finally:
         try:
             env.close()
