@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # PyTorch CPU index is the fallback elsewhere. Never a bare `torch`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test setup clean
+.PHONY: demo test test-aif setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The pymdp agent in its own venv: the 'aif' extra brings JAX (about 850 MB) and no torch.
+AIF_VENV := .venv-aif
+AIF_STAMP := $(AIF_VENV)/.installed
+
+$(AIF_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(AIF_VENV)
+	$(AIF_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIF_VENV)/bin/python -m pip install --quiet -e ".[aif]" "pytest>=8"
+	touch $(AIF_STAMP)
+
+test-aif: $(AIF_STAMP)
+	JAX_PLATFORMS=cpu $(AIF_VENV)/bin/python -m pytest -q tests/test_pymdp_agent.py $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(AIF_VENV) build dist .pytest_cache

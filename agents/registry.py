@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
     "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO, MADDPG on PettingZoo envs; torch; npz + JSON
     "aif": "agents.active_inference:KIND",  # deep active inference (ensemble model, EFE planning); torch; npz + JSON
+    "pymdp": "agents.active_inference:PYMDP_KIND",  # discrete active inference with pymdp; JAX ('aif' extra)
 }
 
 
@@ -68,6 +69,7 @@ AGENTS: dict[str, AgentFamily] = {
     "fedppo": AgentFamily("fedppo", "madrl", multi_agent=True),
     "maddpg": AgentFamily("maddpg", "madrl", multi_agent=True),
     "deep_aif": AgentFamily("deep_aif", "aif"),
+    "pymdp_aif": AgentFamily("pymdp_aif", "pymdp"),
 }
 
 

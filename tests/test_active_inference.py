@@ -19,6 +19,7 @@ from agents.active_inference.efe import expected_free_energy, extrinsic_value, i
 from agents.active_inference.ensemble import GaussianEnsemble  # noqa: E402
 from agents.active_inference.outcomes import OutcomeSpec, outcome_spec  # noqa: E402
 from experiments.config import ConfigError, parse_config  # noqa: E402
+from toy_envs import register_context_toy  # noqa: E402
 from experiments.runner import run_experiment, run_paths  # noqa: E402
 
 LAYER_SPLIT, ROUTING = "offload_env/LayerSplit-v0", "offload_env/Routing-v0"
@@ -33,13 +34,16 @@ def test_free_energy_terms_of_a_hand_computed_case():
     mu, var = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [1.0]])
     assert float(information_gain(mu, var)) == pytest.approx(0.5 * math.log(2.0))
     assert float(extrinsic_value(mu, torch.tensor([0.5]))) == pytest.approx(-0.5)  # -w * mean outcome
-    g = expected_free_energy(mu, var, torch.tensor([0.5]), 1, epistemic_weight=2.0)
+    g = expected_free_energy(mu, var, torch.tensor([0.5]), epistemic_weight=2.0)
     assert float(g) == pytest.approx(0.5 - 2.0 * 0.5 * math.log(2.0))
-    # a second dimension that is not an outcome adds information gain only: members N(1, 4) and N(1, 1)
+    # a variance floor of 1: each member N(., 2), the mixture's variance 2 + 1
+    assert float(information_gain(mu, var, floor=1.0)) == pytest.approx(0.5 * math.log(3.0 / 2.0))
+    # two outcomes, the second sought (weight -1): members N(1, 4) and N(1, 1) agree on its mean
     mu2, var2 = torch.tensor([[0.0, 1.0], [2.0, 1.0]]), torch.tensor([[1.0, 4.0], [1.0, 1.0]])
     ig2 = 0.5 * math.log(2.0) + 0.5 * (math.log(2.5) - 0.5 * (math.log(4.0) + math.log(1.0)))
     assert float(information_gain(mu2, var2)) == pytest.approx(ig2)
-    assert float(expected_free_energy(mu2, var2, torch.tensor([0.5]), 1, 1.0)) == pytest.approx(0.5 - ig2)
+    g2 = expected_free_energy(mu2, var2, torch.tensor([0.5, -1.0]), 1.0)
+    assert float(g2) == pytest.approx(-(-0.5 * 1.0 + 1.0 * 1.0) - ig2)
 
 
 def test_information_gain_is_zero_when_members_agree_and_positive_otherwise():
@@ -89,34 +93,9 @@ def test_ensemble_members_disagree_away_from_the_data():
 # ---------------------------------------------------------------------- the agent on a known problem
 
 
-class ContextToy(gym.Env):
-    """Three actions; the outcome ``cost`` is 0 for the action ``1 + sign(obs[0])`` (0 or 2), 0.5 for action 1,
-    1 for the other: the best action depends on the context. Never reads a reward (it is 0)."""
-
-    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    action_space = gym.spaces.Discrete(3)
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self._obs = self.np_random.uniform(-1, 1, 2).astype(np.float32)
-        self._t = 0
-        return self._obs, {}
-
-    def best(self, obs) -> int:
-        return 2 if obs[0] > 0 else 0
-
-    def step(self, action):
-        cost = 0.0 if action == self.best(self._obs) else 0.5 if action == 1 else 1.0
-        self._t += 1
-        self._obs = self.np_random.uniform(-1, 1, 2).astype(np.float32)
-        return self._obs, 0.0, False, self._t >= 50, {"cost": cost + 0.05 * self.np_random.normal()}
-
-
 @pytest.fixture
 def toy(monkeypatch):
-    env_id = "offload_env_test/ContextToy-v0"
-    if env_id not in gym.registry:
-        gym.register(env_id, entry_point=ContextToy)
+    env_id = register_context_toy()
     monkeypatch.setitem(outcomes_module.OUTCOMES, env_id,
                         lambda env: OutcomeSpec(("cost",), lambda info: [info["cost"]], (1.0,)))
     return lambda: gym.make(env_id)
@@ -124,7 +103,7 @@ def toy(monkeypatch):
 
 def test_agent_learns_the_best_action_of_a_contextual_problem_from_outcomes_alone(toy):
     agent = DeepAIFAgent(toy, seed=0, **SMALL)
-    agent.learn(toy, 600)
+    agent.learn(toy, 1000)
     env = toy().unwrapped
     rng = np.random.default_rng(5)
     contexts = rng.uniform(-1, 1, (200, 2)).astype(np.float32)

@@ -119,7 +119,7 @@ def test_save_load_round_trip_gives_identical_actions_and_training_continues(tmp
     artifact = resumed.export(tmp_path / "artifact", env_id="offload_env/Vehicular-v0",
                               env_kwargs={"continuous": True, **CONTENTION})  # tests/test_export.py: parity
     assert (artifact / "params.npz").is_file()
-    with pytest.raises(ValueError, match="not an agent saved by agents.madrl"):
+    with pytest.raises(ValueError, match="not a saved agent folder"):
         MADDPGAgent.load(tmp_path / "missing")
 
 

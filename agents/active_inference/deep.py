@@ -8,8 +8,9 @@ outcomes`) and the change of the observation, given the observation and
 the action. To act it scores candidate action sequences over ``horizon``
 steps by their expected free energy (:mod:`~agents.active_inference.efe`):
 the expected log-preference of the predicted outcomes plus
-``epistemic_weight`` times the information they would give about the model
-(the ensemble's disagreement), and takes the first action of the best. On
+``epistemic_weight`` times the information they would give about the
+outcome model (the ensemble's disagreement about them), and takes the first
+action of the best. On
 a discrete action space every allowed action is scored (a sequence repeats
 it over the horizon); on a Box, the cross-entropy method searches sequences.
 This is the scheme of Tschantz et al. (2020), "Reinforcement learning
@@ -35,68 +36,19 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from .config import DeepAIFConfig
 from .efe import expected_free_energy
 from .ensemble import GaussianEnsemble
 from .outcomes import outcome_spec
 
 __all__ = ["DeepAIFConfig", "DeepAIFAgent"]
-
-
-@dataclass
-class DeepAIFConfig:
-    """The deep active-inference agent's settings (``hyperparams`` of an experiment config)."""
-
-    members: int = 5  #: ensemble members
-    hidden: tuple[int, ...] = (128, 128)  #: hidden layer widths of each member
-    horizon: int = 1  #: planning horizon in steps
-    epistemic_weight: float = 1.0  #: weight of the information gain in the expected free energy
-    preference: dict = field(default_factory=dict)  #: outcome name -> preference weight (default: the reward's)
-    learning_starts: int = 500  #: steps of uniform actions before the first fit
-    train_every: int = 250  #: steps between fits
-    gradient_steps: int = 100  #: Adam steps per fit
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    buffer_size: int = 100_000  #: transitions kept (the oldest are dropped)
-    cem_population: int = 200  #: Box actions: candidate sequences per CEM iteration
-    cem_elites: int = 20
-    cem_iterations: int = 4
-
-    def check(self) -> None:
-        def need(ok: bool, key: str, expected: str) -> None:
-            if not ok:
-                raise ValueError(f"{key}: expected {expected}, got {getattr(self, key)!r}")
-
-        def is_int(v) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        for key in ("members", "horizon", "train_every", "gradient_steps", "batch_size", "buffer_size",
-                    "cem_population", "cem_elites", "cem_iterations"):
-            need(is_int(getattr(self, key)) and getattr(self, key) >= 1, key, "an integer >= 1")
-        need(is_int(self.learning_starts) and self.learning_starts >= 0, "learning_starts", "an integer >= 0")
-        need(self.members <= 64, "members", "at most 64")
-        need(self.horizon <= 50, "horizon", "at most 50")
-        need(self.cem_elites <= self.cem_population, "cem_elites", f"at most cem_population "
-             f"({self.cem_population})")
-        need(isinstance(self.hidden, (tuple, list)) and len(self.hidden) >= 1
-             and all(is_int(h) and 1 <= h <= 4096 for h in self.hidden), "hidden",
-             "a list of 1 or more layer widths in [1, 4096]")
-        for key, low in (("epistemic_weight", 0.0), ("learning_rate", 0.0)):
-            v = getattr(self, key)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                 and (v >= low if key == "epistemic_weight" else v > low), key,
-                 "a finite number >= 0" if key == "epistemic_weight" else "a finite number > 0")
-        need(isinstance(self.preference, dict) and all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for k, v in self.preference.items()), "preference", "a mapping of outcome names to finite numbers")
 
 
 class DeepAIFAgent:
@@ -184,11 +136,12 @@ class DeepAIFAgent:
         state = state.expand(cfg.members, n, self.obs_dim)
         low, high = torch.as_tensor(self.obs_low), torch.as_tensor(self.obs_high)
         total = torch.zeros(n)
+        floor = (cfg.information_floor * self.model.y_std[:k]) ** 2
         for t in range(sequences.shape[1]):
             a = torch.as_tensor(self._encode(sequences[:, t])).expand(cfg.members, n, self.action_dim)
             mu, var = self.model(torch.cat([state, a], dim=-1))  # [E, C, K + D]
-            total += expected_free_energy(mu.transpose(0, 1), var.transpose(0, 1), self.preference, k,
-                                          cfg.epistemic_weight)
+            total += expected_free_energy(mu[..., :k].transpose(0, 1), var[..., :k].transpose(0, 1),
+                                          self.preference, cfg.epistemic_weight, floor)
             state = torch.clamp(state + mu[..., k:], low, high)
         return total.numpy()
 
@@ -274,7 +227,7 @@ class DeepAIFAgent:
     # ------------------------------------------------------------------ persistence
 
     def save(self, folder: str | os.PathLike) -> Path:
-        from ..madrl.common import save_arrays
+        from .._arrays import save_arrays
 
         n = min(self._stored, self.config.buffer_size)
         arrays = {f"model.{k}": v.detach().numpy() for k, v in self.model.state_dict().items()}
@@ -294,7 +247,7 @@ class DeepAIFAgent:
     def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None, **_: Any
              ) -> "DeepAIFAgent":
         """Read an agent written by :meth:`save` (no pickle); ``make_env`` builds its env (needed to act)."""
-        from ..madrl.common import load_arrays
+        from .._arrays import load_arrays
 
         arrays, meta = load_arrays(folder)
         if meta.get("algo") != cls.algo or make_env is None:

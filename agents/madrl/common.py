@@ -6,16 +6,14 @@ size, S global-state size; a rollout holds T steps of every copy.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from offload_env.atomic import atomic_path, write_text
+from .._arrays import load_arrays, save_arrays  # noqa: F401 (saved agents: npz + JSON)
 
 __all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP", "save_arrays",
            "load_arrays"]
@@ -204,26 +202,3 @@ class GroupedMLP(nn.Module):
     def group_parameters(self) -> int:
         """Parameters of one group (what one agent sends to the aggregator)."""
         return sum(p[0].numel() for p in [*self.weights, *self.biases])
-
-
-def save_arrays(folder: str | os.PathLike, arrays: dict[str, np.ndarray], meta: dict) -> Path:
-    """``weights.npz`` (arrays, no pickle) and ``agent.json`` (everything else), each written atomically."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "weights.npz", ".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    write_text(folder / "agent.json", json.dumps(meta, indent=1) + "\n")
-    return folder
-
-
-def load_arrays(folder: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """Read what :func:`save_arrays` wrote (``allow_pickle=False``)."""
-    folder = Path(folder)
-    try:
-        meta = json.loads((folder / "agent.json").read_text())
-        with np.load(folder / "weights.npz", allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (FileNotFoundError, ValueError, json.JSONDecodeError) as err:
-        raise ValueError(f"{folder}: not an agent saved by agents.madrl ({err})") from None
-    return arrays, meta
