@@ -251,26 +251,29 @@ def main(argv=None) -> int:
     p.add_argument("--adapt-before", type=int, default=10000)
     p.add_argument("--adapt-after", type=int, default=10000)
     p.add_argument("--skip-adaptation", action="store_true")
+    p.add_argument("--only-adaptation", action="store_true", help="the adaptation study alone")
+    p.add_argument("--adapt-agents", default="deep_aif,pymdp_aif,maskable_ppo",
+                   help="comma-separated agents of the adaptation study (those in the config)")
     args = p.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
     budget = 2000 if args.quick else None
     milestones = (2000,) if args.quick else MILESTONES
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
-    layer_cfg = None
+    layer_cfg = build_config(CONFIGS["LayerSplit-v0"], args.runs_dir, seeds, budget)
     for env, path in CONFIGS.items():
+        if args.only_adaptation:
+            break
         cfg = build_config(path, args.runs_dir, seeds, budget)
         run_experiment(cfg, resume=True, progress=False)
         print(f"\n## {env}: cost after 2k / 10k / 50k steps (mean [95% CI over seeds])\n")
         print(sample_efficiency(cfg, milestones).to_string(index=False))
         print(f"\n## {env}: decision time per step, one core\n")
         print(decision_times(cfg, 200 if args.quick else 1000).to_string(index=False))
-        if env == "LayerSplit-v0":
-            layer_cfg = cfg
     if not args.skip_adaptation:
         before, after = (1000, 1000) if args.quick else (args.adapt_before, args.adapt_after)
         print(f"\n## LayerSplit-v0: adaptation (arrival rate 0.2 -> 0.6 /s after {before} steps, unannounced)\n")
-        names = [n for n in ("deep_aif", "pymdp_aif", "maskable_ppo") if n in layer_cfg.agents]
+        names = [n for n in args.adapt_agents.split(",") if n in layer_cfg.agents]
         print(adaptation(layer_cfg, names, list(range(seeds)), before, after)
               .to_string(index=False))
     return 0
