@@ -150,6 +150,38 @@ def _madrl_policy(agent) -> tuple[dict, dict]:
     return spec, arrays
 
 
+def _aif_policy(agent) -> tuple[dict, dict]:
+    """deep_aif at horizon 1 on discrete actions: its ensemble and the EFE rule (``ensemble_efe``)."""
+    cfg, model = agent.config, agent.model
+    if not agent.discrete or cfg.horizon != 1 or not agent._fitted:
+        raise ExportNotAvailable(f"{agent.name}: the router serves deep_aif fitted, at horizon 1, on discrete "
+                                 f"actions (this one: {'fitted' if agent._fitted else 'not fitted'}, horizon "
+                                 f"{cfg.horizon}, {'discrete' if agent.discrete else 'box'})")
+    k, n_out = len(agent.outcomes.names), model.n_out
+
+    def numpy(t):
+        return t.detach().cpu().numpy().astype(np.float32)
+    arrays = {f"ensemble.{i}.weight": numpy(layer.weight) for i, layer in enumerate(model.layers)}
+    arrays.update({f"ensemble.{i}.bias": numpy(layer.bias) for i, layer in enumerate(model.layers)})
+    head_w, head_b = numpy(model.head.weight), numpy(model.head.bias)
+    arrays["ensemble.head.weight"] = np.concatenate([head_w[..., :k], head_w[..., n_out:n_out + k]], axis=-1)
+    arrays["ensemble.head.bias"] = np.concatenate([head_b[..., :k], head_b[..., n_out:n_out + k]], axis=-1)
+    arrays.update({"ensemble.x_mean": numpy(model.x_mean), "ensemble.x_std": numpy(model.x_std),
+                   "ensemble.y_mean": numpy(model.y_mean)[:k], "ensemble.y_std": numpy(model.y_std)[:k],
+                   "ensemble.max_logvar": numpy(model.max_logvar)[:k],
+                   "ensemble.min_logvar": numpy(model.min_logvar)[:k],
+                   "ensemble.preference": numpy(agent.preference),
+                   "ensemble.floor": ((cfg.information_floor * numpy(model.y_std)[:k]) ** 2).astype(np.float32)})
+    spec = {"type": "ensemble_efe", "n_actions": agent.n_actions, "epistemic_weight": float(cfg.epistemic_weight),
+            "outcomes": list(agent.outcomes.names),
+            "layers": [{"weight": f"ensemble.{i}.weight", "bias": f"ensemble.{i}.bias"}
+                       for i in range(len(model.layers))],
+            "head_weight": "ensemble.head.weight", "head_bias": "ensemble.head.bias",
+            **{key: f"ensemble.{key}" for key in ("x_mean", "x_std", "y_mean", "y_std", "max_logvar", "min_logvar",
+                                                  "preference", "floor")}}
+    return spec, arrays
+
+
 def policy_of(agent) -> tuple[dict, dict[str, np.ndarray], dict]:
     """(policy section, arrays, agent section) of ``agent``'s manifest; ExportNotAvailable if it has none."""
     from .bandit_agent import BanditAgent
@@ -166,6 +198,9 @@ def policy_of(agent) -> tuple[dict, dict[str, np.ndarray], dict]:
     elif family == "madrl":
         spec, arrays = _madrl_policy(agent)
         hyper = dict(dataclasses.asdict(agent.config), normalize_obs=agent.normalize_obs)
+    elif family == "aif":
+        spec, arrays = _aif_policy(agent)
+        hyper = dataclasses.asdict(agent.config)
     else:
         raise ExportNotAvailable(f"{getattr(agent, 'name', agent)!r}: no export for agents of type "
                                  f"{type(agent).__name__}")

@@ -40,7 +40,7 @@ def _one_thread():
 def _train(algo: str, make_env, budget: int, **hyper):
     agent = AGENTS[algo].build(make_env, seed=0, name=algo,
                                settings=AgentConfig(algo=algo, budget=budget, hyperparams=hyper))
-    agent.learn(make_env if AGENTS[algo].kind == "bandit" else None, budget)
+    agent.learn(make_env if AGENTS[algo].kind in ("bandit", "aif") else None, budget)
     return agent
 
 
@@ -74,6 +74,7 @@ def _parity(agent, router: Router, make_env, steps: int = PARITY_STEPS):
     return mismatches, err, len(seen)
 
 
+AIF_SMALL = dict(members=3, hidden=(32, 32), learning_starts=100, train_every=100, gradient_steps=30)
 SINGLE_AGENT_CASES = [
     ("maskable_ppo", LAYER_SPLIT, {}, 512, dict(n_steps=256, batch_size=64)),
     ("ddpg", LAYER_SPLIT, {"continuous": True}, 400, dict(learning_starts=100)),
@@ -84,11 +85,13 @@ SINGLE_AGENT_CASES = [
     ("lints", ROUTING, {}, 1000, {}),
     ("epsilon_greedy", ROUTING, {}, 1000, {}),
     ("cost_aware_linucb", ROUTING, {}, 1000, dict(budget_per_step=1e-4)),
+    ("deep_aif", LAYER_SPLIT, {}, 300, AIF_SMALL),
+    ("deep_aif", ROUTING, {}, 300, AIF_SMALL),
 ]
 
 
 @pytest.mark.parametrize("algo, env_id, kwargs, budget, hyper", SINGLE_AGENT_CASES,
-                         ids=[c[0] for c in SINGLE_AGENT_CASES])
+                         ids=[f"{c[0]}-{c[1].split('/')[-1]}" for c in SINGLE_AGENT_CASES])
 def test_artifact_decides_as_the_agent(tmp_path, algo, env_id, kwargs, budget, hyper):
     make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
     agent = _train(algo, make_env, budget, **hyper)
@@ -268,7 +271,8 @@ def _episode_returns(env, decide, seeds) -> list[float]:
     ("maskable_ppo", LAYER_SPLIT, {"episode_requests": 100}, 512, dict(n_steps=256, batch_size=64)),
     ("ddpg", LAYER_SPLIT, {"continuous": True, "episode_requests": 100}, 300, dict(learning_starts=100)),
     ("linucb", ROUTING, {}, 500, {}),
-], ids=["layer-split", "layer-split-continuous", "routing"])
+    ("deep_aif", LAYER_SPLIT, {"episode_requests": 100}, 300, AIF_SMALL),
+], ids=["layer-split", "layer-split-continuous", "routing", "layer-split-deep-aif"])
 def test_router_driven_by_requests_matches_the_agent(tmp_path, algo, env_id, kwargs, budget, hyper):
     """Requests built from the env's state give the env's own observation, and the agent's returns."""
     make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
@@ -340,6 +344,20 @@ def test_bad_requests_get_the_safe_default_naming_the_field(tmp_path, edit, fiel
     assert not d.ok and d.error == "request" and d.field == field
     assert d.action == env.unwrapped.safe_action == env.unwrapped.num_layers  # run on the edge
     assert field in d.reason
+
+
+def test_deep_aif_exports_only_what_the_router_can_serve(tmp_path):
+    make_env = lambda: gym.make(LAYER_SPLIT, continuous=True)  # noqa: E731
+    with pytest.raises(ExportNotAvailable, match="horizon 1, on discrete actions"):
+        _train("deep_aif", make_env, 150, **AIF_SMALL).export(tmp_path / "box", env_id=LAYER_SPLIT,
+                                                                env_kwargs={"continuous": True})
+    make_env = lambda: gym.make(LAYER_SPLIT)  # noqa: E731
+    with pytest.raises(ExportNotAvailable, match="horizon 2"):
+        _train("deep_aif", make_env, 150, **AIF_SMALL, horizon=2).export(tmp_path / "h2", env_id=LAYER_SPLIT)
+    with pytest.raises(ExportNotAvailable, match="not fitted"):
+        _train("deep_aif", make_env, 50, **AIF_SMALL).export(tmp_path / "unfitted", env_id=LAYER_SPLIT)
+    for name in ("box", "h2", "unfitted"):
+        assert not (tmp_path / name).exists()  # nothing half-written
 
 
 def test_action_masks_are_read_exactly_in_every_form():

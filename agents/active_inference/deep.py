@@ -269,7 +269,8 @@ class DeepAIFAgent:
         return agent
 
     def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
-        from ..protocol import ExportNotAvailable
+        """The pickle-free artifact for the edge router (``agents.export``): the ensemble and the EFE rule, at
+        horizon 1 on discrete actions (ExportNotAvailable otherwise)."""
+        from ..export import export
 
-        raise ExportNotAvailable("deep_aif: plans with its ensemble at each decision; the router has no planner "
-                                 "policy type yet")
+        return export(self, path, env_id=env_id, env_kwargs=env_kwargs)

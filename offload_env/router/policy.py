@@ -14,6 +14,10 @@ into a callable. Two policy types cover every agent the project trains:
     (``mask: true`` applies the action mask first) or ``box`` (``tanh``
     squashing and unscaling to ``[low, high]``, then clipping, as SB3's
     ``predict`` does).
+``ensemble_efe`` (deep active inference, horizon 1, discrete actions)
+    every allowed action's expected free energy under the agent's ensemble
+    (its members' batched weights, the input and target statistics, the
+    preference and the information floor), the least taken.
 ``linear_scores`` (the contextual bandits)
     ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
@@ -261,7 +265,67 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     return Policy("linear_scores", d, k, None, False, 1, decide)
 
 
-_BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores}
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(x, 0.0)
+
+
+def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    """The deep active-inference agent's rule at horizon 1 (``agents.active_inference.deep``): every allowed
+    action scored by its expected free energy under the ensemble, the least taken."""
+    where = "policy"
+    weights = spec.get("layers")
+    if not isinstance(weights, list) or not weights:
+        raise PolicyError(f"{where}.layers: expected a non-empty list of {{weight, bias}}")
+    layers = [(_array(arrays, l, "weight", f"{where}.layers[{i}]").astype(np.float32),
+               _array(arrays, l, "bias", f"{where}.layers[{i}]").astype(np.float32)) for i, l in enumerate(weights)]
+    head_w, head_b = _array(arrays, spec, "head_weight", where), _array(arrays, spec, "head_bias", where)
+    x_mean, x_std = _array(arrays, spec, "x_mean", where), _array(arrays, spec, "x_std", where)
+    y_mean, y_std = _array(arrays, spec, "y_mean", where), _array(arrays, spec, "y_std", where)
+    max_lv, min_lv = _array(arrays, spec, "max_logvar", where), _array(arrays, spec, "min_logvar", where)
+    preference, floor = _array(arrays, spec, "preference", where), _array(arrays, spec, "floor", where)
+    beta = _number(spec, "epistemic_weight", where)
+    k, n_in = preference.shape[0], x_mean.shape[0]
+    n = spec.get("n_actions")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n >= n_in:
+        raise PolicyError(f"{where}.n_actions: expected an integer in [1, {n_in - 1}], got {n!r}")
+    members = layers[0][0].shape[0]
+    width = n_in
+    for i, (w, b) in enumerate(layers):
+        if w.ndim != 3 or w.shape[0] != members or w.shape[1] != width or b.shape != (members, 1, w.shape[2]):
+            raise PolicyError(f"{where}.layers[{i}]: expected weight ({members}, {width}, out) and bias "
+                              f"({members}, 1, out), got {w.shape} and {b.shape}")
+        width = w.shape[2]
+    if head_w.shape != (members, width, 2 * k) or head_b.shape != (members, 1, 2 * k):
+        raise PolicyError(f"{where}.head_weight: expected ({members}, {width}, {2 * k}), got {head_w.shape}")
+    for name, arr in (("y_mean", y_mean), ("y_std", y_std), ("max_logvar", max_lv), ("min_logvar", min_lv),
+                      ("floor", floor)):
+        if arr.shape != (k,):
+            raise PolicyError(f"{where}.{name}: expected {k} entries, got shape {arr.shape}")
+    obs_dim = n_in - n
+    eye = np.eye(n, dtype=np.float32)
+    all_actions = np.arange(n)
+
+    def decide(obs, mask, agent):
+        allowed = all_actions if mask is None else np.flatnonzero(mask)
+        x = np.concatenate([np.broadcast_to(obs.astype(np.float32), (allowed.size, obs_dim)), eye[allowed]], 1)
+        h = ((x - x_mean) / x_std).astype(np.float32)[None]  # [1, C, in] -> [E, C, out] below
+        for w, b in layers:
+            h = h @ w + b
+            h *= 0.5 * (1.0 + np.tanh(0.5 * h))  # SiLU: h * sigmoid(h), with no overflow
+        out = h @ head_w + head_b
+        mu, logvar = out[..., :k], out[..., k:]
+        logvar = max_lv - _softplus(max_lv - logvar)
+        logvar = min_lv + _softplus(logvar - min_lv)
+        mu = mu * y_std + y_mean
+        var = np.exp(logvar) * y_std ** 2 + floor
+        total = var.mean(axis=0) + mu.var(axis=0)
+        gain = 0.5 * (np.log(total) - np.log(var).mean(axis=0)).sum(axis=-1)
+        g = (mu.mean(axis=0) * preference).sum(axis=-1) - beta * gain
+        return int(allowed[int(np.argmin(g))])
+    return Policy("ensemble_efe", obs_dim, n, None, True, 1, decide)
+
+
+_BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores, "ensemble_efe": _ensemble_efe}
 
 
 def build_policy(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
