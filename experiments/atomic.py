@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from offload_env.atomic import atomic_path, write_text
+from offload_env.atomic import atomic_path, crash_point, write_text
 
-__all__ = ["atomic_path", "write_text", "write_json", "write_csv"]
+__all__ = ["atomic_path", "crash_point", "write_text", "write_json", "write_csv"]
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

@@ -155,6 +155,7 @@ def _move_aside(paths: RunPaths, why: str) -> Path:
     n = 1
     while aside.exists():
         aside, n = paths.root.with_name(f".{paths.root.name}.previous-{stamp}-{n}"), n + 1
+    atomic.crash_point()
     os.replace(paths.root, aside)
     _note(f"{paths.root}: {why}: the finished run is moved aside to {aside.name} until the new one finishes "
           "(it comes back if the new one fails)")
@@ -199,6 +200,7 @@ def _start(paths: RunPaths, record: dict, *, resume: bool, force: bool, resumabl
             if paths.root.exists():
                 shutil.rmtree(paths.root)
                 _note(f"{paths.root}: removed an unfinished redo of this run (it had another config)")
+            atomic.crash_point()
             os.replace(previous, paths.root)
             _note(f"{paths.root}: restored the finished run {previous.name} (the config asks for it again)")
             return "skip", None
@@ -239,6 +241,7 @@ def _replacing(paths: RunPaths, previous: Path | None):
         yield
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)
+        atomic.crash_point()
         os.replace(previous, paths.root)
         _note(f"{paths.root}: the new run failed; the previous finished run is back")
         raise

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_open", "write_text"]
+__all__ = ["atomic_path", "atomic_open", "write_text", "crash_point"]
+
+#: Fault injection for the crash-consistency tests: with OFFLOAD_ENV_CRASH_AT=n in its environment, a process
+#: kills itself (SIGKILL) at its n-th commit point. Unset in normal use.
+_CRASH_AT = os.environ.get("OFFLOAD_ENV_CRASH_AT")
+if _CRASH_AT is not None and not (_CRASH_AT.isdigit() and int(_CRASH_AT) >= 1):
+    raise ValueError(f"OFFLOAD_ENV_CRASH_AT: expected a positive integer, got {_CRASH_AT!r}")
+_commit_points = 0
+
+
+def crash_point() -> None:
+    """A commit point (an atomic write's temporary file complete, its target not yet replaced; a run folder
+    about to move): where ``OFFLOAD_ENV_CRASH_AT`` kills the process."""
+    global _commit_points
+    if _CRASH_AT is None:
+        return
+    _commit_points += 1
+    if _commit_points == int(_CRASH_AT):
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
 
 
 def _umask() -> int:
@@ -48,6 +67,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600 files
+        crash_point()
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
     finally:

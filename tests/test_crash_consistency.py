@@ -1,15 +1,17 @@
-"""Crash consistency: SIGKILL train, evaluate and compare at seeded moments, damage real checkpoints; afterwards
-every finished run is whole (done.json agrees with eval.csv, the model loads) and compare reports each once."""
+"""Crash consistency: SIGKILL train, evaluate and compare at seeded commit points, damage real checkpoints;
+afterwards every finished run is whole (done.json agrees with eval.csv, the model loads) and compare reports each
+once. A process is killed by its own fault injection (``OFFLOAD_ENV_CRASH_AT``: the n-th atomic write's temporary
+file complete, its target not yet replaced), so each kill lands at the same place on every machine."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +25,8 @@ from experiments.runner import RunError, run_experiment, run_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 _RNG = random.Random(14)
-MOMENTS = [round(_RNG.uniform(0.1, 1.5), 2) for _ in range(3)]  # seconds into the work (after start-up)
+TRAIN_COMMITS = 23  #: commit points of one `run` of the tiny config with a 400-step budget (counted)
+CRASH_POINTS = sorted(_RNG.sample(range(1, TRAIN_COMMITS + 1), 3))
 
 
 def tiny(runs_dir: Path, budget: int = 600) -> dict:
@@ -35,35 +38,23 @@ def tiny(runs_dir: Path, budget: int = 600) -> dict:
                                 "policy_kwargs": {"net_arch": [8]}}}}
 
 
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "experiments", *args, "--quiet"] if args[0] != "compare" else
-                            [sys.executable, "-m", "experiments", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def written_since(path: Path, t0: float):
-    return lambda: path.exists() and path.stat().st_mtime >= t0
-
-
-def kill_after(proc: subprocess.Popen, seconds: float, once=None) -> bool:
-    """SIGKILL ``proc`` ``seconds`` after ``once()`` holds (None: now) unless it ends first; whether it was killed."""
-    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
-    while once is not None and not once() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        proc.wait(timeout=seconds)
-        return False
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+def crash(*args: str, at: int) -> bool:
+    """Run ``python -m experiments ARGS`` killing itself at its ``at``-th commit point; whether it was killed
+    (False: it finished first)."""
+    cmd = [sys.executable, "-m", "experiments", *args] + (["--quiet"] if args[0] != "compare" else [])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OFFLOAD_ENV_CRASH_AT": str(at)})
+    if proc.returncode == -signal.SIGKILL:
         return True
+    assert proc.returncode == 0, proc.stderr
+    return False
 
 
 def finish(*args: str) -> str:
-    proc = start(*args)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err
-    return out + err
+    cmd = [sys.executable, "-m", "experiments", *args] + (["--quiet"] if args[0] != "compare" else [])
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
 
 
 def assert_whole(cfg, agents: dict[str, int]) -> None:
@@ -85,17 +76,15 @@ def assert_whole(cfg, agents: dict[str, int]) -> None:
     assert sorted(runs.index) == sorted((a, 0) for a in agents)
 
 
-def test_sigkill_train_at_seeded_moments_then_resume(tmp_path):
+def test_sigkill_train_at_seeded_commit_points_then_resume(tmp_path):
     raw = tiny(tmp_path / "runs", budget=400)
     config = tmp_path / "crash.yaml"
     config.write_text(yaml.safe_dump(raw))
     cfg = parse_config(raw)
-    ddpg_config = run_paths(cfg, "ddpg", 0).config  # written when its training (re)starts
-    for moment in MOMENTS:
-        t0 = time.time() - 1  # file times are coarse on some file systems
-        kill_after(start("run", str(config), "--resume"), moment, once=written_since(ddpg_config, t0))
-        for f in (tmp_path / "runs").rglob("*.csv"):  # an atomic write is whole or absent
-            pd.read_csv(f)
+    killed = [crash("run", str(config), "--resume", at=point) for point in CRASH_POINTS]
+    assert killed[0]  # a fresh run has TRAIN_COMMITS commit points: the first kill always lands
+    for f in (tmp_path / "runs").rglob("*.csv"):  # an atomic write is whole or absent
+        pd.read_csv(f)
     finish("run", str(config), "--resume")
     assert_whole(cfg, {"ddpg": 400, "greedy": 0})
 
@@ -155,7 +144,7 @@ def test_no_intact_checkpoint_stops(partial_ddpg):
         run_experiment(cfg, progress=False, baselines=False, resume=True)
 
 
-@pytest.mark.slow  # about 30 s of subprocess start-ups on 2 cores
+@pytest.mark.slow  # about 40 s of subprocess start-ups on 2 cores
 def test_sigkill_during_evaluate_and_compare(tmp_path):
     raw = tiny(tmp_path / "runs", budget=200)
     config = tmp_path / "crash.yaml"
@@ -163,13 +152,14 @@ def test_sigkill_during_evaluate_and_compare(tmp_path):
     cfg = parse_config(raw)
     run_experiment(cfg, progress=False)
     exp = tmp_path / "runs" / "crash"
-    for moment in MOMENTS[:2]:
-        kill_after(start("evaluate", str(config), "--episodes", "3"), moment + 2.5)  # start-up takes ~2.5 s
+    for point in (1, 2):  # evaluate commits eval.csv, then done.json
+        assert crash("evaluate", str(config), "--episodes", "3", at=point)
         for name in ("ddpg", "greedy"):
             paths = run_paths(cfg, name, 0)
             json.loads(paths.done.read_text())  # whole, old or new
             assert len(pd.read_csv(paths.eval_table)) in (2, 3)
-        kill_after(start("compare", str(config)), moment + 1.5)  # start-up takes about as long
+    for point in (1, 2, 3):  # compare commits its three tables
+        assert crash("compare", str(config), at=point)
         for f in (exp / "summary").glob("*.csv") if (exp / "summary").exists() else ():
             assert not pd.read_csv(f).empty
     finish("evaluate", str(config), "--episodes", "3")
@@ -181,3 +171,19 @@ def test_sigkill_during_evaluate_and_compare(tmp_path):
     assert sorted(set(results["agent"])) == ["ddpg", "greedy"]
     assert len(results[results["agent"] == "ddpg"]) == 3
     assert list(pd.read_csv(exp / "summary" / "summary.csv")["agent"]).count("ddpg") == 1
+
+
+def test_a_write_killed_at_its_commit_point_leaves_the_old_file(tmp_path):
+    target = tmp_path / "table.txt"
+    target.write_text("old\n")
+    code = ("import sys; from offload_env.atomic import write_text; "
+            "write_text(sys.argv[1], 'first\\n'); write_text(sys.argv[1], 'second\\n')")
+    run = lambda at: subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT,  # noqa: E731
+                                    env={**os.environ, "OFFLOAD_ENV_CRASH_AT": at}, capture_output=True, text=True)
+    assert run("1").returncode == -signal.SIGKILL
+    assert target.read_text() == "old\n"  # killed with its temporary file complete: the target untouched
+    assert run("2").returncode == -signal.SIGKILL
+    assert target.read_text() == "first\n"
+    assert run("3").returncode == 0 and target.read_text() == "second\n"
+    bad = run("soon")
+    assert bad.returncode == 1 and "OFFLOAD_ENV_CRASH_AT: expected a positive integer, got 'soon'" in bad.stderr

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -111,9 +110,13 @@ def test_finished_run_is_redone_when_its_config_changed(tmp_path):
     assert saved["agents"]["ppo"]["learning_rate"] == 1e-3
 
 
-def _train(config: Path, *extra: str) -> subprocess.Popen:
+def _train(config: Path, *extra: str, crash_at: int | None = None) -> subprocess.Popen:
+    """``experiments train`` in a subprocess; ``crash_at``: it kills itself at that commit point
+    (``OFFLOAD_ENV_CRASH_AT``)."""
+    env = {**os.environ, **({"OFFLOAD_ENV_CRASH_AT": str(crash_at)} if crash_at else {})}
     return subprocess.Popen([sys.executable, "-m", "experiments", "train", str(config), "--agent", "ddpg",
-                             "--quiet", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--quiet", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
 
 
 def test_sigkill_then_resume_reaches_the_budget(tmp_path):
@@ -121,17 +124,9 @@ def test_sigkill_then_resume_reaches_the_budget(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(raw))
     paths = run_paths(parse_config(raw), "ddpg", 0)
-    proc = _train(config)
-    deadline = time.monotonic() + 120  # a guard against hanging, not a timing assertion
-    while not (paths.checkpoints / "latest.json").exists():
-        try:  # wait on the process itself: it must still be training when its first checkpoint lands
-            proc.wait(timeout=0.01)
-        except subprocess.TimeoutExpired:
-            assert time.monotonic() < deadline, "no checkpoint written"
-            continue
-        raise AssertionError(f"training ended before its first checkpoint: {proc.communicate()[1]}")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = _train(config, crash_at=10)  # its 10th commit point: a few checkpoints in, long before the budget
+    proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
     assert not paths.done.exists()
     killed_at = json.loads((paths.checkpoints / "latest.json").read_text())["step"]
     assert 0 < killed_at < 3000
