@@ -78,7 +78,7 @@ class ActiveInferenceKind:
         """A Gymnasium env this agent has a model of (``outcomes.OUTCOMES`` / ``discrete.MODELS``); pymdp_aif
         needs Discrete actions."""
         from ..protocol import SettingError
-        from .outcomes import NAMES
+        from .outcomes import NAMES, check_preference
 
         if spaces.parallel:
             raise SettingError("algo", f"an algorithm for this env ({algo} acts for one agent of a Gymnasium env)")
@@ -95,10 +95,12 @@ class ActiveInferenceKind:
         if not self.deep and not hasattr(spaces.action_space, "n"):
             raise SettingError("algo", f"an algorithm for this env ({algo} needs Discrete actions, got "
                                        f"{spaces.action_space})")
-        if self.deep:
-            unknown = sorted(set(settings.hyperparams.get("preference") or {}) - set(NAMES.get(env_id, ())))
-            if env_id in NAMES and unknown:
-                raise SettingError(f"preference.{unknown[0]}", f"one of {', '.join(NAMES[env_id])}")
+        if self.deep and env_id in NAMES:
+            try:
+                check_preference(NAMES[env_id], settings.hyperparams.get("preference"))
+            except ValueError as err:
+                key, _, rest = str(err).partition(": expected ")
+                raise SettingError(key, rest) from None
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]:
         return 1, ""

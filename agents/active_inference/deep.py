@@ -227,19 +227,16 @@ class DeepAIFAgent:
     # ------------------------------------------------------------------ persistence
 
     def save(self, folder: str | os.PathLike) -> Path:
-        from .._arrays import save_arrays
+        from .._arrays import optimizer_arrays, save_arrays
 
         n = min(self._stored, self.config.buffer_size)
         arrays = {f"model.{k}": v.detach().numpy() for k, v in self.model.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        for i, state in opt["state"].items():
-            for key, value in state.items():
-                arrays[f"optimizer.{i}.{key}"] = value.detach().numpy() if torch.is_tensor(value) else np.asarray(value)
+        optimizer, groups = optimizer_arrays(self.optimizer, "optimizer")
+        arrays.update(optimizer)
         arrays.update(buffer_x=self._x[:n], buffer_y=self._y[:n], buffer_has_next=self._has_next[:n])
         meta = {"algo": self.algo, "name": self.name, "seed": self.seed, "num_timesteps": self._steps,
                 "stored": self._stored, "fitted": self._fitted, "config": dataclasses.asdict(self.config),
-                "optimizer_groups": opt["param_groups"], "optimizer_state_keys": {str(i): list(s) for i, s in
-                                                                                  opt["state"].items()},
+                "optimizer_groups": groups,
                 "rng": self.rng.bit_generator.state}
         return save_arrays(folder, arrays, meta)
 
@@ -247,7 +244,7 @@ class DeepAIFAgent:
     def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None, **_: Any
              ) -> "DeepAIFAgent":
         """Read an agent written by :meth:`save` (no pickle); ``make_env`` builds its env (needed to act)."""
-        from .._arrays import load_arrays
+        from .._arrays import load_arrays, load_optimizer
 
         arrays, meta = load_arrays(folder)
         if meta.get("algo") != cls.algo or make_env is None:
@@ -256,9 +253,7 @@ class DeepAIFAgent:
         agent = cls(make_env, seed=meta["seed"], name=meta["name"], **meta["config"])
         agent.model.load_state_dict({k[len("model."):]: torch.as_tensor(v) for k, v in arrays.items()
                                      if k.startswith("model.")})
-        state = {int(i): {key: torch.as_tensor(arrays[f"optimizer.{i}.{key}"]) for key in keys}
-                 for i, keys in meta["optimizer_state_keys"].items()}
-        agent.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        load_optimizer(agent.optimizer, arrays, "optimizer", meta["optimizer_groups"])
         n = len(arrays["buffer_x"])
         if n > agent.config.buffer_size or arrays["buffer_x"].shape[1] != agent._x.shape[1]:
             raise ValueError(f"{folder}: the saved buffer does not fit this agent's env")

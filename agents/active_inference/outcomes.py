@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["OutcomeSpec", "NAMES", "OUTCOMES", "outcome_spec"]
+__all__ = ["OutcomeSpec", "NAMES", "OUTCOMES", "check_preference", "outcome_spec"]
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,18 @@ class OutcomeSpec:
 
     def preference(self, overrides: dict[str, float] | None = None) -> np.ndarray:
         """The weights with ``overrides`` (name -> weight) applied; an unknown name is a ValueError."""
+        check_preference(self.names, overrides)
         w = dict(zip(self.names, self.weights))
         for name, value in (overrides or {}).items():
-            if name not in w:
-                raise ValueError(f"preference.{name}: expected one of {', '.join(self.names)}")
             w[name] = float(value)
         return np.array([w[n] for n in self.names], dtype=np.float32)
+
+
+def check_preference(names: tuple[str, ...], overrides: dict | None) -> None:
+    """A ValueError naming the first key of ``overrides`` that is not one of the outcomes ``names``."""
+    unknown = sorted(set(overrides or {}) - set(names))
+    if unknown:
+        raise ValueError(f"preference.{unknown[0]}: expected one of {', '.join(names)}")
 
 
 #: Env id -> its outcomes' names.

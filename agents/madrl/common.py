@@ -13,10 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._arrays import load_arrays, save_arrays  # noqa: F401 (saved agents: npz + JSON)
 
-__all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP", "save_arrays",
-           "load_arrays"]
+__all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP"]
 
 
 class EnvCopies:

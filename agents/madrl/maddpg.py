@@ -58,7 +58,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import EnvCopies, GroupedMLP, live_rows, load_arrays, mlp, save_arrays
+from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
+from .common import EnvCopies, GroupedMLP, live_rows, mlp
 
 __all__ = ["MADDPGConfig", "MADDPGAgent"]
 
@@ -326,10 +327,8 @@ class MADDPGAgent:
             arrays.update({f"{prefix}.{k}": v.detach().numpy() for k, v in net.state_dict().items()})
         groups = {}
         for prefix, optimizer in self._optimizers().items():
-            opt = optimizer.state_dict()
-            for i, st in opt["state"].items():
-                arrays.update({f"{prefix}.{i}.{k}": v.detach().numpy() for k, v in st.items()})
-            groups[prefix] = opt["param_groups"]
+            state, groups[prefix] = optimizer_arrays(optimizer, prefix)
+            arrays.update(state)
         meta = {"format": _FORMAT, "algo": self.algo, "name": self.name, "seed": self.seed,
                 "num_timesteps": self._steps, "n_envs": self.n_envs, "normalize_obs": self.normalize_obs,
                 "config": dataclasses.asdict(self.config), "agents": self.agent_names,
@@ -360,12 +359,7 @@ class MADDPGAgent:
             net.load_state_dict({k[len(prefix) + 1:]: torch.as_tensor(v) for k, v in arrays.items()
                                  if k.startswith(prefix + ".")})
         for prefix, optimizer in agent._optimizers().items():
-            state: dict[int, dict] = {}
-            for k, v in arrays.items():
-                if k.startswith(prefix + "."):
-                    _, i, key = k.split(".", 2)
-                    state.setdefault(int(i), {})[key] = torch.as_tensor(v)
-            optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"][prefix]})
+            load_optimizer(optimizer, arrays, prefix, meta["optimizer_groups"][prefix])
         agent._make_env, agent._steps, agent.updates = make_env, int(meta["num_timesteps"]), int(meta["updates"])
         return agent
 

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .common import (EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, load_arrays, masked_logits, mlp,
-                     save_arrays)
+from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
+from .common import EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, masked_logits, mlp
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
 
@@ -212,14 +212,13 @@ class MAPPOAgent:
     def save(self, folder: str | os.PathLike) -> Path:
         arrays = {f"actor.{k}": v.detach().numpy() for k, v in self.actor.state_dict().items()}
         arrays.update({f"critic.{k}": v.detach().numpy() for k, v in self.critic.state_dict().items()})
-        opt = self.optimizer.state_dict()
-        for i, st in opt["state"].items():
-            arrays.update({f"optimizer.{i}.{k}": v.detach().numpy() for k, v in st.items()})
+        optimizer, groups = optimizer_arrays(self.optimizer, "optimizer")
+        arrays.update(optimizer)
         meta = {"format": _FORMAT, "algo": self.algo, "name": self.name, "seed": self.seed,
                 "num_timesteps": self._steps, "n_envs": self.n_envs, "centralised": self.centralised,
                 "normalize_obs": self.normalize_obs, "config": dataclasses.asdict(self.config),
                 "agents": self.agent_names, "n_actions": self.n_actions, "obs_dim": self.obs_dim,
-                "state_dim": self.state_dim, "optimizer_groups": opt["param_groups"],
+                "state_dim": self.state_dim, "optimizer_groups": groups,
                 "value_norm": None if self.value_norm is None else self.value_norm.to_json(),
                 "updates": self.updates, "federated_bytes": self.federated_bytes}
         return save_arrays(folder, arrays, meta)
@@ -244,12 +243,7 @@ class MAPPOAgent:
         agent._generator.manual_seed(agent.seed + int(meta["num_timesteps"]))
         for net, prefix in ((agent.actor, "actor."), (agent.critic, "critic.")):
             net.load_state_dict({k[len(prefix):]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith(prefix)})
-        state: dict[int, dict] = {}
-        for k, v in arrays.items():
-            if k.startswith("optimizer."):
-                _, i, key = k.split(".", 2)
-                state.setdefault(int(i), {})[key] = torch.as_tensor(v)
-        agent.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        load_optimizer(agent.optimizer, arrays, "optimizer", meta["optimizer_groups"])
         if meta["value_norm"] is not None:
             agent.value_norm = ValueNorm.from_json(meta["value_norm"])
         agent._make_env, agent._steps = make_env, int(meta["num_timesteps"])
