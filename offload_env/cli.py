@@ -39,7 +39,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence], out=None) -> None:
 
 
 def cmd_list(args) -> int:
-    kinds = [args.kind] if args.kind else ["models", "devices", "links"]
+    kinds = [args.kind] if args.kind else ["models", "devices", "links", "runtimes", "weight_formats"]
     for kind in kinds:
         names = getattr(profiles, f"list_{kind}")(args.profile_dir)
         print(f"{kind}: {', '.join(names)}")
@@ -92,18 +92,29 @@ def _link_rates(link, distance_m: float | None) -> tuple[float, float, float]:
 
 
 def cost_table(model_name: str, edge_name: str, server_name: str, link_name: str, *, prompt_tokens: int = 256,
-               output_tokens: int = 64, distance_m: float | None = None, dtype: str = "float16",
-               activation_dtype: str = "float16", profile_dir=None, out=None) -> costs.SplitCosts:
-    """Print latency and energy of every split point for one scenario; return the breakdown."""
+               output_tokens: int = 64, distance_m: float | None = None, dtype: str | None = None,
+               activation_dtype: str = "float16", profile_dir=None, out=None, edge_runtime: str | None = None,
+               edge_weight_format: str | None = None, server_runtime: str | None = None,
+               server_weight_format: str | None = None) -> costs.SplitCosts:
+    """Print latency and energy of every split point for one scenario; return the breakdown.
+
+    Each side runs under its runtime and weight format (default: its device's);
+    ``dtype`` alone asks for the ideal roofline instead.
+    """
     model = profiles.load_model(model_name, profile_dir)
     edge = profiles.load_device(edge_name, profile_dir)
     server = profiles.load_device(server_name, profile_dir)
     link = profiles.load_link(link_name, profile_dir)
     up, down, rtt = _link_rates(link, distance_m)
+    runs = dict(edge_runtime=edge_runtime, edge_weight_format=edge_weight_format, server_runtime=server_runtime,
+                server_weight_format=server_weight_format)
+    split_model = costs.SplitModel(model, edge, server, dtype=dtype, **runs)
     sc = costs.split_costs(model, edge, server, up, down, rtt, prompt_tokens, output_tokens, dtype=dtype,
-                           activation_dtype=activation_dtype)
-    print(f"\n{model.display_name}: edge {edge.display_name} -> server {server.display_name} over "
-          f"{link.display_name}; prompt {prompt_tokens}, output {output_tokens} tokens, {dtype} weights; "
+                           activation_dtype=activation_dtype, **runs)
+    e, v = split_model.edge_run, split_model.server_run
+    print(f"\n{model.display_name}: edge {edge.display_name} ({e.runtime}, {e.weight_format}) -> server "
+          f"{server.display_name} ({v.runtime}, {v.weight_format}) over "
+          f"{link.display_name}; prompt {prompt_tokens}, output {output_tokens} tokens; "
           f"uplink {up / 1e6:.1f} Mbit/s, downlink {down / 1e6:.1f} Mbit/s, RTT {rtt * 1e3:.0f} ms", file=out)
     rows = []
     L = model.num_layers
@@ -120,7 +131,44 @@ def cost_table(model_name: str, edge_name: str, server_name: str, link_name: str
 def cmd_costs(args) -> int:
     cost_table(args.model, args.edge, args.server, args.link, prompt_tokens=args.prompt, output_tokens=args.output,
                distance_m=args.distance, dtype=args.dtype, activation_dtype=args.activation_dtype,
-               profile_dir=args.profile_dir)
+               profile_dir=args.profile_dir, edge_runtime=args.edge_runtime,
+               edge_weight_format=args.edge_format, server_runtime=args.server_runtime,
+               server_weight_format=args.server_format)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# validate: the cost model against measurements
+
+
+def cmd_validate(args) -> int:
+    import json
+
+    from . import calibration
+
+    rows = calibration.read_table(args.table)
+    result = calibration.validate(rows, profile_dir=args.profile_dir, path=args.table)
+    if args.json:
+        keep = ("model", "device", "runtime", "weight_format", "prompt_tokens", "output_tokens", "metric",
+                "measured_value", "predicted", "ratio", "split", "excluded_because")
+        payload = {"rows": [{k: r[k] for k in keep} for r in result["rows"]], "summary": result["summary"]}
+        print(json.dumps(payload, indent=1))
+        return 0
+    _table(["model", "device", "runtime", "format", "P", "T", "metric", "measured", "predicted", "ratio", "split"],
+           [(r["model"], r["device"], r["runtime"], r["weight_format"], r["prompt_tokens"], r["output_tokens"],
+             r["metric"], float(r["measured_value"]), float(r["predicted"]), f"{r['ratio']:.3f}", r["split"] or "-")
+            for r in result["rows"]])
+    summary = result["summary"]
+    print()
+    groups = [("all", summary)] + [(f"runtime {k}", v) for k, v in summary["by_runtime"].items()] + \
+             [(k, v) for k, v in summary["by_split"].items()]
+    _table(["rows", "n", "median factor", "max factor"],
+           [(name, g["n"], f"{g['median_factor']:.3f}", f"{g['max_factor']:.3f}") for name, g in groups])
+    for r in result["rows"]:
+        if r["split"] == "excluded":
+            print(f"excluded (line {r['line']}, {r['key']}): {r['excluded_because']}")
+    print("factor = max(predicted/measured, measured/predicted); split: as the runtime profile's fit lists the row "
+          f"(excluded rows, {summary['excluded']}, are not in the summary)")
     return 0
 
 
@@ -327,7 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("list", help="list profile names")
-    s.add_argument("kind", nargs="?", choices=["models", "devices", "links"])
+    s.add_argument("kind", nargs="?", choices=["models", "devices", "links", "runtimes", "weight_formats"])
     s.set_defaults(func=cmd_list)
 
     s = sub.add_parser("show", help="show one profile with its sources")
@@ -343,9 +391,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--prompt", type=int, default=256, help="prompt tokens (default 256)")
     s.add_argument("--output", type=int, default=64, help="output tokens (default 64)")
     s.add_argument("--distance", type=float, default=None, help="edge-to-server distance in m (default: link's)")
-    s.add_argument("--dtype", default="float16", choices=list(profiles.DTYPE_BYTES))
+    s.add_argument("--dtype", default=None, choices=list(profiles.DTYPE_BYTES),
+                   help="the ideal roofline of this storage dtype on both sides (instead of runtimes)")
+    s.add_argument("--edge-runtime", default=None, help="the edge's runtime (default: the edge device's)")
+    s.add_argument("--edge-format", default=None, help="the edge's weight format (default: the edge device's)")
+    s.add_argument("--server-runtime", default=None, help="the server's runtime (default: the server device's)")
+    s.add_argument("--server-format", default=None, help="the server's weight format (default: the server's)")
     s.add_argument("--activation-dtype", default="float16", choices=list(costs.ACTIVATION_DTYPES))
     s.set_defaults(func=cmd_costs)
+
+    s = sub.add_parser("validate", help="the cost model against a table of measurements (CSV): every row and "
+                                        "the median and max factor")
+    s.add_argument("table", help="CSV with columns model, device, runtime, weight_format, prompt_tokens, "
+                                 "output_tokens, metric, measured_value")
+    s.add_argument("--json", action="store_true", help="print {rows: [...], summary: {...}} as JSON")
+    s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("demo", help="cost tables of three model/device pairs")
     s.add_argument("--prompt", type=int, default=256)
@@ -398,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ProfileError, ValueError, OSError, ImportError) as exc:
+    except (ProfileError, ValueError, OSError, ImportError) as exc:  # calibration.TableError is a ValueError
         message = " ".join(str(exc).split())  # one line, whatever the exception held
         print(f"offload-env: error: {message}", file=sys.stderr)
         return 2

@@ -8,8 +8,18 @@ Conventions (DESIGN.md, "The shared physics"):
 * A request has ``P`` prompt tokens and ``T`` output tokens. Prefill runs the
   P prompt tokens and yields the first output token; each of the other T-1
   tokens is a decode step, step t (1..T-1) attending to ``P + t`` positions.
-* Time of a layer on a device is the roofline ``max(FLOPs / (peak x eff),
-  bytes / (bandwidth x eff))``. Prefill reads all of a layer's weights once
+* A device runs a model under a *runtime* (llama.cpp, MLC, vLLM, ...) with
+  its weights in a *weight format* (f16, q4_k_m, ...): :func:`execution`
+  resolves the pair into bytes per weight (the format's definition), the
+  dtype the matrix products run in and the efficiencies and fixed overheads
+  the runtime reaches on that device (``profiles/runtimes/``). A device's
+  profile names the pair it usually runs (``runs``); ``dtype=`` alone asks for
+  the ideal roofline of the model before runtimes (the ``roofline`` runtime:
+  the device's own efficiencies, no overheads, computed in the storage dtype).
+* Time of a layer in one forward pass is the roofline ``max(FLOPs / (peak x
+  eff), bytes / (bandwidth x eff))`` plus the runtime's per-layer overhead;
+  each forward pass also pays the runtime's forward overhead (with the LM
+  head, on the side that runs it). Prefill reads all of a layer's weights once
   and writes P tokens of KV cache; a decode step reads the active weights
   (MoE: routed experts only) and the KV cache it attends to.
 * Split k (0..L): the edge runs the embedding and layers 1..k, the server
@@ -24,7 +34,8 @@ Conventions (DESIGN.md, "The shared physics"):
   (k = L, untied) the LM head, plus their KV cache for P + T tokens.
   Activations are not counted.
 * A measured profile of (model, device) replaces the roofline time of the
-  decoder layers and the LM head when its dtype is the dtype asked for.
+  decoder layers and the LM head when its dtype is the storage dtype of the
+  weight format asked for.
 """
 
 from __future__ import annotations
@@ -33,11 +44,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .profiles import DTYPE_BYTES, DeviceProfile, MeasuredProfile, ModelProfile, load_measured
+from .profiles import (DTYPE_BYTES, DeviceProfile, MeasuredProfile, ModelProfile, RuntimeProfile, load_measured,
+                       load_runtime, load_weight_format)
 
 __all__ = [
     "TOKEN_ID_BYTES",
     "ACTIVATION_DTYPES",
+    "Execution",
+    "execution",
+    "LEGACY_FORMATS",
     "CostEstimate",
     "SplitCosts",
     "estimate",
@@ -69,6 +84,86 @@ __all__ = [
 TOKEN_ID_BYTES = 4
 #: Hidden-state compression levels for the uplink, widest first.
 ACTIVATION_DTYPES = ("float16", "int8", "int4")
+
+
+#: The weight format of each storage dtype under the ideal ``roofline`` runtime (``dtype=`` alone).
+LEGACY_FORMATS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "float8": "fp8", "int8": "int8",
+                  "int4": "int4"}
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one device runs a model: one runtime, one weight format, resolved to the numbers the roofline reads."""
+
+    device: str
+    runtime: str
+    weight_format: str
+    dtype: str  #: the format's storage class (a measured profile of this dtype replaces the roofline)
+    compute_dtype: str  #: the peak the matrix products run at (the device's own key)
+    weight_bytes: float  #: per parameter
+    flops_s: float  #: achievable FLOP/s in the compute dtype
+    bandwidth_bytes_s: float  #: achievable memory bandwidth
+    forward_overhead_s: float  #: per forward pass
+    layer_overhead_s: float  #: per decoder layer per forward pass
+
+
+def execution(device: DeviceProfile, runtime: str | RuntimeProfile | None = None, weight_format: str | None = None,
+              *, dtype: str | None = None, profile_dir=None) -> Execution:
+    """Resolve how ``device`` runs a model: ``runtime`` x ``weight_format`` (defaults: the device's ``runs``).
+
+    ``dtype`` alone (no runtime or format) is the ideal roofline of that storage dtype.
+    An unknown runtime or format, or a format the runtime does not run, is a ValueError naming it.
+    """
+    _check_profiles(None, device)
+    if dtype is not None:
+        if runtime is not None or weight_format is not None:
+            raise ValueError("dtype: give either dtype (the ideal roofline of that storage dtype) or "
+                             f"runtime/weight_format, not both (got dtype={dtype!r}, runtime={_name(runtime)!r}, "
+                             f"weight_format={weight_format!r})")
+        _check_dtype(dtype, "dtype")
+        runtime, weight_format = "roofline", LEGACY_FORMATS[dtype]
+    if runtime is None:
+        runtime = device.default_runtime
+        weight_format = weight_format or device.default_weight_format
+    rt = runtime if isinstance(runtime, RuntimeProfile) else _runtime(runtime, profile_dir)
+    if weight_format is None:
+        weight_format = device.default_weight_format if device.default_weight_format in rt.weight_formats \
+            else rt.weight_formats[0]
+    if weight_format not in rt.weight_formats:
+        raise ValueError(f"weight_format: runtime {rt.name!r} runs {', '.join(rt.weight_formats)}; "
+                         f"got {weight_format!r}")
+    fmt = _format(weight_format, profile_dir)
+    settings = rt.settings(device)
+    compute = device.compute_dtype(settings.compute_dtypes[weight_format])
+    compute_eff = device.compute_efficiency if settings.compute_efficiency is None else settings.compute_efficiency
+    memory_eff = device.memory_efficiency if settings.memory_efficiency is None else settings.memory_efficiency
+    return Execution(device=device.name, runtime=rt.name, weight_format=fmt.name, dtype=fmt.dtype,
+                     compute_dtype=compute, weight_bytes=fmt.bytes_per_weight,
+                     flops_s=device.peak_flops[compute] * compute_eff,
+                     bandwidth_bytes_s=device.memory_bandwidth_bytes_per_s * memory_eff,
+                     forward_overhead_s=settings.forward_overhead_s, layer_overhead_s=settings.layer_overhead_s)
+
+
+def _name(runtime) -> str | None:
+    return runtime.name if isinstance(runtime, RuntimeProfile) else runtime
+
+
+def _runtime(name, profile_dir) -> RuntimeProfile:
+    from .profiles import ProfileError
+    if not isinstance(name, str):
+        raise TypeError(f"runtime: expected a runtime name or a RuntimeProfile, got {type(name).__name__}")
+    try:
+        return load_runtime(name, profile_dir)
+    except ProfileError as exc:
+        raise ValueError(f"runtime: {exc}") from None
+
+
+def _format(name, profile_dir):
+    from .profiles import ProfileError
+    try:
+        return load_weight_format(name, profile_dir)
+    except ProfileError as exc:
+        raise ValueError(f"weight_format: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -135,7 +230,7 @@ def _show(value) -> str:
 
 
 def _check_profiles(model, *devices) -> None:
-    if not isinstance(model, ModelProfile):
+    if model is not None and not isinstance(model, ModelProfile):
         raise TypeError(f"model: expected a ModelProfile (offload_env.profiles.load_model), got {type(model).__name__}")
     for d in devices:
         if not isinstance(d, DeviceProfile):
@@ -168,16 +263,21 @@ def _sum_max_linear(a1, b1, a2, b2, n) -> np.ndarray:
 
 
 def layer_times(model: ModelProfile, device: DeviceProfile, prompt_tokens, output_tokens, *,
-                dtype: str = "float16", kv_dtype: str = "float16", use_measured: bool = True,
-                measured: MeasuredProfile | None = None):
+                dtype: str | None = None, kv_dtype: str = "float16", runtime: str | RuntimeProfile | None = None,
+                weight_format: str | None = None, use_measured: bool = True,
+                measured: MeasuredProfile | None = None, run: Execution | None = None):
     """Seconds per layer group on ``device``: (prefill, decode, lm_head).
 
     ``prefill`` and ``decode`` have shape ``requests.shape + (groups,)`` (time
-    of ONE layer of each group for the whole prefill / all T-1 decode steps);
-    ``lm_head`` has the requests' shape (final norm + LM head for T tokens).
+    of ONE layer of each group for the whole prefill / all T-1 decode steps,
+    the runtime's per-layer overhead included); ``lm_head`` has the requests'
+    shape (final norm + LM head + the runtime's forward overhead for T forward
+    passes). How the device runs the model: ``run`` if given, else
+    :func:`execution` of ``runtime``, ``weight_format`` and ``dtype``.
     """
     _check_profiles(model, device)
-    wbytes = _check_dtype(dtype, "dtype")
+    run = run or execution(device, runtime, weight_format, dtype=dtype)
+    wbytes = run.weight_bytes
     kvbytes = _check_dtype(kv_dtype, "kv_dtype", ("float32", "float16", "bfloat16", "int8", "int4")) / 2.0
     P = _as_tokens(prompt_tokens, "prompt_tokens", 1)[..., None]
     T = _as_tokens(output_tokens, "output_tokens", 1)[..., None]
@@ -185,7 +285,7 @@ def layer_times(model: ModelProfile, device: DeviceProfile, prompt_tokens, outpu
 
     if use_measured and measured is None:
         measured = load_measured(model.name, device.name)
-    if measured is not None and measured.dtype == dtype:
+    if measured is not None and measured.dtype == run.dtype:
         a, b, c = measured.prefill_fit
         prefill = np.maximum(a + b * P + c * P * P, 0.0) * np.ones(len(model.layers))
         da, db = measured.decode_fit
@@ -193,8 +293,8 @@ def layer_times(model: ModelProfile, device: DeviceProfile, prompt_tokens, outpu
         lm = measured.lm_head_seconds_per_token * T[..., 0]
         return prefill, np.maximum(decode, 0.0), lm
 
-    flops_s = device.effective_flops(dtype)
-    bw = device.effective_bandwidth
+    flops_s = run.flops_s
+    bw = run.bandwidth_bytes_s
     g = model.layers
     F = np.array([x.flops_per_token for x in g])
     A = np.array([x.attention_flops_per_context_token for x in g])
@@ -207,10 +307,13 @@ def layer_times(model: ModelProfile, device: DeviceProfile, prompt_tokens, outpu
     prefill = np.maximum(prefill_compute, prefill_memory)
     # decode step t: compute (F + A (P+t)) / flops_s, memory (Wa + KV (P+t)) / bw
     decode = _sum_max_linear((F + A * P) / flops_s, A / flops_s, (Wa + KV * P) / bw, KV / bw, n_decode)
+    if run.layer_overhead_s:
+        prefill = prefill + run.layer_overhead_s
+        decode = decode + n_decode * run.layer_overhead_s
 
     head_params = model.lm_head_params or model.embedding_params
     lm_per_token = max(model.lm_head_flops_per_token / flops_s, (head_params + model.final_norm_params) * wbytes / bw)
-    return prefill, decode, lm_per_token * T[..., 0]
+    return prefill, decode, (lm_per_token + run.forward_overhead_s) * T[..., 0]
 
 
 def _memory_per_split(model: ModelProfile, wbytes: float, kvbytes: float):
@@ -229,19 +332,24 @@ def _memory_per_split(model: ModelProfile, wbytes: float, kvbytes: float):
 
 
 def estimate(model: ModelProfile, device: DeviceProfile, prompt_tokens, output_tokens, *,
-             dtype: str = "float16", kv_dtype: str = "float16", use_measured: bool = True) -> CostEstimate:
+             dtype: str | None = None, kv_dtype: str = "float16", runtime: str | RuntimeProfile | None = None,
+             weight_format: str | None = None, use_measured: bool = True) -> CostEstimate:
     """Latency, energy and memory of running the whole model on ``device``.
 
-    ``prompt_tokens`` and ``output_tokens`` broadcast against each other.
+    ``prompt_tokens`` and ``output_tokens`` broadcast against each other. How
+    the device runs it: ``runtime`` and ``weight_format`` (default: the
+    device's ``runs``), or ``dtype`` alone for the ideal roofline (:func:`execution`).
     """
-    prefill_g, decode_g, lm = layer_times(model, device, prompt_tokens, output_tokens, dtype=dtype,
-                                          kv_dtype=kv_dtype, use_measured=use_measured)
+    _check_profiles(model, device)
+    run = execution(device, runtime, weight_format, dtype=dtype)
+    prefill_g, decode_g, lm = layer_times(model, device, prompt_tokens, output_tokens, kv_dtype=kv_dtype,
+                                          use_measured=use_measured, run=run)
     counts = np.array([g.count for g in model.layers], dtype=np.float64)
     prefill_tokens_share = 1.0 / np.asarray(output_tokens, dtype=np.float64)
     prefill = prefill_g @ counts + lm * prefill_tokens_share
     decode = decode_g @ counts + lm * (1.0 - prefill_tokens_share)
     total = prefill + decode
-    weights, kv = _memory_per_split(model, DTYPE_BYTES[dtype], DTYPE_BYTES[kv_dtype] / 2.0)
+    weights, kv = _memory_per_split(model, run.weight_bytes, DTYPE_BYTES[kv_dtype] / 2.0)
     tokens = np.asarray(prompt_tokens, dtype=np.float64) + np.asarray(output_tokens, dtype=np.float64)
     memory = weights[-1] + kv[-1] * tokens
     return CostEstimate(
@@ -284,11 +392,14 @@ class RequestParts:
 
 
 def request_parts(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, prompt_tokens, output_tokens, *,
-                  dtype: str = "float16", kv_dtype: str = "float16", edge_dtype: str | None = None,
-                  use_measured: bool = True) -> RequestParts:
-    """Per-split compute, bytes, round trips and edge memory of a batch of requests."""
+                  dtype: str | None = None, kv_dtype: str = "float16", edge_dtype: str | None = None,
+                  use_measured: bool = True, edge_runtime: str | RuntimeProfile | None = None, edge_weight_format: str | None = None,
+                  server_runtime: str | RuntimeProfile | None = None, server_weight_format: str | None = None) -> RequestParts:
+    """Per-split compute, bytes, round trips and edge memory of a batch of requests (runs: :class:`SplitModel`)."""
     split_model = SplitModel(model, edge, server, dtype=dtype, kv_dtype=kv_dtype, edge_dtype=edge_dtype,
-                             use_measured=use_measured)
+                             use_measured=use_measured, edge_runtime=edge_runtime,
+                             edge_weight_format=edge_weight_format, server_runtime=server_runtime,
+                             server_weight_format=server_weight_format)
     return split_model.parts(prompt_tokens, output_tokens)
 
 
@@ -301,22 +412,32 @@ class SplitModel:
     ``(at_0, at_L, a, b_1..b_G)``. :func:`link_costs` is linear in the parts, so
     it maps parts in this form to costs in this form (a few numbers per request
     instead of L+1); :meth:`expand` and :meth:`at` read them at splits.
+
+    Each side runs its layers under its own runtime and weight format (default:
+    its device's ``runs``); ``dtype`` (both sides) and ``edge_dtype`` ask for
+    the ideal roofline of those storage dtypes instead (:func:`execution`).
     """
 
-    def __init__(self, model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, *, dtype: str = "float16",
-                 kv_dtype: str = "float16", edge_dtype: str | None = None, use_measured: bool = True):
+    def __init__(self, model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, *, dtype: str | None = None,
+                 kv_dtype: str = "float16", edge_dtype: str | None = None, use_measured: bool = True,
+                 edge_runtime: str | RuntimeProfile | None = None, edge_weight_format: str | None = None,
+                 server_runtime: str | RuntimeProfile | None = None, server_weight_format: str | None = None):
         _check_profiles(model, edge, server)
-        _check_dtype(dtype, "dtype")
-        wbytes = _check_dtype(edge_dtype or dtype, "edge_dtype")
-        edge_dtype = edge_dtype or dtype
+        if edge_dtype is None and edge_runtime is None and edge_weight_format is None:
+            edge_dtype = dtype
+        if edge_dtype is not None:
+            _check_dtype(edge_dtype, "edge_dtype")
+        self.edge_run = execution(edge, edge_runtime, edge_weight_format, dtype=edge_dtype)
+        self.server_run = execution(server, server_runtime, server_weight_format, dtype=dtype)
+        wbytes = self.edge_run.weight_bytes
         kvbytes = _check_dtype(kv_dtype, "kv_dtype", ("float32", "float16", "bfloat16", "int8", "int4")) / 2.0
         self.model, self.edge, self.server = model, edge, server
         self.num_layers = L = model.num_layers
         self.counts = model.group_counts  # (G, L+1)
         self.form_size = 3 + len(model.layers)
         measured = {d.name: load_measured(model.name, d.name) if use_measured else None for d in (edge, server)}
-        self._times = {side: dict(dtype=dt, kv_dtype=kv_dtype, use_measured=False, measured=measured[d.name])
-                       for side, d, dt in (("edge", edge, edge_dtype), ("server", server, dtype))}
+        self._times = {side: dict(run=run, kv_dtype=kv_dtype, use_measured=False, measured=measured[d.name])
+                       for side, d, run in (("edge", edge, self.edge_run), ("server", server, self.server_run))}
         params = np.array([g.params for g in model.layers], dtype=np.float64) * wbytes
         kv = np.array([g.kv_cache_bytes_per_token for g in model.layers], dtype=np.float64) * kvbytes
         weights, kv_split = _memory_per_split(model, wbytes, kvbytes)
@@ -517,9 +638,11 @@ def link_terms(edge_compute_s, server_compute_s, uplink_token_bytes, uplink_hidd
 
 
 def split_costs(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, uplink_bps, downlink_bps,
-                rtt_s, prompt_tokens, output_tokens, *, dtype: str = "float16", kv_dtype: str = "float16",
+                rtt_s, prompt_tokens, output_tokens, *, dtype: str | None = None, kv_dtype: str = "float16",
                 activation_dtype: str = "float16", server_share=1.0, radio_power_scale=1.0,
-                edge_dtype: str | None = None, use_measured: bool = True) -> SplitCosts:
+                edge_dtype: str | None = None, use_measured: bool = True,
+                edge_runtime: str | RuntimeProfile | None = None, edge_weight_format: str | None = None,
+                server_runtime: str | RuntimeProfile | None = None, server_weight_format: str | None = None) -> SplitCosts:
     """Cost breakdown of every split point 0..L for a batch of requests.
 
     All request arguments (rates in bit/s, ``rtt_s``, token counts,
@@ -528,7 +651,8 @@ def split_costs(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile,
     its profile, e.g. a transmit-power fraction) broadcast to one shape
     ``R``; every output has shape ``R + (L+1,)``, split k in column k.
     ``activation_dtype`` compresses the hidden states sent uplink.
-    ``edge_dtype`` (default ``dtype``) is the weights dtype on the edge.
+    Each side's runtime and weight format default to its device's ``runs``;
+    ``dtype`` / ``edge_dtype`` ask for the ideal roofline instead (:class:`SplitModel`).
     """
     _check_profiles(model, edge, server)
     _check_dtype(activation_dtype, "activation_dtype", ACTIVATION_DTYPES)
@@ -543,7 +667,8 @@ def split_costs(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile,
     radio = _as_positive(radio_power_scale, "radio_power_scale", allow_zero=True)
     up, down, rtt, P, T, share, radio = np.broadcast_arrays(up, down, rtt, P, T, share, radio)
     parts = request_parts(model, edge, server, P, T, dtype=dtype, kv_dtype=kv_dtype, edge_dtype=edge_dtype,
-                          use_measured=use_measured)
+                          use_measured=use_measured, edge_runtime=edge_runtime, edge_weight_format=edge_weight_format,
+                          server_runtime=server_runtime, server_weight_format=server_weight_format)
     return link_costs(parts, edge, up, down, rtt, server_share=share, radio_power_scale=radio,
                       activation_dtype=activation_dtype, check=False)
 

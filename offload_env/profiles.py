@@ -35,7 +35,15 @@ __all__ = [
     "DeviceProfile",
     "LinkProfile",
     "MeasuredProfile",
+    "WeightFormat",
+    "RuntimeSettings",
+    "RuntimeProfile",
+    "DEVICE_CLASSES",
     "load_model",
+    "load_runtime",
+    "load_weight_format",
+    "list_runtimes",
+    "list_weight_formats",
     "load_device",
     "load_link",
     "load_measured",
@@ -57,9 +65,15 @@ DTYPE_BYTES: dict[str, float] = {
     "float32": 4.0,
     "float16": 2.0,
     "bfloat16": 2.0,
+    "float8": 1.0,
     "int8": 1.0,
     "int4": 0.5,
 }
+
+#: What a device class is: the key by which a runtime profile's settings are chosen.
+DEVICE_CLASSES = ("datacenter-gpu", "desktop-gpu", "embedded-gpu", "cpu", "mobile-soc")
+#: The runtime and weight format a device runs when its profile names none (by category).
+CATEGORY_RUNS = {"edge": ("llama.cpp", "q4_k_m"), "server": ("vllm", "f16")}
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
 #: what a profile name may hold (the file stem; also what the CLI accepts before it writes a file)
@@ -211,6 +225,17 @@ def _check_header(f: _Fields, kind: str, path: Path) -> str:
     return name
 
 
+def _document(data: Any, path: Path, kind: str) -> _Fields:
+    """The fields of a profile document without a name (measured, weight formats): finite, this schema, ``kind``."""
+    f = _Fields(data, str(path))
+    _check_finite(data, str(path))
+    version = f.integer("schema_version", low=1)
+    if version != SCHEMA_VERSION:
+        raise f.fail("schema_version", f"{SCHEMA_VERSION} (this offload-env reads schema {SCHEMA_VERSION})", version)
+    f.string("kind", choices=[kind])
+    return f
+
+
 def _check_finite(data: Any, where: str, prefix: str = "") -> None:
     """Refuse nan and inf anywhere in a document (free-form mappings included), naming the field."""
     seen: set[int] = set()
@@ -337,6 +362,16 @@ class DeviceProfile:
     memory_efficiency: float
     sources: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
     path: str | None = field(default=None, compare=False, repr=False)
+    device_class: str | None = None  #: one of DEVICE_CLASSES: which settings of a runtime apply
+    default_runtime: str = ""  #: the runtime this device is usually run with (``runs.runtime``)
+    default_weight_format: str = ""  #: and the weight format (``runs.weight_format``)
+
+    def __post_init__(self):
+        runtime, weight_format = CATEGORY_RUNS.get(self.category, ("llama.cpp", "q4_k_m"))
+        if not self.default_runtime:
+            object.__setattr__(self, "default_runtime", runtime)
+        if not self.default_weight_format:
+            object.__setattr__(self, "default_weight_format", weight_format)
 
     @property
     def usable_memory_bytes(self) -> float:
@@ -346,6 +381,7 @@ class DeviceProfile:
         """The dtype this device computes ``dtype`` in (its own, or the nearest wider one it lists)."""
         chain = {"int4": ("int4", "int8", "float16", "bfloat16", "float32"),
                  "int8": ("int8", "float16", "bfloat16", "float32"),
+                 "float8": ("float8", "float16", "bfloat16", "float32"),
                  "float16": ("float16", "bfloat16", "float32"),
                  "bfloat16": ("bfloat16", "float16", "float32"),
                  "float32": ("float32",)}
@@ -879,7 +915,7 @@ def _load_device_file(path: Path) -> DeviceProfile:
     return _parse_device(_read_yaml(path), path)
 
 
-_DEVICE_KEYS = ("schema_version", "kind", "name", "display_name", "category", "peak_flops",
+_DEVICE_KEYS = ("schema_version", "kind", "name", "display_name", "category", "device_class", "runs", "peak_flops",
                 "memory_bandwidth_bytes_per_s", "memory_bytes", "usable_memory_fraction", "power_w", "efficiency",
                 "sources")
 
@@ -903,6 +939,9 @@ def _parse_device(data: Any, path: Path) -> DeviceProfile:
     power.check_keys(("active", "idle", "radio_tx"))
     eff = f.sub("efficiency")
     eff.check_keys(("compute", "memory"))
+    runs = f.sub("runs", optional=True)
+    if runs is not None:
+        runs.check_keys(("runtime", "weight_format"))
     return DeviceProfile(
         name=name,
         display_name=f.string("display_name"),
@@ -918,6 +957,9 @@ def _parse_device(data: Any, path: Path) -> DeviceProfile:
         memory_efficiency=eff.number("memory", low=0, high=1, low_open=True),
         sources=_sources(f),
         path=str(path),
+        device_class=f.string("device_class", choices=DEVICE_CLASSES, required=False),
+        default_runtime=runs.string("runtime", required=False, default="") if runs else "",
+        default_weight_format=runs.string("weight_format", required=False, default="") if runs else "",
     )
 
 
@@ -1013,13 +1055,7 @@ _MEASURED_KEYS = ("schema_version", "kind", "model", "device", "measured_on", "h
 
 @functools.lru_cache(maxsize=256)
 def _load_measured_file(path: Path) -> MeasuredProfile:
-    data = _read_yaml(path)
-    f = _Fields(data, str(path))
-    _check_finite(data, str(path))
-    version = f.integer("schema_version", low=1)
-    if version != SCHEMA_VERSION:
-        raise f.fail("schema_version", f"{SCHEMA_VERSION} (this offload-env reads schema {SCHEMA_VERSION})", version)
-    f.string("kind", choices=["measured"])
+    f = _document(_read_yaml(path), path, "measured")
     f.check_keys(_MEASURED_KEYS)
     host = f.sub("host")
 
@@ -1074,3 +1110,175 @@ def _load_measured_file(path: Path) -> MeasuredProfile:
 #: bounds of a measured grid and its times (a fit over them stays finite)
 _MAX_TOKENS = 1e9
 _MAX_SECONDS = 1e6
+
+
+# --------------------------------------------------------------------------
+# Weight formats and runtimes
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """How one parameter is stored: bits per weight from the format's definition."""
+
+    name: str
+    display_name: str
+    bits_per_weight: float
+    dtype: str  #: the nearest storage class of DTYPE_BYTES (what measured profiles and the ideal roofline read)
+    source: str = field(default="", compare=False)
+
+    @property
+    def bytes_per_weight(self) -> float:
+        return self.bits_per_weight / 8.0
+
+
+#: The numbers a runtime profile gives per device, and their bounds (efficiency may also be "device").
+RUNTIME_NUMBERS = {"memory_efficiency": (0.0, 1.0), "compute_efficiency": (0.0, 1.0),
+                   "forward_overhead_s": (0.0, 10.0), "layer_overhead_s": (0.0, 1.0)}
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """One runtime on one device: what the cost model reads."""
+
+    memory_efficiency: float | None  #: fraction of peak bandwidth reached; None: the device profile's own
+    compute_efficiency: float | None  #: fraction of the compute dtype's peak reached; None: the device's own
+    forward_overhead_s: float  #: fixed time per forward pass (framework, final norm dispatch, sampling)
+    layer_overhead_s: float  #: fixed time per decoder layer per forward pass (kernel launches)
+    compute_dtypes: Mapping[str, str] = field(hash=False)  #: weight format -> dtype its matrix products run in
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """An inference runtime: the formats it runs and its settings per device class or device."""
+
+    name: str
+    display_name: str
+    weight_formats: tuple[str, ...]
+    defaults: Mapping[str, Any] = field(hash=False)
+    classes: Mapping[str, Mapping[str, Any]] = field(hash=False)
+    devices: Mapping[str, Mapping[str, Any]] = field(hash=False)
+    fit: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    sources: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+    path: str | None = field(default=None, compare=False, repr=False)
+
+    def settings(self, device: DeviceProfile) -> RuntimeSettings:
+        """The settings on ``device``: its own entry, else its class's, else the defaults (field by field)."""
+        merged = dict(self.defaults)
+        dtypes = dict(self.defaults["compute_dtypes"])
+        for entry in (self.classes.get(device.device_class or "", {}), self.devices.get(device.name, {})):
+            merged.update({k: v for k, v in entry.items() if k != "compute_dtypes"})
+            dtypes.update(entry.get("compute_dtypes", {}))
+        merged["compute_dtypes"] = dtypes
+        eff = {k: None if merged[k] == "device" else merged[k] for k in ("memory_efficiency", "compute_efficiency")}
+        return RuntimeSettings(forward_overhead_s=merged["forward_overhead_s"],
+                               layer_overhead_s=merged["layer_overhead_s"], compute_dtypes=dtypes, **eff)
+
+
+def list_weight_formats(profile_dir=None) -> list[str]:
+    """Names of every weight format (``weight_formats.yaml``, shipped and user)."""
+    return sorted(_weight_formats(_dir_key(profile_dir)))
+
+
+def load_weight_format(name: str, profile_dir=None) -> WeightFormat:
+    """The weight format ``name`` (e.g. ``"q4_k_m"``)."""
+    formats = _weight_formats(_dir_key(profile_dir))
+    if name not in formats:
+        raise ProfileError(f"unknown weight format {name!r}; known: {', '.join(sorted(formats))}")
+    return formats[name]
+
+
+@functools.lru_cache(maxsize=32)
+def _weight_formats(dir_key: tuple) -> dict[str, WeightFormat]:
+    formats: dict[str, WeightFormat] = {}
+    for d in reversed(dir_key):  # shipped first, so that user files override
+        path = Path(d) / "weight_formats.yaml"
+        if path.is_file():
+            formats.update(_parse_weight_formats(_read_yaml(path), path))
+    return formats
+
+
+_FORMAT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def _parse_weight_formats(data: Any, path: Path) -> dict[str, WeightFormat]:
+    f = _document(data, path, "weight_formats")
+    f.check_keys(("schema_version", "kind", "formats", "sources"))
+    sources = _sources(f)
+    table = f.sub("formats")
+    out = {}
+    for name in table.data:
+        if not isinstance(name, str) or not _FORMAT_NAME_RE.match(name):
+            raise table.fail(str(name), "a format name (lower-case letters, digits, '_', '.', '-')", name)
+        entry = table.sub(name)
+        entry.check_keys(("display_name", "bits_per_weight", "dtype"))
+        if name not in sources:
+            raise f.fail(f"sources.{name}", "the format's definition (where its bits per weight come from)", _MISSING)
+        out[name] = WeightFormat(name=name, display_name=entry.string("display_name"),
+                                 bits_per_weight=entry.number("bits_per_weight", low=1, high=64),
+                                 dtype=entry.string("dtype", choices=list(DTYPE_BYTES)), source=sources[name])
+    return out
+
+
+def list_runtimes(profile_dir=None) -> list[str]:
+    """Names of every runtime profile."""
+    return _list("runtimes", profile_dir)
+
+
+def load_runtime(name: str, profile_dir=None) -> RuntimeProfile:
+    """Load the runtime profile ``name`` (e.g. ``"llama.cpp"``)."""
+    path = _find("runtimes", name, profile_dir)
+    return _load_runtime_file(path, _dir_key(profile_dir))
+
+
+_RUNTIME_KEYS = ("schema_version", "kind", "name", "display_name", "weight_formats", "defaults", "classes", "devices",
+                 "fit", "sources")
+
+
+@functools.lru_cache(maxsize=64)
+def _load_runtime_file(path: Path, dir_key: tuple) -> RuntimeProfile:
+    data = _read_yaml(path)
+    f = _Fields(data, str(path))
+    _check_finite(data, str(path))
+    name = _check_header(f, "runtime", path)
+    f.check_keys(_RUNTIME_KEYS)
+    known = _weight_formats(dir_key)
+    formats = f.raw("weight_formats")
+    if not isinstance(formats, list) or not formats or any(x not in known for x in formats):
+        raise f.fail("weight_formats", "a list of weight formats from weight_formats.yaml: " + ", ".join(sorted(known)),
+                     formats)
+
+    def settings(sub: _Fields, complete: bool) -> dict:
+        sub.check_keys(tuple(RUNTIME_NUMBERS) + ("compute_dtypes",))
+        out: dict[str, Any] = {}
+        for key, (low, high) in RUNTIME_NUMBERS.items():
+            if key.endswith("efficiency") and sub.raw(key) == "device":
+                out[key] = "device"
+            elif sub.has(key) or complete:
+                out[key] = sub.number(key, low=low, high=high, low_open=key.endswith("efficiency"))
+        dtypes = sub.sub("compute_dtypes", optional=not complete)
+        if dtypes is not None:
+            dtypes.check_keys(formats)
+            out["compute_dtypes"] = {k: dtypes.string(k, choices=list(DTYPE_BYTES)) for k in dtypes.data}
+            missing = [x for x in formats if complete and x not in out["compute_dtypes"]]
+            if missing:
+                raise dtypes.fail(missing[0], "the dtype this runtime computes the format in", _MISSING)
+        return out
+
+    def per_key(key: str, choices=None) -> dict:
+        sub = f.sub(key, optional=True)
+        if sub is None:
+            return {}
+        out = {}
+        for k in sub.data:
+            if choices is not None and k not in choices:
+                raise sub.fail(str(k), "one of " + ", ".join(choices), k)
+            out[str(k)] = settings(sub.sub(k), complete=False)
+        return out
+
+    fit = f.raw("fit", {}) or {}
+    if not isinstance(fit, Mapping):
+        raise f.fail("fit", "a mapping (what the numbers were fitted on and what was held out)", fit)
+    return RuntimeProfile(
+        name=name, display_name=f.string("display_name"), weight_formats=tuple(formats),
+        defaults=settings(f.sub("defaults"), complete=True), classes=per_key("classes", DEVICE_CLASSES),
+        devices=per_key("devices"), fit=dict(fit), sources=_sources(f), path=str(path))

@@ -97,7 +97,7 @@ def test_interior_split_pays_a_round_trip_per_token_and_sends_hidden_states():
 
 
 def test_infeasible_splits_are_flagged_when_weights_and_kv_exceed_edge_memory():
-    sc = split_costs(SLM, EDGE, SERVER, **LINK, prompt_tokens=512, output_tokens=128)
+    sc = split_costs(SLM, EDGE, SERVER, **LINK, prompt_tokens=512, output_tokens=128, dtype="float16")
     usable = EDGE.memory_bytes * EDGE.usable_memory_fraction
     np.testing.assert_array_equal(sc.feasible, sc.edge_memory_bytes <= usable)
     assert sc.feasible[0] and not sc.feasible[-1]  # 3B in fp16 does not fit a 8 GB Orin Nano whole
@@ -162,7 +162,7 @@ def test_decode_sum_equals_the_per_step_roofline():
     m = load_model("qwen2.5-0.5b")
     (g,) = m.layers
     P, T = 300, 400
-    _, decode, _ = layer_times(m, cpu, P, T, use_measured=False)
+    _, decode, _ = layer_times(m, cpu, P, T, dtype="float16", use_measured=False)
     c = P + np.arange(1, T)
     step = np.maximum((g.flops_per_token + g.attention_flops_per_context_token * c) / cpu.effective_flops("float16"),
                       (g.active_params * 2 + g.kv_cache_bytes_per_token * c) / cpu.effective_bandwidth)
@@ -270,20 +270,21 @@ def _two_group_model():
     return dataclasses.replace(SLM, name="two-groups", layers=(dataclasses.replace(g, count=g.count - 8), wide))
 
 
-def _reference_parts(model, edge, server, P, T):
+def _reference_parts(model, edge, server, P, T, edge_run, server_run):
     """Each split's parts by summing the layers on each side, one split at a time."""
-    e_pre, e_dec, e_lm = layer_times(model, edge, P, T, use_measured=False)
-    s_pre, s_dec, s_lm = layer_times(model, server, P, T, use_measured=False)
+    e_pre, e_dec, e_lm = layer_times(model, edge, P, T, use_measured=False, run=edge_run)
+    s_pre, s_dec, s_lm = layer_times(model, server, P, T, use_measured=False, run=server_run)
+    wb = edge_run.weight_bytes
     per_layer_e = np.concatenate([np.full(g.count, (e_pre + e_dec)[i]) for i, g in enumerate(model.layers)])
     per_layer_s = np.concatenate([np.full(g.count, (s_pre + s_dec)[i]) for i, g in enumerate(model.layers)])
-    weights = np.concatenate([np.full(g.count, g.params * 2.0) for g in model.layers])
+    weights = np.concatenate([np.full(g.count, g.params * wb) for g in model.layers])
     kv = np.concatenate([np.full(g.count, g.kv_cache_bytes_per_token) for g in model.layers])
     L = model.num_layers
     rows = []
     for k in range(L + 1):
-        memory = weights[:k].sum() + (P + T) * kv[:k].sum() + (model.embedding_params * 2.0 if k else 0.0)
+        memory = weights[:k].sum() + (P + T) * kv[:k].sum() + (model.embedding_params * wb if k else 0.0)
         if k == L:
-            memory += (model.lm_head_params + model.final_norm_params) * 2.0
+            memory += (model.lm_head_params + model.final_norm_params) * wb
         rows.append(dict(
             edge_compute_s=per_layer_e[:k].sum() + (e_lm if k == L else 0.0),
             server_compute_s=per_layer_s[k:].sum() + (s_lm if k < L else 0.0),
@@ -296,11 +297,15 @@ def _reference_parts(model, edge, server, P, T):
 
 
 @pytest.mark.parametrize("model", [SLM, _two_group_model()], ids=["one-group", "two-groups"])
-def test_split_model_parts_match_a_split_by_split_reference(model):
-    sm = costs.SplitModel(model, EDGE, SERVER, use_measured=False)
+@pytest.mark.parametrize("runs", [{}, {"dtype": "float16"}, {"edge_runtime": "llama.cpp", "edge_weight_format": "q4_0",
+                                                             "server_runtime": "tensorrt-llm"}],
+                         ids=["device-runs", "roofline", "chosen"])
+def test_split_model_parts_match_a_split_by_split_reference(model, runs):
+    sm = costs.SplitModel(model, EDGE, SERVER, use_measured=False, **runs)
     for P, T in [(16, 4), (300, 1), (2048, 512)]:
         parts = vars(sm.parts(P, T))
-        for field, expected in _reference_parts(model, EDGE, SERVER, float(P), float(T)).items():
+        for field, expected in _reference_parts(model, EDGE, SERVER, float(P), float(T), sm.edge_run,
+                                                sm.server_run).items():
             np.testing.assert_allclose(parts[field], expected, rtol=1e-12, err_msg=field)
         assert np.array_equal(parts["feasible"], parts["edge_memory_bytes"] <= EDGE.usable_memory_bytes)
 

@@ -178,7 +178,7 @@ def test_user_directory_adds_and_overrides(tmp_path, monkeypatch):
     ({"memory_bytes": "lots"}, "memory_bytes", "finite number"),
     ({"usable_memory_fraction": 1.5}, "usable_memory_fraction", r"in \(0, 1\]"),
     ({"category": "fridge"}, "category", "'edge', 'server'"),
-    ({"peak_flops": {"float8": 1e15}}, "peak_flops.float8", "dtype key"),
+    ({"peak_flops": {"float4": 1e15}}, "peak_flops.float4", "dtype key"),
     ({"schema_version": 2}, "schema_version", "1"),
     ({"name": "other"}, "name", "file name stem"),
     ({"power_w": {"idle": 3}}, "power_w.active", "missing"),

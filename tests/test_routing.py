@@ -81,7 +81,7 @@ def test_costs_come_from_the_cost_model():
     env.reset(seed=1)
     _, _, _, _, info = env.step(0)  # the local SLM: the whole model on the edge device
     est = costs.estimate(profiles.load_model("qwen2.5-1.5b"), profiles.load_device("jetson-orin-nano-8gb"),
-                         info["prompt_tokens"], info["output_tokens"])
+                         info["prompt_tokens"], info["output_tokens"], dtype=env.scenario.pool[0].dtype)
     assert info["latency_s"] == pytest.approx(float(est.total_s))
     assert info["edge_energy_j"] == pytest.approx(float(est.energy_j))
     assert info["usd"] == 0.0 and info["uplink_bytes"] == 0.0
