@@ -414,8 +414,8 @@ class SplitModel:
     instead of L+1); :meth:`expand` and :meth:`at` read them at splits.
 
     Each side runs its layers under its own runtime and weight format (default:
-    its device's ``runs``); ``dtype`` (both sides) and ``edge_dtype`` ask for
-    the ideal roofline of those storage dtypes instead (:func:`execution`).
+    its device's ``runs``); ``dtype`` (the sides given neither) and ``edge_dtype``
+    ask for the ideal roofline of those storage dtypes instead (:func:`execution`).
     """
 
     def __init__(self, model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, *, dtype: str | None = None,
@@ -427,8 +427,9 @@ class SplitModel:
             edge_dtype = dtype
         if edge_dtype is not None:
             _check_dtype(edge_dtype, "edge_dtype")
+        server_dtype = dtype if server_runtime is None and server_weight_format is None else None
         self.edge_run = execution(edge, edge_runtime, edge_weight_format, dtype=edge_dtype)
-        self.server_run = execution(server, server_runtime, server_weight_format, dtype=dtype)
+        self.server_run = execution(server, server_runtime, server_weight_format, dtype=server_dtype)
         wbytes = self.edge_run.weight_bytes
         kvbytes = _check_dtype(kv_dtype, "kv_dtype", ("float32", "float16", "bfloat16", "int8", "int4")) / 2.0
         self.model, self.edge, self.server = model, edge, server

@@ -185,14 +185,15 @@ def test_all_local_and_all_server_match_estimate_with_empty_queues():
     obs, info = env.reset(seed=2)
     sim = env._sim
     P, T = sim.buf["prompt"][0], sim.buf["output"][0]
-    local = costs.estimate(sim.model, sim.edge, P, T, dtype=env.scenario.dtype)
+    s = env.scenario
+    local = costs.estimate(sim.model, sim.edge, P, T, runtime=s.edge_runtime, weight_format=s.edge_weight_format)
     clone = copy.deepcopy(env)
     _, _, _, _, info_local = clone.step(AllLocal().act(obs, info))
     assert info_local["split"] == sim.L
     assert info_local["latency_s"] == pytest.approx(float(local.total_s))
     assert info_local["edge_energy_j"] == pytest.approx(float(local.energy_j))
     _, _, _, _, info_server = env.step(AllServer().act(obs, info))
-    server = costs.estimate(sim.model, sim.server, P, T, dtype=env.scenario.dtype)
+    server = costs.estimate(sim.model, sim.server, P, T, runtime=s.server_runtime, weight_format=s.server_weight_format)
     assert info_server["split"] == 0 and info_server["edge_queue_s"] == info_server["server_queue_s"] == 0
     assert info_server["server_compute_s"] == pytest.approx(float(server.total_s))  # idle server at reset
 

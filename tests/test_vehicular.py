@@ -93,7 +93,7 @@ def test_contention_follows_the_sharing_rule(tmp_path, split_index):
     rate = float(link.uplink_rate_bps(30.0))
     model = profiles.load_model("llama-3.2-1b")
     parts = costs.request_parts(model, profiles.load_device("jetson-agx-orin-64gb"), profiles.load_device("l4"),
-                                256, 32)
+                                256, 32, edge_weight_format="f16", server_weight_format="f16")  # the env's format
     uplinks = []
     for n in (1, 2, 4):
         env = contention_env(tmp_path, n)

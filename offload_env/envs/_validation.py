@@ -264,3 +264,14 @@ def vector_box_actions(actions, num_envs: int, dim: int) -> np.ndarray:
         raise ValueError(f"actions: expected numbers of shape ({num_envs}, {dim}), got shape {a.shape} "
                          f"dtype {a.dtype}")
     return a if a.dtype == np.float64 else a.astype(np.float64)
+
+
+def execution(device, runtime, weight_format, dtype, env: str, prefix: str = ""):
+    """``costs.execution`` of one device of a scenario; its ValueError names the field (``prefix`` + name)."""
+    from .. import costs
+
+    try:
+        return costs.execution(device, runtime, weight_format, dtype=dtype)
+    except ValueError as exc:
+        field, _, message = str(exc).partition(": ")
+        raise ValueError(f"{env} scenario field '{prefix}{field}': {message}") from None

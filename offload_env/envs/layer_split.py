@@ -39,7 +39,12 @@ class LayerSplitScenario:
     edge: str = "jetson-orin-nano-8gb"  #: edge device profile
     server: str = "a100-80gb"  #: edge server device profile
     link: str = "5g-nr"  #: link profile between them
-    dtype: str = "float16"  #: weights dtype on both sides
+    edge_runtime: str | None = None  #: runtime on the edge (profiles/runtimes; None: the edge device's usual one)
+    edge_weight_format: str = "f16"  #: weight format on the edge (a split cuts one f16 model in two)
+    server_runtime: str | None = None  #: runtime on the server (None: the server device's usual one)
+    server_weight_format: str = "f16"  #: weight format on the server
+    dtype: str | None = None  #: if set, the ideal roofline of this storage dtype on both sides in place of the
+    #: four fields above: the cost model before runtimes, which the results published before them used
     distance_m: tuple[float, float] = (30.0, 300.0)  #: range the device moves in (walk reflected at the ends)
     speed_mps: float = 1.5  #: device speed (pedestrian 1.5, vehicle 15)
     arrival_rate_hz: float = 0.2  #: Poisson arrivals of requests
@@ -69,17 +74,21 @@ class LayerSplitScenario:
 
 
 PRESETS: dict[str, LayerSplitScenario] = {
-    # Llama-3.2-3B on a Jetson Orin Nano 8GB with an A100 edge server over 5G (the default)
-    "orin-nano-a100-5g": LayerSplitScenario(),
+    # Llama-3.2-3B on a Jetson Orin Nano 8GB (MLC) with an A100 edge server (vLLM) over 5G (the default)
+    "orin-nano-a100-5g": LayerSplitScenario(edge_runtime="mlc-llm", server_runtime="vllm"),
     # Qwen2.5-1.5B on a Raspberry Pi 5 with an L4 server over Wi-Fi 6 (indoor, short range)
+    # (llama.cpp on the Pi, vLLM on the L4)
     "pi5-l4-wifi6": LayerSplitScenario(model="qwen2.5-1.5b", edge="raspberry-pi-5", server="l4", link="wifi-6",
+                                       edge_runtime="llama.cpp", server_runtime="vllm",
                                        distance_m=(2.0, 40.0), speed_mps=1.0, deadline_s=(4.0, 15.0),
                                        energy_budget_j=1500.0),
-    # Phi-3-mini on a flagship phone with an H100 edge server over LTE
+    # Phi-3-mini on a flagship phone (llama.cpp) with an H100 edge server (vLLM) over LTE
     "phone-h100-lte": LayerSplitScenario(model="phi-3-mini-4k", edge="snapdragon-8-gen-3", server="h100-sxm",
+                                         edge_runtime="llama.cpp", server_runtime="vllm",
                                          link="lte", distance_m=(50.0, 1000.0), energy_budget_j=800.0),
-    # Llama-3.1-8B on a Jetson AGX Orin in a vehicle with an A100 roadside server over C-V2X
+    # Llama-3.1-8B on a Jetson AGX Orin (MLC) in a vehicle with an A100 roadside server (vLLM) over C-V2X
     "vehicle-agx-orin-a100-cv2x": LayerSplitScenario(model="llama-3.1-8b", edge="jetson-agx-orin-64gb",
+                                                     edge_runtime="mlc-llm", server_runtime="vllm",
                                                      server="a100-80gb", link="c-v2x", distance_m=(20.0, 500.0),
                                                      speed_mps=15.0, energy_budget_j=6000.0),
 }
@@ -113,8 +122,20 @@ def _check_scenario(s: LayerSplitScenario) -> LayerSplitScenario:
     need(s.min_split >= 0, "min_split", "an integer >= 0")
     for name in ("w_latency", "w_energy", "w_deadline_miss", "w_accuracy", "w_invalid", "w_dropped"):
         need(getattr(s, name) >= 0, name, "a weight >= 0")
-    need(s.dtype in profiles.DTYPE_BYTES, "dtype", "one of " + ", ".join(profiles.DTYPE_BYTES))
+    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype", "None or one of " + ", ".join(profiles.DTYPE_BYTES))
     return s
+
+
+def _split_model(s: LayerSplitScenario, model, edge, server) -> costs.SplitModel:
+    """The scenario's cost model: each side's runtime and format, or the ideal roofline of ``dtype``."""
+    if s.dtype is not None:
+        return costs.SplitModel(model, edge, server, dtype=s.dtype)
+    runs = {}
+    for side, device in (("edge", edge), ("server", server)):
+        runtime, weight_format = getattr(s, f"{side}_runtime"), getattr(s, f"{side}_weight_format")
+        _validation.execution(device, runtime, weight_format, None, "LayerSplit", f"{side}_")
+        runs.update({f"{side}_runtime": runtime, f"{side}_weight_format": weight_format})
+    return costs.SplitModel(model, edge, server, **runs)
 
 
 class _Columns:
@@ -154,7 +175,7 @@ class _Simulator:
         if self.link_profile.medium != "wireless":
             raise ValueError(f"LayerSplit scenario field 'link': expected a wireless link profile, got {s.link!r}")
         self.link = LinkModel.from_profile(self.link_profile)
-        self.split_model = costs.SplitModel(self.model, self.edge, self.server, dtype=s.dtype)
+        self.split_model = _split_model(s, self.model, self.edge, self.server)
         self.L = self.model.num_layers
         if s.min_split > self.L:
             raise ValueError(f"LayerSplit scenario field 'min_split': expected an integer in [0, {self.L}] "

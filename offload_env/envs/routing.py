@@ -47,7 +47,9 @@ class PoolMember:
     name: str  #: model profile name (or the API model's id when device is None)
     device: str | None  #: device profile it runs on; None for a hosted API
     tier: str = "cloud"  #: local | edge | cloud
-    dtype: str = "float16"  #: weights dtype on its device
+    runtime: str | None = None  #: runtime on its device (profiles/runtimes; None: the device's usual one)
+    weight_format: str | None = None  #: weight format (None: the device's usual one, if its runtime runs it)
+    dtype: str | None = None  #: if set, the ideal roofline of this storage dtype in place of runtime and format
     accuracy: float | None = None  #: mean accuracy; default: the profile's published quality[benchmark]
     price_usd_per_million: tuple[float, float] | None = None  #: (input, output); default: the profile's, else 0
     first_token_s: float = 0.0  #: API members: provider time to the first token
@@ -76,7 +78,7 @@ class RoutingScenario:
         PoolMember("qwen2.5-1.5b", "jetson-orin-nano-8gb", "local"),
         PoolMember("llama-3.1-8b", "l4", "edge"),
         # int8 weights: 70.6 GB fit one 80 GB H100 (float16 would need two)
-        PoolMember("llama-3.1-70b", "h100-sxm", "cloud", dtype="int8"),
+        PoolMember("llama-3.1-70b", "h100-sxm", "cloud", runtime="vllm", weight_format="int8"),
     )  #: the models to route between, cheapest first by convention
     edge_device: str = "jetson-orin-nano-8gb"  #: the user's device (radio and idle power)
     access_link: str = "5g-nr"  #: device to edge site
@@ -109,7 +111,8 @@ PRESETS: dict[str, RoutingScenario] = {
     # Qwen2.5-1.5B on a Jetson Orin Nano, Llama-3.1-8B on an L4 edge server, Llama-3.1-70B in the cloud (5G)
     "orin-l4-h100-5g": RoutingScenario(),
     # RouteLLM's MMLU pair: Mixtral-8x7B on an edge A100 (int8) and GPT-4 as a hosted API
-    "mmlu-mixtral-gpt4": RoutingScenario(pool=(PoolMember("mixtral-8x7b", "a100-80gb", "edge", dtype="int8"),
+    "mmlu-mixtral-gpt4": RoutingScenario(pool=(PoolMember("mixtral-8x7b", "a100-80gb", "edge", runtime="vllm",
+                                                          weight_format="int8"),
                                                GPT4_1106_API)),
 }
 
@@ -130,8 +133,8 @@ def _check_scenario(s: RoutingScenario) -> RoutingScenario:
         if p.tier not in TIERS:
             raise ValueError(f"Routing scenario field '{where}.tier': expected one of {', '.join(TIERS)}, "
                              f"got {p.tier!r}")
-        if p.dtype not in profiles.DTYPE_BYTES:
-            raise ValueError(f"Routing scenario field '{where}.dtype': expected one of "
+        if p.dtype is not None and p.dtype not in profiles.DTYPE_BYTES:
+            raise ValueError(f"Routing scenario field '{where}.dtype': expected None or one of "
                              f"{', '.join(profiles.DTYPE_BYTES)}, got {p.dtype!r}")
         if p.accuracy is not None and not 0 < p.accuracy < 1:
             raise ValueError(f"Routing scenario field '{where}.accuracy': expected a number in (0, 1), "
@@ -189,11 +192,16 @@ class _Member:
             price = (p["input"], p["output"])
         self.price = price
         if self.model is not None:
-            fit = costs.estimate(self.model, self.device, s.prompt_tokens[3], s.output_tokens[3], dtype=spec.dtype)
+            run = _validation.execution(self.device, spec.runtime, spec.weight_format, spec.dtype, "Routing",
+                                        f"{field}.")
+            #: how the member's device runs it (costs.estimate / request_parts keywords)
+            self.run = dict(runtime=run.runtime, weight_format=run.weight_format) if spec.dtype is None \
+                else dict(dtype=spec.dtype)
+            fit = costs.estimate(self.model, self.device, s.prompt_tokens[3], s.output_tokens[3], **self.run)
             if not bool(fit.feasible):
-                raise ValueError(f"{where}: {spec.name} in {spec.dtype} does not fit {spec.device}'s usable memory "
-                                 f"({fit.peak_memory_bytes / 1e9:.1f} GB needed at the longest prompt and output); "
-                                 "choose a smaller dtype or another device")
+                raise ValueError(f"{where}: {spec.name} in {run.weight_format} does not fit {spec.device}'s usable "
+                                 f"memory ({fit.peak_memory_bytes / 1e9:.1f} GB needed at the longest prompt and "
+                                 "output); choose a smaller weight format or another device")
 
     def block_costs(self, P, T, up, down, rtt, share) -> dict[str, np.ndarray]:
         """Latency parts, edge energy and price of each query (arrays of shape P.shape)."""
@@ -204,11 +212,13 @@ class _Member:
             usd, parts = costs.api_call_costs(P, T, *self.price, first_token_s=spec.first_token_s,
                                               per_output_token_s=spec.per_output_token_s)
         if spec.tier == "local":
-            est = costs.estimate(self.model, self.device, P, T, dtype=spec.dtype)
+            est = costs.estimate(self.model, self.device, P, T, **self.run)
             return dict(latency_s=est.total_s, edge_compute_s=est.total_s, uplink_s=zeros, server_compute_s=zeros,
                         downlink_s=zeros, round_trip_s=zeros, edge_energy_j=est.energy_j, usd=usd, uplink_bytes=zeros)
         if self.model is not None:
-            full = costs.request_parts(self.model, self.edge, self.device, P, T, dtype=spec.dtype)
+            server = {"dtype": spec.dtype} if spec.dtype else {"server_runtime": self.run["runtime"],
+                                                               "server_weight_format": self.run["weight_format"]}
+            full = costs.request_parts(self.model, self.edge, self.device, P, T, **server)
             parts = costs.RequestParts(**{k: v[..., :1] for k, v in vars(full).items()})  # split 0: all remote
         sc = costs.link_costs(parts, self.edge, up, down, rtt, server_share=share, check=False)
         out = {k: getattr(sc, k)[..., 0] for k in ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",

@@ -56,7 +56,12 @@ class VehicularScenario:
     link: str = "c-v2x"  #: vehicle-RSU radio link profile
     backhaul: str = "backhaul-fiber"  #: RSU-cloud wired link profile (shared by all RSUs)
     fading: bool = True  #: small-scale fading of the link profile, fresh each step (False: path loss only)
-    dtype: str = "float16"  #: weights dtype
+    vehicle_runtime: str | None = None  #: runtime on board (profiles/runtimes; None: the device's usual one)
+    rsu_runtime: str | None = None  #: runtime on the RSU GPU (None: the device's usual one)
+    cloud_runtime: str | None = None  #: runtime on the cloud GPU (None: the device's usual one)
+    weight_format: str = "f16"  #: weight format everywhere (a split cuts one model in two)
+    dtype: str | None = None  #: if set, the ideal roofline of this storage dtype in place of the four fields
+    #: above: the cost model before runtimes, which the results published before them used
     split_fractions: tuple[float, ...] = (0.0, 0.25, 0.5)  #: offloaded splits, as fractions of the layers
     rsu_capacity_tasks: float = 1.0  #: tasks an RSU GPU serves at full speed at once
     #: admission control: an RSU whose GPU backlog exceeds this accepts no task (masked); None: the longest
@@ -100,7 +105,7 @@ def _check_scenario(s: VehicularScenario) -> VehicularScenario:
         need(len(s.rsu_positions) == s.num_rsus and all(len(p) == 2 for p in s.rsu_positions), "rsu_positions",
              f"num_rsus ({s.num_rsus}) (x, y) pairs in metres")
     need(s.rsu_range_m > 0, "rsu_range_m", "a radius > 0 m")
-    need(s.dtype in profiles.DTYPE_BYTES, "dtype", "one of " + ", ".join(profiles.DTYPE_BYTES))
+    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype", "None or one of " + ", ".join(profiles.DTYPE_BYTES))
     need(len(s.split_fractions) >= 1 and all(0 <= f < 1 for f in s.split_fractions), "split_fractions",
          "one or more fractions in [0, 1)")
     need(s.rsu_capacity_tasks > 0, "rsu_capacity_tasks", "a capacity > 0 tasks")
@@ -308,6 +313,10 @@ class VehicularParallelEnv(ParallelEnv):
         self.vehicle = _validation.load_profile(profiles.load_device, s.vehicle_device, "Vehicular", "vehicle_device")
         self.rsu_device = _validation.load_profile(profiles.load_device, s.rsu_device, "Vehicular", "rsu_device")
         self.cloud_device = _validation.load_profile(profiles.load_device, s.cloud_device, "Vehicular", "cloud_device")
+        for side, device in (("vehicle", self.vehicle), ("rsu", self.rsu_device), ("cloud", self.cloud_device)):
+            if s.dtype is None:  # each device runs the model under its runtime, in the scenario's format
+                _validation.execution(device, getattr(s, f"{side}_runtime"), s.weight_format, None, "Vehicular",
+                                      f"{side}_")
         self.link_profile = _validation.load_profile(profiles.load_link, s.link, "Vehicular", "link")
         self.backhaul_profile = _validation.load_profile(profiles.load_link, s.backhaul, "Vehicular", "backhaul")
         if self.link_profile.medium != "wireless":
@@ -461,10 +470,19 @@ class VehicularParallelEnv(ParallelEnv):
         self._output_block = lognormal_tokens(s.output_tokens, rng.standard_normal(shape))
         self._deadline_block = rng.uniform(s.deadline_s[0], s.deadline_s[1], shape)
         self._rsu_parts_block = costs.request_parts(self.model, self.vehicle, self.rsu_device, self._prompt_block,
-                                                    self._output_block, dtype=s.dtype)
+                                                    self._output_block, **self._split_runs("rsu"))
         self._cloud_parts_block = costs.request_parts(self.model, self.vehicle, self.cloud_device,
-                                                      self._prompt_block, self._output_block, dtype=s.dtype)
+                                                      self._prompt_block, self._output_block,
+                                                      **self._split_runs("cloud"))
         self._block_ptr = 0
+
+    def _split_runs(self, server: str) -> dict:
+        """``costs.request_parts`` keywords of the vehicle with ``server`` (rsu or cloud)."""
+        s = self.scenario
+        if s.dtype is not None:
+            return {"dtype": s.dtype}
+        return {"edge_runtime": s.vehicle_runtime, "edge_weight_format": s.weight_format,
+                "server_runtime": getattr(s, f"{server}_runtime"), "server_weight_format": s.weight_format}
 
     def _next_task(self) -> None:
         if self._block_ptr >= _BLOCK_STEPS:
