@@ -29,7 +29,7 @@ import numpy as np
 from . import costs, profiles
 
 __all__ = ["REQUIRED_COLUMNS", "METRICS", "Measurement", "TableError", "read_table", "predict", "validate",
-           "summarise", "fit_settings", "with_settings"]
+           "summarise", "fit_settings", "with_settings", "rows_from_measured", "table_text"]
 
 REQUIRED_COLUMNS = ("model", "device", "runtime", "weight_format", "prompt_tokens", "output_tokens", "metric",
                     "measured_value")
@@ -204,6 +204,51 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> dict:
     summary["by_split"] = {s: stats([r for r in rows if r.get("split") == s])
                            for s in ("fit", "held-out") if any(r.get("split") == s for r in rows)}
     return summary
+
+
+# --------------------------------------------------------------------------
+# A measured profile (offload-env profile measure) as table rows
+
+#: The weight format of each dtype the profiler times in (it runs PyTorch layers: hf-transformers).
+PROFILER_FORMATS = {"float32": "f32", "float16": "f16", "bfloat16": "bf16"}
+TABLE_COLUMNS = REQUIRED_COLUMNS + ("unit", "source", "notes")
+
+
+def rows_from_measured(measured: profiles.MeasuredProfile, model: profiles.ModelProfile) -> list[dict]:
+    """The rows of a measured profile in the table format: each prefill length and decode context, whole model.
+
+    A whole-model time is the measured per-layer time x the model's layers +
+    the measured LM head (one token), so a row says what this machine would
+    run the model at under PyTorch eager (runtime ``hf-transformers``).
+    """
+    if measured.dtype not in PROFILER_FORMATS:
+        raise ValueError(f"measured profile {measured.path}: dtype {measured.dtype!r} has no weight format "
+                         f"(expected one of {', '.join(PROFILER_FORMATS)})")
+    L, head = model.num_layers, measured.lm_head_seconds_per_token
+    source = f"offload-env profile measure ({measured.path})"
+    notes = (f"measured {measured.measured_on or '?'} on {measured.host.get('cpu_model', '?')}, "
+             f"{measured.host.get('threads', '?')} threads: {measured.layers_built} layers built and timed, "
+             f"scaled to {L} layers + the LM head")
+    base = {"model": measured.model, "device": measured.device, "runtime": "hf-transformers",
+            "weight_format": PROFILER_FORMATS[measured.dtype], "source": source, "notes": notes}
+    rows = [{**base, "prompt_tokens": int(P), "output_tokens": 1, "metric": "prefill_tok_s",
+             "measured_value": f"{P / (L * t + head):.6g}", "unit": "tok/s"}
+            for P, t in zip(measured.prefill_tokens, measured.prefill_seconds_per_layer)]
+    rows += [{**base, "prompt_tokens": max(int(c) - 1, 1), "output_tokens": 2, "metric": "decode_tok_s",
+              "measured_value": f"{1.0 / (L * t + head):.6g}", "unit": "tok/s"}
+             for c, t in zip(measured.decode_context, measured.decode_seconds_per_layer)]
+    return rows
+
+
+def table_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = TABLE_COLUMNS) -> str:
+    """``rows`` as CSV text with ``columns`` (what :func:`read_table` reads)."""
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------

@@ -141,6 +141,23 @@ def cmd_costs(args) -> int:
 # validate: the cost model against measurements
 
 
+def cmd_profile_table(args) -> int:
+    from . import calibration
+
+    model = profiles.load_model(args.model, args.profile_dir)
+    measured = profiles.load_measured(model.name, profiles.check_name(args.device, "--device"), args.profile_dir)
+    if measured is None:
+        raise ProfileError(f"no measured profile of {model.name!r} on {args.device!r}; run "
+                           f"'offload-env profile measure --model {model.name} --device {args.device}'")
+    text = calibration.table_text(calibration.rows_from_measured(measured, model))
+    if args.out:
+        write_text(args.out, text)
+        print(f"wrote {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_validate(args) -> int:
     import json
 
@@ -437,6 +454,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True)
     s.add_argument("--device", required=True)
     s.set_defaults(func=cmd_profile_compare)
+    s = psub.add_parser("table", help="a measured profile as rows of a measurement table (offload-env validate)")
+    s.add_argument("--model", required=True)
+    s.add_argument("--device", required=True)
+    s.add_argument("--out", default=None, help="CSV to write (default: print)")
+    s.set_defaults(func=cmd_profile_table)
     s = psub.add_parser("from-config", help="print a model profile (YAML) derived from a config.json")
     s.add_argument("config", help="path to a Hugging Face config.json")
     s.add_argument("--name", default=None)

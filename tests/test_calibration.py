@@ -174,6 +174,18 @@ def test_the_cost_model_meets_its_targets_on_the_published_measurements():
     assert held["n"] >= 10 and held["median_factor"] <= 1.15 and held["max_factor"] <= 1.6, held
 
 
+def test_the_cost_model_meets_its_targets_on_the_projects_own_table_held_out_of_every_fit():
+    rows = calibration.validate(calibration.read_table(ROOT / "profiles" / "measurements" / "published_extra.csv"))
+    summary = rows["summary"]
+    assert summary["by_split"]["fit"]["n"] <= 2  # all but the CPU class's two rows are held out of every fit
+    held = summary["by_split"]["held-out"]
+    assert held["n"] >= 15 and held["median_factor"] <= 1.15 and held["max_factor"] <= 1.6, held
+    for r in rows["rows"]:  # every row is listed by its runtime profile, an exclusion with its reason
+        assert r["split"] in ("fit", "held-out", "excluded"), r["key"]
+        assert (r["split"] == "excluded") == bool(r["excluded_because"]), r["key"]
+    assert summary["excluded"] == sum(r["split"] == "excluded" for r in rows["rows"]) <= 9
+
+
 @pytest.mark.skipif(not SHARED_TABLE.is_file(), reason=f"{SHARED_TABLE} is absent (shared data not mounted)")
 def test_every_fit_list_names_rows_of_the_table_and_fit_and_held_out_are_disjoint():
     keys = {r.key for r in calibration.read_table(SHARED_TABLE)}
@@ -234,3 +246,76 @@ def test_a_table_without_a_required_column_is_refused(tmp_path, capsys):
     assert "missing column(s) runtime" in capsys.readouterr().err
     assert cli.main(["validate", str(tmp_path / "absent.csv")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# The envs' scenarios
+
+
+def test_env_scenarios_run_their_devices_under_named_runtimes():
+    from offload_env.envs.layer_split import PRESETS, LayerSplitEnv
+
+    for name, preset in PRESETS.items():
+        assert preset.edge_runtime and preset.server_runtime, name  # every preset names its pair
+        env = LayerSplitEnv(scenario=name)
+        sm = env.unwrapped._sim.split_model
+        assert (sm.edge_run.runtime, sm.edge_run.weight_format) == (preset.edge_runtime, "f16")
+        assert (sm.server_run.runtime, sm.server_run.weight_format) == (preset.server_runtime, "f16")
+    old = LayerSplitEnv(dtype="float16").unwrapped._sim.split_model
+    assert old.edge_run.runtime == old.server_run.runtime == "roofline"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: __import__("offload_env.envs.layer_split", fromlist=["x"]).LayerSplitEnv(edge_runtime="ollama"),
+     "LayerSplit scenario field 'edge_runtime': unknown runtime 'ollama'"),
+    (lambda: __import__("offload_env.envs.layer_split", fromlist=["x"]).LayerSplitEnv(server_weight_format="q4_0"),
+     "LayerSplit scenario field 'server_weight_format': runtime 'vllm' runs"),
+    (lambda: __import__("offload_env.envs.layer_split", fromlist=["x"]).LayerSplitEnv(dtype="fp4"),
+     "LayerSplit scenario field 'dtype': expected None or one of"),
+    (lambda: __import__("offload_env.vehicular", fromlist=["x"]).parallel_env(rsu_runtime="mlc-llm",
+                                                                               weight_format="q4_k_m"),
+     "Vehicular scenario field 'weight_format': runtime 'mlc-llm' runs"),
+])
+def test_a_bad_runtime_in_a_scenario_names_the_field(make, message):
+    with pytest.raises(ValueError) as info:
+        make()
+    assert message in str(info.value)
+
+
+def test_a_routing_pool_member_names_its_bad_runtime():
+    from offload_env.envs.routing import PoolMember, RoutingEnv, RoutingScenario
+
+    pool = (PoolMember("qwen2.5-1.5b", "jetson-orin-nano-8gb", "local", runtime="tensorrt-llm",
+                       weight_format="q4f16_1"),
+            PoolMember("llama-3.1-8b", "l4", "edge"))
+    with pytest.raises(ValueError, match=r"Routing scenario field 'pool\[0\].weight_format': runtime "
+                                         r"'tensorrt-llm' runs f16"):
+        RoutingEnv(scenario=RoutingScenario(pool=pool))
+    env = RoutingEnv(scenario=RoutingScenario(pool=(dataclasses_replace(pool[0], runtime=None), pool[1])))
+    # no format named: the device's own where the runtime runs it
+    assert costs.execution(profiles.load_device("jetson-orin-nano-8gb"), "tensorrt-llm").weight_format == "f16"
+    assert env.unwrapped.members[0].run == {"runtime": "mlc-llm", "weight_format": "q4f16_1"}
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+    return dataclasses.replace(obj, **changes)
+
+
+def test_a_measured_profile_becomes_table_rows_that_validate_reads(tmp_path, capsys):
+    out = tmp_path / "measured.csv"
+    assert cli.main(["profile", "table", "--model", "qwen2.5-0.5b", "--device", "ci-xeon-1thread",
+                     "--out", str(out)]) == 0
+    rows = calibration.read_table(out)
+    measured = profiles.load_measured("qwen2.5-0.5b", "ci-xeon-1thread")
+    L = profiles.load_model("qwen2.5-0.5b").num_layers
+    assert len(rows) == len(measured.prefill_tokens) + len(measured.decode_context)
+    first = rows[0]
+    assert (first.runtime, first.weight_format, first.metric) == ("hf-transformers", "f32", "prefill_tok_s")
+    expected = measured.prefill_tokens[0] / (L * measured.prefill_seconds_per_layer[0]
+                                             + measured.lm_head_seconds_per_token)
+    assert first.measured_value == pytest.approx(expected, rel=1e-5)
+    assert cli.main(["validate", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.split("wrote", 1)[-1].split("\n", 1)[-1])["summary"]["n"] == len(rows)
+    assert cli.main(["profile", "table", "--model", "llama-3.1-8b", "--device", "ci-xeon-1thread"]) == 2
+    assert "no measured profile of 'llama-3.1-8b'" in capsys.readouterr().err

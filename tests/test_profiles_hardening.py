@@ -169,12 +169,16 @@ def test_readme_profiler_example_runs_as_written(capsys, tmp_path, monkeypatch, 
     """The command-line example of README.md, line for line (measurements faked, so it is fast)."""
     lines = [line.split("#")[0].split() for line in (REPO / "README.md").read_text().splitlines()
              if line.startswith("offload-env ") and " profile " in line and "from-config" not in line]
-    assert [a[a.index("profile") + 1] for a in lines] == ["host", "measure", "compare"]
+    assert [a[a.index("profile") + 1] for a in lines] == ["host", "measure", "compare", "table"]
     monkeypatch.chdir(tmp_path)
+    outs = []
     for argv in lines:
         code, out, err = run(capsys, *argv[1:])
         assert code == 0, (argv, err)
-    assert "geometric-mean ratio" in out
+        outs.append(out)
+    assert "geometric-mean ratio" in outs[2]
+    table = lines[3][lines[3].index("--out") + 1]
+    assert (tmp_path / table).read_text().startswith("model,device,runtime,weight_format,")
     device = lines[0][lines[0].index("--device") + 1]
     model = lines[1][lines[1].index("--model") + 1]
     assert load_measured(model, device, tmp_path / "my_profiles") is not None

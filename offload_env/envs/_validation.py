@@ -266,12 +266,15 @@ def vector_box_actions(actions, num_envs: int, dim: int) -> np.ndarray:
     return a if a.dtype == np.float64 else a.astype(np.float64)
 
 
-def execution(device, runtime, weight_format, dtype, env: str, prefix: str = ""):
-    """``costs.execution`` of one device of a scenario; its ValueError names the field (``prefix`` + name)."""
+def execution(device, runtime, weight_format, dtype, env: str, fields: dict[str, str]):
+    """``costs.execution`` of one device of a scenario; its ValueError names the scenario field.
+
+    ``fields`` maps the arguments ``runtime``, ``weight_format`` and ``dtype`` to the scenario's field names.
+    """
     from .. import costs
 
     try:
         return costs.execution(device, runtime, weight_format, dtype=dtype)
     except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
-        raise ValueError(f"{env} scenario field '{prefix}{field}': {message}") from None
+        argument, _, message = str(exc).partition(": ")
+        raise ValueError(f"{env} scenario field '{fields.get(argument, argument)}': {message}") from None

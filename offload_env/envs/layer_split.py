@@ -133,7 +133,8 @@ def _split_model(s: LayerSplitScenario, model, edge, server) -> costs.SplitModel
     runs = {}
     for side, device in (("edge", edge), ("server", server)):
         runtime, weight_format = getattr(s, f"{side}_runtime"), getattr(s, f"{side}_weight_format")
-        _validation.execution(device, runtime, weight_format, None, "LayerSplit", f"{side}_")
+        _validation.execution(device, runtime, weight_format, None, "LayerSplit",
+                              {"runtime": f"{side}_runtime", "weight_format": f"{side}_weight_format"})
         runs.update({f"{side}_runtime": runtime, f"{side}_weight_format": weight_format})
     return costs.SplitModel(model, edge, server, **runs)
 

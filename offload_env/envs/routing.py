@@ -75,8 +75,8 @@ class RoutingScenario:
     """Everything that defines a Routing problem; every field is an env keyword argument."""
 
     pool: tuple[PoolMember, ...] = (
-        PoolMember("qwen2.5-1.5b", "jetson-orin-nano-8gb", "local"),
-        PoolMember("llama-3.1-8b", "l4", "edge"),
+        PoolMember("qwen2.5-1.5b", "jetson-orin-nano-8gb", "local", runtime="mlc-llm", weight_format="q4f16_1"),
+        PoolMember("llama-3.1-8b", "l4", "edge", runtime="vllm", weight_format="f16"),
         # int8 weights: 70.6 GB fit one 80 GB H100 (float16 would need two)
         PoolMember("llama-3.1-70b", "h100-sxm", "cloud", runtime="vllm", weight_format="int8"),
     )  #: the models to route between, cheapest first by convention
@@ -193,7 +193,7 @@ class _Member:
         self.price = price
         if self.model is not None:
             run = _validation.execution(self.device, spec.runtime, spec.weight_format, spec.dtype, "Routing",
-                                        f"{field}.")
+                                        {k: f"{field}.{k}" for k in ("runtime", "weight_format", "dtype")})
             #: how the member's device runs it (costs.estimate / request_parts keywords)
             self.run = dict(runtime=run.runtime, weight_format=run.weight_format) if spec.dtype is None \
                 else dict(dtype=spec.dtype)

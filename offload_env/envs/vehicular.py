@@ -316,7 +316,7 @@ class VehicularParallelEnv(ParallelEnv):
         for side, device in (("vehicle", self.vehicle), ("rsu", self.rsu_device), ("cloud", self.cloud_device)):
             if s.dtype is None:  # each device runs the model under its runtime, in the scenario's format
                 _validation.execution(device, getattr(s, f"{side}_runtime"), s.weight_format, None, "Vehicular",
-                                      f"{side}_")
+                                      {"runtime": f"{side}_runtime", "weight_format": "weight_format"})
         self.link_profile = _validation.load_profile(profiles.load_link, s.link, "Vehicular", "link")
         self.backhaul_profile = _validation.load_profile(profiles.load_link, s.backhaul, "Vehicular", "backhaul")
         if self.link_profile.medium != "wireless":
