@@ -24,6 +24,9 @@ __all__ = [
     "BestFixedSplit",
     "Greedy",
     "Oracle",
+    "BudgetReference",
+    "Pacing",
+    "calibrate_energy_price",
     "evaluate",
     "layer_split_baselines",
     # vehicular (PettingZoo) baselines, defined in agents.vehicular_baselines
@@ -130,12 +133,95 @@ class Greedy(_Base):
 
 
 class Oracle(_Base):
-    """Best immediate reward given the true current state (privileged: reads the simulator)."""
+    """The myopic oracle: best immediate reward given the true current state (privileged: reads the simulator).
+
+    Myopic: it spends the energy budget as if each request were the last
+    (``reference`` paces it).
+    """
 
     name = "oracle"
 
     def act(self, obs, info):
         return self.env.oracle_action()
+
+
+class _PricedEnergy(_Base):
+    """Best split for the current request with edge energy priced at ``price`` (reward units per
+    ``energy_reference_j``, the budget's share of one request) on top of the reward; ``price`` is found
+    by :func:`calibrate_energy_price` when not given."""
+
+    privileged = False
+
+    def __init__(self, make_env: Callable[[], gym.Env] | None = None, price: float | None = None,
+                 episodes: int = 5, seed: int = 20_000):
+        if price is None:
+            if make_env is None:
+                raise TypeError(f"{type(self).__name__}: give price= or make_env= to calibrate it")
+            price, self.calibration = calibrate_energy_price(type(self), make_env, episodes=episodes, seed=seed)
+        if not np.isfinite(price) or price < 0:
+            raise ValueError(f"price: expected a finite number >= 0, got {price!r}")
+        self.price = float(price)
+
+    def reset(self, env: gym.Env) -> None:
+        super().reset(env)
+        if getattr(self.env, "continuous", False):
+            raise TypeError(f"{self.name}: needs the discrete LayerSplit env (continuous=False)")
+        self._per_joule = self.price / self.env.energy_reference_j
+
+    def act(self, obs, info):
+        reward, energy = self.env.split_scores(None if self.privileged else obs)
+        return int(np.argmax(np.where(_mask(info), reward - self._per_joule * energy, -np.inf)))
+
+
+class BudgetReference(_PricedEnergy):
+    """The full-information reference: the oracle's choice with edge energy priced so that the budget lasts.
+
+    A Lagrangian relaxation of the episode's energy budget: the multiplier
+    (``price``) is the smallest that leaves no request dropped on calibration
+    episodes (bisection; seeds apart from evaluation's), or 0 when the budget
+    never binds. Privileged: it reads the true state, like the oracle.
+    """
+
+    name = "reference"
+    privileged = True
+
+
+class Pacing(_PricedEnergy):
+    """Budget pacing from the observation alone: greedy's cost model with edge energy priced so that the
+    budget lasts (the price calibrated as :class:`BudgetReference`'s, on observation-only choices)."""
+
+    name = "pacing"
+
+
+def calibrate_energy_price(policy_class, make_env: Callable[[], gym.Env], episodes: int = 5, seed: int = 20_000,
+                           iterations: int = 10, max_price: float = 64.0) -> tuple[float, dict]:
+    """The smallest energy price at which ``policy_class(price=...)`` drops no request on calibration episodes.
+
+    Doubling from 0.25 until no request is dropped (at most ``max_price``:
+    a request's reward is a few units), then ``iterations`` bisection steps; 0
+    when the budget never binds. Of the prices tried it keeps the one with the
+    best mean return (the price where the budget just lasts, unless spending
+    early is worth the drops, or no price avoids them). Returns (price, the
+    mean (dropped, return) of every price tried).
+    """
+    tried: dict[float, tuple[float, float]] = {}
+
+    def outcome(price: float) -> tuple[float, float]:
+        if price not in tried:
+            frame = evaluate(policy_class(price=price), make_env, episodes=episodes, seed=seed)
+            tried[price] = (float((frame["requests"] - frame["steps"]).mean()), float(frame["return"].mean()))
+        return tried[price]
+
+    if outcome(0.0)[0] == 0:
+        return 0.0, tried
+    low, high = 0.0, 0.25
+    while outcome(high)[0] > 0 and high < max_price:
+        low, high = high, high * 2
+    if outcome(high)[0] == 0:
+        for _ in range(iterations):
+            middle = (low + high) / 2
+            low, high = (middle, high) if outcome(middle)[0] > 0 else (low, middle)
+    return max(tried, key=lambda p: tried[p][1]), tried
 
 
 def layer_split_baselines(make_env: Callable[[], gym.Env], seed: int = 0, calibrate: bool = True) -> list:

@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     if "oracle_mode_split" in table:
         print("\nthe oracle's most frequent split over 200 requests:")
         print(table.dropna(subset=["oracle_mode_split"])[["env", "mode", "oracle_mode_split"]].to_string(index=False))
-    print(f"\n{args.episodes} episodes per policy (vehicular: half), seeds from 1000; {time.perf_counter() - start:.0f} s")
+    print(f"\n{args.episodes} episodes per policy (vehicular: half), seeds from 1000; "
+          f"{time.perf_counter() - start:.0f} s")
     return 0
 
 

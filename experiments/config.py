@@ -123,7 +123,8 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     """Training seeds; every agent and baseline runs once per seed."""
     baselines: list[str] = field(default_factory=list)
-    """Baseline names of the env's family (LayerSplit: all-local, all-server, random, best-fixed, greedy, oracle;
+    """Baseline names of the env's family (LayerSplit: all-local, all-server, random, best-fixed, greedy, oracle
+    (myopic), pacing, reference;
     Routing: always-cheapest, always-best, random, threshold, oracle; Vehicular: all-local, nearest-rsu,
     least-loaded-rsu, all-cloud, random, greedy) or ``module:factory`` paths."""
     agents: dict[str, AgentConfig] = field(default_factory=dict)

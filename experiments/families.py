@@ -34,7 +34,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "random": "agents.baselines:RandomFeasible",
         "best-fixed": "agents.baselines:BestFixedSplit",
         "greedy": "agents.baselines:Greedy",
-        "oracle": "agents.baselines:Oracle",
+        "oracle": "agents.baselines:Oracle",  # the myopic oracle
+        "pacing": "agents.baselines:Pacing",  # observation only, energy priced so that the budget lasts
+        "reference": "agents.baselines:BudgetReference",  # full information, paced: bounds every policy
     }, metrics={
         "cost_ratio_to_oracle": "cost / oracle",
         "cost_ratio_to_oracle_policy": "cost / oracle policy",

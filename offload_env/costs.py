@@ -393,8 +393,9 @@ class RequestParts:
 
 def request_parts(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile, prompt_tokens, output_tokens, *,
                   dtype: str | None = None, kv_dtype: str = "float16", edge_dtype: str | None = None,
-                  use_measured: bool = True, edge_runtime: str | RuntimeProfile | None = None, edge_weight_format: str | None = None,
-                  server_runtime: str | RuntimeProfile | None = None, server_weight_format: str | None = None) -> RequestParts:
+                  use_measured: bool = True, edge_runtime: str | RuntimeProfile | None = None,
+                  edge_weight_format: str | None = None, server_runtime: str | RuntimeProfile | None = None,
+                  server_weight_format: str | None = None) -> RequestParts:
     """Per-split compute, bytes, round trips and edge memory of a batch of requests (runs: :class:`SplitModel`)."""
     split_model = SplitModel(model, edge, server, dtype=dtype, kv_dtype=kv_dtype, edge_dtype=edge_dtype,
                              use_measured=use_measured, edge_runtime=edge_runtime,
@@ -643,7 +644,8 @@ def split_costs(model: ModelProfile, edge: DeviceProfile, server: DeviceProfile,
                 activation_dtype: str = "float16", server_share=1.0, radio_power_scale=1.0,
                 edge_dtype: str | None = None, use_measured: bool = True,
                 edge_runtime: str | RuntimeProfile | None = None, edge_weight_format: str | None = None,
-                server_runtime: str | RuntimeProfile | None = None, server_weight_format: str | None = None) -> SplitCosts:
+                server_runtime: str | RuntimeProfile | None = None,
+                server_weight_format: str | None = None) -> SplitCosts:
     """Cost breakdown of every split point 0..L for a batch of requests.
 
     All request arguments (rates in bit/s, ``rtt_s``, token counts,

@@ -122,7 +122,8 @@ def _check_scenario(s: LayerSplitScenario) -> LayerSplitScenario:
     need(s.min_split >= 0, "min_split", "an integer >= 0")
     for name in ("w_latency", "w_energy", "w_deadline_miss", "w_accuracy", "w_invalid", "w_dropped"):
         need(getattr(s, name) >= 0, name, "a weight >= 0")
-    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype", "None or one of " + ", ".join(profiles.DTYPE_BYTES))
+    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype",
+         "None or one of " + ", ".join(profiles.DTYPE_BYTES))
     return s
 
 
@@ -423,6 +424,10 @@ class _Simulator:
 
     def myopic_rewards(self, obs: np.ndarray) -> np.ndarray:
         """(n, L+1) rewards predicted from observations only (the greedy baseline's model)."""
+        return self.myopic_scores(obs)[1]
+
+    def myopic_scores(self, obs: np.ndarray) -> tuple[costs.QueuedCosts, np.ndarray]:
+        """(queued costs, rewards), each (n, L+1), predicted from observations only."""
         s = self.scenario
         snr_db = obs[:, 0] * 30.0
         prompt = np.maximum(np.round(obs[:, 1] * s.prompt_tokens[3]), 1.0)
@@ -436,7 +441,7 @@ class _Simulator:
         energy_left = obs[:, 6:7] * s.energy_budget_j
         steps = np.round(obs[:, 8:9] * s.episode_requests)
         return self._score(sc, penalty, obs[:, 3] * deadline, obs[:, 4] * deadline, deadline[:, None], energy_left,
-                           steps)[1]
+                           steps)
 
     def _grid_costs(self, power):
         """Continuous mode: costs at every (compression, power, split); the last power is the chosen one."""
@@ -724,6 +729,27 @@ class LayerSplitEnv(gym.Env):
         is not used. Splits at full transmit power and float16 hidden states.
         """
         return self._sim.myopic_rewards(np.asarray(obs, dtype=np.float64)[None, :])[0]
+
+    def split_scores(self, obs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(reward, edge energy in J) of every split for the current request, arrays (L+1,).
+
+        From the true state (privileged, as the oracle's) when ``obs`` is None;
+        else predicted from ``obs`` alone, as :meth:`myopic_rewards`. Splits at
+        full transmit power and float16 hidden states; the energy includes the
+        idle power while queued.
+        """
+        if obs is None:
+            if self.continuous:
+                raise TypeError("split_scores() from the true state needs the discrete env (continuous=False)")
+            _, _, _, queued, reward, _ = self._sim.evaluate()
+        else:
+            queued, reward = self._sim.myopic_scores(np.asarray(obs, dtype=np.float64)[None, :])
+        return reward[0], queued.edge_energy_j[0]
+
+    @property
+    def energy_reference_j(self) -> float:
+        """The energy one request may spend for the budget to last the episode (budget / requests)."""
+        return float(self._sim.energy_ref)
 
     def render(self):
         if self.render_mode is None:

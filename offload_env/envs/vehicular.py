@@ -56,9 +56,9 @@ class VehicularScenario:
     link: str = "c-v2x"  #: vehicle-RSU radio link profile
     backhaul: str = "backhaul-fiber"  #: RSU-cloud wired link profile (shared by all RSUs)
     fading: bool = True  #: small-scale fading of the link profile, fresh each step (False: path loss only)
-    vehicle_runtime: str | None = None  #: runtime on board (profiles/runtimes; None: the device's usual one)
-    rsu_runtime: str | None = None  #: runtime on the RSU GPU (None: the device's usual one)
-    cloud_runtime: str | None = None  #: runtime on the cloud GPU (None: the device's usual one)
+    vehicle_runtime: str | None = None  #: runtime on board (profiles/runtimes; None: the device's usual one, MLC)
+    rsu_runtime: str | None = None  #: runtime on the RSU GPU (None: the device's usual one, vLLM)
+    cloud_runtime: str | None = None  #: runtime on the cloud GPU (None: the device's usual one, vLLM)
     weight_format: str = "f16"  #: weight format everywhere (a split cuts one model in two)
     dtype: str | None = None  #: if set, the ideal roofline of this storage dtype in place of the four fields
     #: above: the cost model before runtimes, which the results published before them used
@@ -105,7 +105,8 @@ def _check_scenario(s: VehicularScenario) -> VehicularScenario:
         need(len(s.rsu_positions) == s.num_rsus and all(len(p) == 2 for p in s.rsu_positions), "rsu_positions",
              f"num_rsus ({s.num_rsus}) (x, y) pairs in metres")
     need(s.rsu_range_m > 0, "rsu_range_m", "a radius > 0 m")
-    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype", "None or one of " + ", ".join(profiles.DTYPE_BYTES))
+    need(s.dtype is None or s.dtype in profiles.DTYPE_BYTES, "dtype",
+         "None or one of " + ", ".join(profiles.DTYPE_BYTES))
     need(len(s.split_fractions) >= 1 and all(0 <= f < 1 for f in s.split_fractions), "split_fractions",
          "one or more fractions in [0, 1)")
     need(s.rsu_capacity_tasks > 0, "rsu_capacity_tasks", "a capacity > 0 tasks")

@@ -1,0 +1,78 @@
+"""LayerSplit's budget-aware references: the paced full-information reference and the observation-only pacing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.baselines import (AllServer, BudgetReference, Greedy, Oracle, Pacing, calibrate_energy_price,
+                              evaluate)
+from offload_env.envs.layer_split import PRESETS, LayerSplitEnv
+
+#: how far (a share of the reference's cost) another policy may beat the reference on the same seeds
+TOLERANCE = 0.02
+
+
+def _make(preset: str):
+    return lambda: LayerSplitEnv(scenario=preset)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_the_reference_is_not_beaten_by_greedy_all_server_the_oracle_or_pacing(preset):
+    make = _make(preset)
+    frugal = evaluate(BudgetReference(price=64.0), make, episodes=6, seed=1000)  # about the least energy per request
+    if (frugal["requests"] - frugal["steps"]).mean() > 0:
+        pytest.xfail(f"{preset}: the energy budget is below what the most frugal choices spend, so every policy "
+                     "drops requests and no energy price paces it (issue 20's revision of the presets makes every "
+                     "budget feasible)")
+    policies = [BudgetReference(make, episodes=3), Pacing(make, episodes=3), AllServer(), Greedy(), Oracle()]
+    returns = {p.name: evaluate(p, make, episodes=6, seed=1000)["return"].mean() for p in policies}
+    reference = returns.pop("reference")
+    for name, value in returns.items():
+        assert reference >= value - TOLERANCE * abs(reference), (preset, name, value, reference)
+
+
+def test_in_the_default_scenario_the_reference_paces_the_budget_the_myopic_oracle_spends():
+    make = _make("orin-nano-a100-5g")
+    reference, pacing = BudgetReference(make, episodes=3), Pacing(make, episodes=3)
+    assert reference.price > 0 and pacing.price > 0  # the budget binds here
+    frames = {p.name: evaluate(p, make, episodes=6, seed=1000) for p in (reference, pacing, Oracle(), AllServer())}
+    dropped = {k: (f["requests"] - f["steps"]).mean() for k, f in frames.items()}
+    assert dropped["oracle"] > 5 and dropped["reference"] < dropped["oracle"] / 4  # calibrated on other seeds
+    cost = {k: -f["return"].mean() for k, f in frames.items()}
+    # the headroom the myopic oracle hid: pacing beats all-server, and the reference beats pacing
+    assert cost["reference"] < cost["pacing"] < cost["all-server"] < cost["oracle"]
+
+
+def test_the_calibrated_price_is_the_smallest_that_drops_nothing():
+    make = _make("orin-nano-a100-5g")
+    price, tried = calibrate_energy_price(BudgetReference, make, episodes=2, iterations=6)
+    assert tried[0.0][0] > 0  # the myopic choice runs out of energy
+    lasting = sorted(p for p, (dropped, _) in tried.items() if dropped == 0)
+    short = [p for p, (dropped, _) in tried.items() if dropped > 0]
+    assert lasting and max(short) < lasting[0]  # bisection brackets the boundary
+    assert price == max(tried, key=lambda p: tried[p][1])
+
+
+def test_pacing_reads_the_observation_only():
+    env = LayerSplitEnv()
+    obs, info = env.reset(seed=3)
+    policy = Pacing(price=1.0)
+    policy.reset(env)
+
+    def forbidden():
+        raise AssertionError("pacing read the true state")
+    env.unwrapped._sim.evaluate = forbidden
+    action = policy.act(obs, info)
+    reward, energy = env.unwrapped.split_scores(obs)
+    expected = np.where(info["action_mask"].astype(bool), reward - energy / env.unwrapped.energy_reference_j, -np.inf)
+    assert action == int(np.argmax(expected))
+
+
+def test_bad_prices_and_the_continuous_env_are_refused():
+    with pytest.raises(ValueError, match="price: expected a finite number >= 0"):
+        BudgetReference(price=-1.0)
+    with pytest.raises(TypeError, match="give price= or make_env="):
+        Pacing()
+    with pytest.raises(TypeError, match="needs the discrete LayerSplit env"):
+        BudgetReference(price=1.0).reset(LayerSplitEnv(continuous=True))
