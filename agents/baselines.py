@@ -170,57 +170,112 @@ class _PricedEnergy(_Base):
 
     def act(self, obs, info):
         reward, energy = self.env.split_scores(None if self.privileged else obs)
-        return int(np.argmax(np.where(_mask(info), reward - self._per_joule * energy, -np.inf)))
+        return _priced_choice(reward, energy, _mask(info), self._per_joule)
+
+
+def _priced_choice(reward: np.ndarray, energy: np.ndarray, mask: np.ndarray, per_joule: float) -> int:
+    return int(np.argmax(np.where(mask, reward - per_joule * energy, -np.inf)))
 
 
 class BudgetReference(_PricedEnergy):
     """The full-information reference: the oracle's choice with edge energy priced so that the budget lasts.
 
-    A Lagrangian relaxation of the episode's energy budget: the multiplier
-    (``price``) is the smallest that leaves no request dropped on calibration
-    episodes (bisection; seeds apart from evaluation's), or 0 when the budget
-    never binds. Privileged: it reads the true state, like the oracle.
+    A Lagrangian relaxation of the episode's energy budget. With ``hindsight``
+    (the default) the multiplier is found for each episode on replays of
+    that episode (copies of the env at its reset): bisection to the smallest
+    price at which no request is dropped, then dearer prices (powers of 2 up
+    to 64), and the best return of all those tried. It knows the episode's future, which
+    bounds every policy that does not. Without, one price calibrated on other episodes
+    (:func:`calibrate_energy_price`). Privileged: it reads the true state.
     """
 
     name = "reference"
     privileged = True
 
+    def __init__(self, make_env: Callable[[], gym.Env] | None = None, price: float | None = None,
+                 episodes: int = 5, seed: int = 20_000, hindsight: bool = True, iterations: int = 8):
+        self.hindsight = bool(hindsight)
+        self.iterations = int(iterations)
+        super().__init__(make_env, 0.0 if hindsight and price is None else price, episodes, seed)
+
+    def reset(self, env: gym.Env) -> None:
+        super().reset(env)
+        if self.hindsight:
+            import copy
+
+            start = copy.deepcopy(self.env)
+            joule = self.env.energy_reference_j
+            def outcome(price: float) -> tuple[float, float]:
+                return _replay(copy.deepcopy(start), price / joule)
+            price, self.tried = _search_price(outcome, self.iterations)
+            # a dearer joule can pay beyond the budget's bound: every power of 2 up to 64 and 1.5x, 3x the bound
+            for candidate in [2.0 ** k for k in range(-2, 7)] + [price * 1.5, price * 3.0]:
+                if candidate not in self.tried:
+                    self.tried[candidate] = outcome(candidate)
+            self._per_joule = max(self.tried, key=lambda p: self.tried[p][1]) / joule
+
+
+def _replay(env, per_joule: float) -> tuple[float, float]:
+    """(requests dropped, return) of the rest of ``env``'s episode under the priced full-information choice."""
+    mask, total, dropped = env.action_masks().astype(bool), 0.0, 0
+    while True:
+        reward, energy = env.split_scores()
+        _, r, terminated, truncated, info = env.step(_priced_choice(reward, energy, mask, per_joule))
+        total += r
+        dropped += int(info.get("dropped_requests", 0))
+        mask = np.asarray(info["action_mask"], dtype=bool)
+        if terminated or truncated:
+            return float(dropped), total
+
 
 class Pacing(_PricedEnergy):
     """Budget pacing from the observation alone: greedy's cost model with edge energy priced so that the
-    budget lasts (the price calibrated as :class:`BudgetReference`'s, on observation-only choices)."""
+    budget lasts (one price calibrated on other episodes, :func:`calibrate_energy_price`)."""
 
     name = "pacing"
 
 
 def calibrate_energy_price(policy_class, make_env: Callable[[], gym.Env], episodes: int = 5, seed: int = 20_000,
                            iterations: int = 10, max_price: float = 64.0) -> tuple[float, dict]:
-    """The smallest energy price at which ``policy_class(price=...)`` drops no request on calibration episodes.
+    """The energy price of ``policy_class(price=...)`` for which its budget lasts on calibration episodes.
 
-    Doubling from 0.25 until no request is dropped (at most ``max_price``:
-    a request's reward is a few units), then ``iterations`` bisection steps; 0
-    when the budget never binds. Of the prices tried it keeps the one with the
-    best mean return (the price where the budget just lasts, unless spending
-    early is worth the drops, or no price avoids them). Returns (price, the
-    mean (dropped, return) of every price tried).
+    :func:`_search_price` over the mean (dropped requests, return) of
+    ``episodes`` episodes from ``seed``. Returns (price, every price tried).
+    """
+    def outcome(price: float) -> tuple[float, float]:
+        kwargs = {"hindsight": False} if policy_class is BudgetReference else {}
+        frame = evaluate(policy_class(price=price, **kwargs), make_env, episodes=episodes, seed=seed)
+        return float((frame["requests"] - frame["steps"]).mean()), float(frame["return"].mean())
+    return _search_price(outcome, iterations, max_price)
+
+
+def _search_price(outcome: Callable[[float], tuple[float, float]], iterations: int = 10,
+                  max_price: float = 64.0) -> tuple[float, dict]:
+    """The smallest price whose ``outcome`` drops no request, or the best return of the prices tried.
+
+    0 when nothing is dropped at 0; else doubling from 0.25 until nothing is
+    dropped (at most ``max_price``: a request's reward is a few units), then
+    ``iterations`` bisection steps. Of the prices tried it keeps the one with
+    the best return (the price where the budget just lasts, unless spending
+    early is worth the drops, or no price avoids them). Returns (price,
+    {price: (dropped, return)}).
     """
     tried: dict[float, tuple[float, float]] = {}
 
-    def outcome(price: float) -> tuple[float, float]:
+    def at(price: float) -> tuple[float, float]:
         if price not in tried:
-            frame = evaluate(policy_class(price=price), make_env, episodes=episodes, seed=seed)
-            tried[price] = (float((frame["requests"] - frame["steps"]).mean()), float(frame["return"].mean()))
+            tried[price] = outcome(price)
         return tried[price]
 
-    if outcome(0.0)[0] == 0:
+    if at(0.0)[0] == 0:
         return 0.0, tried
     low, high = 0.0, 0.25
-    while outcome(high)[0] > 0 and high < max_price:
+    while at(high)[0] > 0 and high < max_price:
         low, high = high, high * 2
-    if outcome(high)[0] == 0:
+    if at(high)[0] == 0:
         for _ in range(iterations):
             middle = (low + high) / 2
-            low, high = (middle, high) if outcome(middle)[0] > 0 else (low, middle)
+            low, high = (middle, high) if at(middle)[0] > 0 else (low, middle)
     return max(tried, key=lambda p: tried[p][1]), tried
 
 

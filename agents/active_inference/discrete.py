@@ -79,7 +79,7 @@ def _bin(x: float, edges) -> int:
 def _layer_split(env) -> DiscreteModel:
     u = env.unwrapped
     s, L = u.scenario, u.num_layers
-    energy_ref = s.energy_budget_j / s.episode_requests
+    energy_ref = s.energy_unit_j  # the reward's energy unit
     targets = np.array([0, L / 4, L / 2, 3 * L / 4, L])
 
     def choose(c: int, info: dict | None):

@@ -10,7 +10,7 @@ A config's ``preference`` setting overrides any weight by name.
 
 | env | outcomes (default weight) |
 |---|---|
-| LayerSplit-v0 | latency_per_deadline (w_latency), energy_share: edge joules / (budget / episode_requests) (w_energy), deadline_missed (w_deadline_miss), accuracy_penalty (w_accuracy), dropped_requests (w_dropped), fallback: a masked split served as the nearest allowed one (w_invalid) |
+| LayerSplit-v0 | latency_per_deadline (w_latency), energy_share: edge joules / energy_unit_j (w_energy), deadline_missed (w_deadline_miss), accuracy_penalty (w_accuracy), dropped_requests (w_dropped), fallback: a masked split served as the nearest allowed one (w_invalid) |
 | Routing-v0 | quality (-1: sought), cost (the env's cost_weight), overrun_s (overrun_weight) |
 """
 
@@ -59,7 +59,7 @@ NAMES: dict[str, tuple[str, ...]] = {
 def _layer_split(env: Any) -> OutcomeSpec:
     u = env.unwrapped
     s = u.scenario
-    energy_ref = s.energy_budget_j / s.episode_requests  # the reward's energy unit
+    energy_ref = s.energy_unit_j  # the reward's energy unit
 
     def read(info: dict) -> list[float]:
         return [info["latency_s"] / info["deadline_s"], info["edge_energy_j"] / energy_ref,
