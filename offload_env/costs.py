@@ -40,10 +40,12 @@ Conventions (DESIGN.md, "The shared physics"):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from .profiles import _dir_key
 from .profiles import (DTYPE_BYTES, DeviceProfile, MeasuredProfile, ModelProfile, RuntimeProfile, load_measured,
                        load_runtime, load_weight_format)
 
@@ -115,6 +117,18 @@ def execution(device: DeviceProfile, runtime: str | RuntimeProfile | None = None
     An unknown runtime or format, or a format the runtime does not run, is a ValueError naming it.
     """
     _check_profiles(None, device)
+    if isinstance(runtime, RuntimeProfile):
+        return _execution(device, runtime, weight_format, dtype, profile_dir)
+    return _cached_execution(device, runtime, weight_format, dtype, _dir_key(profile_dir))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_execution(device, runtime, weight_format, dtype, dir_key) -> Execution:
+    """:func:`_execution` of named profiles, once per (device, names, profile directories)."""
+    return _execution(device, runtime, weight_format, dtype, dir_key)
+
+
+def _execution(device, runtime, weight_format, dtype, profile_dir) -> Execution:
     if dtype is not None:
         if runtime is not None or weight_format is not None:
             raise ValueError("dtype: give either dtype (the ideal roofline of that storage dtype) or "
