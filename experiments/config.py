@@ -28,7 +28,11 @@ __all__ = ["ConfigError", "EnvConfig", "EvalConfig", "AgentConfig", "ExperimentC
 
 
 class ConfigError(ValueError):
-    """A config key is unknown or its value is invalid; the message names the key."""
+    """A config key is unknown or its value is invalid; the message names the key, on one line."""
+
+    def __init__(self, message: object = ""):
+        # a key or value may hold a newline or another control character: shown escaped, the message stays one line
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message)))
 
 
 @dataclass

@@ -399,3 +399,13 @@ def test_fuzz_sb3_settings_give_config_errors_or_configs(tmp_path, key, value, v
     except ConfigError as err:
         _one_line_naming_a_key(err)
     assert not runs.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key, value", [("agents.linucb.\n", 1), ("agents.linucb.sweep.\n", None),
+                                        ("env.kwargs.\r\x85", 2)])
+def test_a_key_holding_a_newline_gives_a_one_line_error(tmp_path, key, value):
+    """Found by the fuzz test above: the key is shown escaped, so the message stays one line."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(_set_raw(routing(tmp_path / "runs"), key, value))
+    _one_line_naming_a_key(info.value)
+    assert "\\n" in str(info.value) or "\\r" in str(info.value)
