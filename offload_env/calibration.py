@@ -67,7 +67,7 @@ def read_table(path: str | Path) -> list[Measurement]:
     """The rows of a measurement table; a bad cell is a :class:`TableError` naming its line and column."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: a spreadsheet's byte-order mark
             reader = csv.DictReader(fh)
             missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
             if missing:
@@ -78,6 +78,8 @@ def read_table(path: str | Path) -> list[Measurement]:
         raise TableError(f"{path}: cannot be read: {exc}") from None
     except csv.Error as exc:
         raise TableError(f"{path}: not a valid CSV: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise TableError(f"{path}: not UTF-8 text (byte {exc.start}): save the table as UTF-8 CSV") from None
     if not rows:
         raise TableError(f"{path}: no rows")
     return rows

@@ -246,6 +246,27 @@ def test_a_table_without_a_required_column_is_refused(tmp_path, capsys):
     assert "missing column(s) runtime" in capsys.readouterr().err
     assert cli.main(["validate", str(tmp_path / "absent.csv")]) == 2
     assert "cannot be read" in capsys.readouterr().err
+    (tmp_path / "latin1.csv").write_bytes(",".join(COLUMNS).encode() + b"\ncaf\xe9,,,,,,,\n")
+    assert cli.main(["validate", str(tmp_path / "latin1.csv")]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    (tmp_path / "header.csv").write_text(",".join(COLUMNS) + "\n")
+    assert cli.main(["validate", str(tmp_path / "header.csv")]) == 2
+    assert "no rows" in capsys.readouterr().err
+
+
+def test_a_table_saved_by_a_spreadsheet_with_a_byte_order_mark_reads(tmp_path):
+    path = write_table(tmp_path / "t.csv", [row()])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert calibration.read_table(path)[0].model == "llama-3.1-8b"
+
+
+def test_costs_command_names_a_bad_runtime(capsys):
+    assert cli.main(["costs", "llama-3.2-1b", "jetson-orin-nano-8gb", "a100-80gb", "--edge-runtime", "ollama"]) == 2
+    assert "runtime: unknown runtime 'ollama'" in capsys.readouterr().err
+    # --dtype is the ideal roofline of the sides given no runtime or format
+    assert cli.main(["costs", "llama-3.2-1b", "jetson-orin-nano-8gb", "a100-80gb", "--dtype", "float16",
+                     "--server-runtime", "tensorrt-llm"]) == 0
+    assert "(roofline, f16) -> server NVIDIA A100 80GB SXM (tensorrt-llm, f16)" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------
