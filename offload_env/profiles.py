@@ -129,7 +129,7 @@ class _Fields:
             if not required:
                 return default
             raise self.fail(key, _range_text("a number", low, high, low_open), _MISSING)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
             raise self.fail(key, _range_text("a finite number", low, high, low_open), value)
         if (low is not None and (value < low or (low_open and value == low))) or (high is not None and value > high):
             raise self.fail(key, _range_text("a number", low, high, low_open), value)
@@ -184,6 +184,14 @@ class _Fields:
         if not isinstance(value, bool):
             raise self.fail(key, "true or false", value)
         return value
+
+
+def _finite(value: int | float) -> bool:
+    """Whether a number is finite as a float (an int too large for a float is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 class _Missing:

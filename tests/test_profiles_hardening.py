@@ -583,3 +583,12 @@ def test_write_measured_and_layer_spec_refuse_what_the_loader_would():
     cfg = dict(load_model("qwen2.5-0.5b").hf_config, rope_theta=math.inf)
     with pytest.raises(ProfileError, match="'rope_theta'"):
         profiler.layer_spec(cfg)
+
+
+def test_an_integer_too_large_for_a_float_is_not_a_finite_number(tmp_path):
+    """Found by the profile fuzz test: a peak of 10**400 FLOP/s overflowed math.isfinite."""
+    text = (REPO / "profiles" / "devices" / "a100-80gb.yaml").read_text().replace("int4: 1.248e15", "int4: 1" + "0" * 400)
+    (tmp_path / "devices").mkdir()
+    (tmp_path / "devices" / "a100-80gb.yaml").write_text(text)
+    with pytest.raises(ProfileError, match="field 'peak_flops.int4': expected a finite number > 0"):
+        load_device("a100-80gb", tmp_path)
