@@ -109,8 +109,8 @@ def cost_table(model_name: str, edge_name: str, server_name: str, link_name: str
     runs = dict(edge_runtime=edge_runtime, edge_weight_format=edge_weight_format, server_runtime=server_runtime,
                 server_weight_format=server_weight_format)
     split_model = costs.SplitModel(model, edge, server, dtype=dtype, **runs)
-    sc = costs.split_costs(model, edge, server, up, down, rtt, prompt_tokens, output_tokens, dtype=dtype,
-                           activation_dtype=activation_dtype, **runs)
+    sc = costs.link_costs(split_model.parts(prompt_tokens, output_tokens), edge, up, down, rtt,
+                          activation_dtype=activation_dtype)
     e, v = split_model.edge_run, split_model.server_run
     print(f"\n{model.display_name}: edge {edge.display_name} ({e.runtime}, {e.weight_format}) -> server "
           f"{server.display_name} ({v.runtime}, {v.weight_format}) over "

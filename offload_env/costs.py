@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .profiles import _dir_key
-from .profiles import (DTYPE_BYTES, DeviceProfile, MeasuredProfile, ModelProfile, RuntimeProfile, load_measured,
-                       load_runtime, load_weight_format)
+from .profiles import (DTYPE_BYTES, DeviceProfile, MeasuredProfile, ModelProfile, ProfileError, RuntimeProfile,
+                       load_measured, load_runtime, load_weight_format)
 
 __all__ = [
     "TOKEN_ID_BYTES",
@@ -149,12 +149,10 @@ def _execution(device, runtime, weight_format, dtype, profile_dir) -> Execution:
     fmt = _format(weight_format, profile_dir)
     settings = rt.settings(device)
     compute = device.compute_dtype(settings.compute_dtypes[weight_format])
-    compute_eff = device.compute_efficiency if settings.compute_efficiency is None else settings.compute_efficiency
-    memory_eff = device.memory_efficiency if settings.memory_efficiency is None else settings.memory_efficiency
     return Execution(device=device.name, runtime=rt.name, weight_format=fmt.name, dtype=fmt.dtype,
                      compute_dtype=compute, weight_bytes=fmt.bytes_per_weight,
-                     flops_s=device.peak_flops[compute] * compute_eff,
-                     bandwidth_bytes_s=device.memory_bandwidth_bytes_per_s * memory_eff,
+                     flops_s=device.effective_flops(compute, settings.compute_efficiency),
+                     bandwidth_bytes_s=device.bandwidth(settings.memory_efficiency),
                      forward_overhead_s=settings.forward_overhead_s, layer_overhead_s=settings.layer_overhead_s)
 
 
@@ -163,7 +161,6 @@ def _name(runtime) -> str | None:
 
 
 def _runtime(name, profile_dir) -> RuntimeProfile:
-    from .profiles import ProfileError
     if not isinstance(name, str):
         raise TypeError(f"runtime: expected a runtime name or a RuntimeProfile, got {type(name).__name__}")
     try:
@@ -173,7 +170,6 @@ def _runtime(name, profile_dir) -> RuntimeProfile:
 
 
 def _format(name, profile_dir):
-    from .profiles import ProfileError
     try:
         return load_weight_format(name, profile_dir)
     except ProfileError as exc:

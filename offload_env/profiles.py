@@ -220,21 +220,8 @@ def _choice_text(choices: Iterable[str] | None) -> str:
     return "a non-empty string" if choices is None else "one of " + ", ".join(repr(c) for c in choices)
 
 
-def _check_header(f: _Fields, kind: str, path: Path) -> str:
-    version = f.integer("schema_version", low=1)
-    if version != SCHEMA_VERSION:
-        raise f.fail("schema_version", f"{SCHEMA_VERSION} (this offload-env reads schema {SCHEMA_VERSION})", version)
-    f.string("kind", choices=[kind])
-    name = f.string("name")
-    if name != path.stem:
-        raise f.fail("name", f"the file name stem {path.stem!r}", name)
-    if not _NAME_RE.match(name):
-        raise f.fail("name", NAME_PATTERN_TEXT, name)
-    return name
-
-
 def _document(data: Any, path: Path, kind: str) -> _Fields:
-    """The fields of a profile document without a name (measured, weight formats): finite, this schema, ``kind``."""
+    """The fields of a profile document: finite everywhere, this schema version, this ``kind``."""
     f = _Fields(data, str(path))
     _check_finite(data, str(path))
     version = f.integer("schema_version", low=1)
@@ -242,6 +229,18 @@ def _document(data: Any, path: Path, kind: str) -> _Fields:
         raise f.fail("schema_version", f"{SCHEMA_VERSION} (this offload-env reads schema {SCHEMA_VERSION})", version)
     f.string("kind", choices=[kind])
     return f
+
+
+def _named_document(data: Any, path: Path, kind: str) -> tuple[_Fields, str]:
+    """:func:`_document` of a profile named by its file (models, devices, links, runtimes), and that name."""
+    path = Path(path)
+    f = _document(data, path, kind)
+    name = f.string("name")
+    if name != path.stem:
+        raise f.fail("name", f"the file name stem {path.stem!r}", name)
+    if not _NAME_RE.match(name):
+        raise f.fail("name", NAME_PATTERN_TEXT, name)
+    return f, name
 
 
 def _check_finite(data: Any, where: str, prefix: str = "") -> None:
@@ -400,14 +399,19 @@ class DeviceProfile:
                 return candidate
         raise ValueError(f"device {self.name!r} lists no peak FLOP/s usable for dtype {dtype!r}")
 
-    def effective_flops(self, dtype: str) -> float:
-        """Achievable FLOP/s for ``dtype``: peak x compute efficiency."""
-        return self.peak_flops[self.compute_dtype(dtype)] * self.compute_efficiency
+    def effective_flops(self, dtype: str, efficiency: float | None = None) -> float:
+        """Achievable FLOP/s for ``dtype``: peak x ``efficiency`` (default: the profile's compute efficiency)."""
+        return self.peak_flops[self.compute_dtype(dtype)] * (
+            self.compute_efficiency if efficiency is None else efficiency)
+
+    def bandwidth(self, efficiency: float | None = None) -> float:
+        """Achievable memory bandwidth in bytes/s: peak x ``efficiency`` (default: the profile's)."""
+        return self.memory_bandwidth_bytes_per_s * (self.memory_efficiency if efficiency is None else efficiency)
 
     @property
     def effective_bandwidth(self) -> float:
-        """Achievable memory bandwidth in bytes/s: peak x memory efficiency."""
-        return self.memory_bandwidth_bytes_per_s * self.memory_efficiency
+        """Achievable memory bandwidth in bytes/s at the profile's memory efficiency."""
+        return self.bandwidth()
 
 
 @dataclass(frozen=True)
@@ -582,9 +586,7 @@ _DERIVED_KEYS = ("hidden_size", "vocab_size", "tie_word_embeddings", "embedding_
 
 def _parse_model(data: Any, path: Path) -> ModelProfile:
     where = str(path)
-    f = _Fields(data, where)
-    _check_finite(data, where)
-    name = _check_header(f, "model", path)
+    f, name = _named_document(data, path, "model")
     f.check_keys(_MODEL_KEYS)
     display = f.string("display_name")
     role = f.string("role", choices=["slm", "llm"])
@@ -931,9 +933,7 @@ _DEVICE_KEYS = ("schema_version", "kind", "name", "display_name", "category", "d
 def _parse_device(data: Any, path: Path) -> DeviceProfile:
     """A device profile from its YAML mapping (``path`` names the file in errors and gives the name)."""
     path = Path(path)
-    f = _Fields(data, str(path))
-    _check_finite(data, str(path))
-    name = _check_header(f, "device", path)
+    f, name = _named_document(data, path, "device")
     f.check_keys(_DEVICE_KEYS)
     peaks_f = f.sub("peak_flops")
     peaks = {}
@@ -1000,9 +1000,7 @@ def _load_link_file(path: Path) -> LinkProfile:
 
 def _parse_link(data: Any, path: Path) -> LinkProfile:
     path = Path(path)
-    f = _Fields(data, str(path))
-    _check_finite(data, str(path))
-    name = _check_header(f, "link", path)
+    f, name = _named_document(data, path, "link")
     medium = f.string("medium", choices=["wireless", "wired"])
     f.check_keys(_LINK_KEYS + (("rate_bps",) if medium == "wired" else _WIRELESS_KEYS))
     common = dict(name=name, display_name=f.string("display_name"), medium=medium,
@@ -1244,10 +1242,7 @@ _RUNTIME_KEYS = ("schema_version", "kind", "name", "display_name", "weight_forma
 
 @functools.lru_cache(maxsize=64)
 def _load_runtime_file(path: Path, dir_key: tuple) -> RuntimeProfile:
-    data = _read_yaml(path)
-    f = _Fields(data, str(path))
-    _check_finite(data, str(path))
-    name = _check_header(f, "runtime", path)
+    f, name = _named_document(_read_yaml(path), path, "runtime")
     f.check_keys(_RUNTIME_KEYS)
     known = _weight_formats(dir_key)
     formats = f.raw("weight_formats")

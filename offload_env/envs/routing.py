@@ -194,9 +194,8 @@ class _Member:
         if self.model is not None:
             run = _validation.execution(self.device, spec.runtime, spec.weight_format, spec.dtype, "Routing",
                                         {k: f"{field}.{k}" for k in ("runtime", "weight_format", "dtype")})
-            #: how the member's device runs it (costs.estimate / request_parts keywords)
-            self.run = dict(runtime=run.runtime, weight_format=run.weight_format) if spec.dtype is None \
-                else dict(dtype=spec.dtype)
+            #: how the member's device runs it (costs.estimate keywords; dtype= resolves to the roofline runtime)
+            self.run = dict(runtime=run.runtime, weight_format=run.weight_format)
             fit = costs.estimate(self.model, self.device, s.prompt_tokens[3], s.output_tokens[3], **self.run)
             if not bool(fit.feasible):
                 raise ValueError(f"{where}: {spec.name} in {run.weight_format} does not fit {spec.device}'s usable "
@@ -216,9 +215,8 @@ class _Member:
             return dict(latency_s=est.total_s, edge_compute_s=est.total_s, uplink_s=zeros, server_compute_s=zeros,
                         downlink_s=zeros, round_trip_s=zeros, edge_energy_j=est.energy_j, usd=usd, uplink_bytes=zeros)
         if self.model is not None:
-            server = {"dtype": spec.dtype} if spec.dtype else {"server_runtime": self.run["runtime"],
-                                                               "server_weight_format": self.run["weight_format"]}
-            full = costs.request_parts(self.model, self.edge, self.device, P, T, **server)
+            full = costs.request_parts(self.model, self.edge, self.device, P, T, server_runtime=self.run["runtime"],
+                                       server_weight_format=self.run["weight_format"])
             parts = costs.RequestParts(**{k: v[..., :1] for k, v in vars(full).items()})  # split 0: all remote
         sc = costs.link_costs(parts, self.edge, up, down, rtt, server_share=share, check=False)
         out = {k: getattr(sc, k)[..., 0] for k in ("edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
