@@ -22,8 +22,8 @@ import pandas as pd
 from . import atomic
 from .stats import iqm, seed_bootstrap_ci
 
-__all__ = ["gather", "read_run", "REQUIRED_COLUMNS", "metrics_of", "add_routing_metrics", "add_ratio_to", "summarize", "format_summary", "save_tidy",
-           "compare"]
+__all__ = ["gather", "read_run", "REQUIRED_COLUMNS", "metrics_of", "add_routing_metrics", "add_ratio_to",
+           "add_gap_closed", "summarize", "format_summary", "save_tidy", "compare"]
 
 #: Columns every tidy table starts with (one row per evaluation episode).
 ID_COLUMNS = ["env", "scenario", "action_space", "agent", "kind", "seed", "episode", "episode_seed", "vehicle"]
@@ -124,6 +124,7 @@ def gather(experiment_dir: str | Path) -> pd.DataFrame:
     tidy = add_routing_metrics(tidy)
     tidy = add_ratio_to(tidy, "greedy", "cost_ratio_to_greedy")
     tidy = add_ratio_to(tidy, "oracle", "cost_ratio_to_oracle_policy")
+    tidy = add_gap_closed(tidy)
     front = [c for c in ID_COLUMNS if c in tidy]
     return tidy[front + [c for c in tidy if c not in front]]
 
@@ -174,6 +175,41 @@ def add_ratio_to(tidy: pd.DataFrame, reference: str, column: str) -> pd.DataFram
     merged = tidy.merge(ref, on=keys, how="left")
     merged[column] = merged["cost_per_request"] / merged["_ref_cost"]
     return merged.drop(columns="_ref_cost")
+
+
+def add_gap_closed(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Add ``gap_closed``: how much of the way from the best simple baseline (0) to the reference (1) a row gets.
+
+    Per env and scenario of a family with a ``gap`` (``experiments.families``):
+    the best simple baseline is the one of the highest mean return; each
+    episode's value is (its return - that baseline's on the same episode) /
+    the mean over episodes of (the reference's return - that baseline's),
+    so that a policy's mean is the share of the gap it closes on the same
+    episodes, and its CI comes from the same bootstrap as every metric. NaN
+    where the reference or every simple baseline is missing, or the
+    reference is not better than the baseline.
+    """
+    from .families import family_of_name
+
+    out = pd.Series(np.nan, index=tidy.index)
+    keys = ["seed", "episode_seed"]
+    for (env, scenario), block in tidy.groupby(["env", "scenario"], sort=False):
+        family = family_of_name(str(env))
+        if family is None or family.gap is None:
+            continue
+        reference, simple = family.gap
+        present = [b for b in simple if (block["agent"] == b).any()]
+        if not (block["agent"] == reference).any() or not present:
+            continue
+        best = max(present, key=lambda b: block.loc[block["agent"] == b, "return"].mean())
+        base = block.loc[block["agent"] == best, keys + ["return"]].rename(columns={"return": "_base"})
+        ref = block.loc[block["agent"] == reference, keys + ["return"]].rename(columns={"return": "_ref"})
+        span = (ref.merge(base, on=keys)).eval("_ref - _base").mean()
+        if not span > 0:
+            continue
+        merged = block[keys + ["return"]].reset_index().merge(base, on=keys, how="left").set_index("index")
+        out.loc[merged.index] = (merged["return"] - merged["_base"]) / span
+    return tidy.assign(gap_closed=out)
 
 
 def summarize(tidy: pd.DataFrame, metrics: dict[str, str] | None = None, confidence: float = 0.95,

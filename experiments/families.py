@@ -25,6 +25,9 @@ class Family:
     sort_by: tuple[str, bool] = ("return", False)  #: (column, ascending) ordering the summary's rows
     breakdown_keys: tuple[str, ...] = ()  #: ``info`` keys averaged per episode into ``mean_<key>`` columns
     trace: str = ""  #: ``module:class`` of a per-step callback of online learners' training (``trace.csv``)
+    #: (reference baseline, simple baselines): ``gap_closed`` scores every row from the best simple baseline
+    #: (0) to the reference (1) on the same episodes (``experiments.compare.add_gap_closed``)
+    gap: tuple[str, tuple[str, ...]] | None = None
 
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
@@ -41,15 +44,16 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "cost_ratio_to_oracle": "cost / oracle",
         "cost_ratio_to_oracle_policy": "cost / oracle policy",
         "cost_ratio_to_greedy": "cost / greedy",
+        "gap_closed": "gap closed",
         "cost_per_request": "cost / request",
         "return": "return",
         "mean_latency_s": "latency (s)",
         "edge_energy_j": "edge energy (J)",
         "deadline_miss_rate": "deadline miss",
-    }, headline=("cost_ratio_to_oracle", "cost_ratio_to_greedy", "return", "deadline_miss_rate"),
+    }, headline=("gap_closed", "cost_ratio_to_oracle", "return", "deadline_miss_rate"),
        sort_by=("cost_ratio_to_oracle", True), breakdown_keys=(
         "edge_queue_s", "server_queue_s", "edge_compute_s", "uplink_s", "server_compute_s", "downlink_s",
-        "round_trip_s")),
+        "round_trip_s"), gap=("reference", ("all-local", "all-server", "best-fixed", "greedy"))),
     Family("routing", ("offload_env/Routing-v0",), "agents.routing_policies:evaluate_routing", {
         "always-cheapest": "agents.routing_policies:AlwaysCheapest",
         "always-best": "agents.routing_policies:AlwaysBest",

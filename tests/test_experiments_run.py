@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from experiments.compare import compare, gather, summarize
+from experiments.compare import add_gap_closed, compare, gather, summarize
 from experiments.config import parse_config
 from experiments.report import write_report
 from experiments.runner import RunError, run_experiment, run_paths
@@ -186,6 +186,24 @@ def test_compare_aggregates_by_hand(tmp_path):
     assert row["cost_ratio_to_greedy_mean"] == pytest.approx(0.5)
     assert row["cost_ratio_to_greedy_ci_low"] == pytest.approx(0.5)
     assert row["cost_ratio_to_greedy_ci_high"] == pytest.approx(0.5)
+
+
+def test_gap_closed_runs_from_the_best_simple_baseline_to_the_reference(tmp_path):
+    root = tmp_path / "exp"
+    _fake_run(root, "all-server", 0, [1.0] * 4, [8.0, 8.0, 6.0, 6.0], "baseline")  # the best simple: -70
+    _fake_run(root, "greedy", 0, [1.0] * 4, [9.0] * 4, "baseline")  # -90
+    _fake_run(root, "reference", 0, [1.0] * 4, [4.0, 4.0, 4.0, 4.0], "baseline")  # -40: the gap is 30
+    _fake_run(root, "agent", 0, [1.0] * 4, [6.0, 6.0, 6.0, 6.0], "learned")  # -60: closes 10 of 30
+    tidy = gather(root)
+    rows = summarize(tidy).set_index("agent")
+    assert rows.loc["agent", "gap_closed_mean"] == pytest.approx(1 / 3)
+    assert rows.loc["reference", "gap_closed_mean"] == pytest.approx(1.0)
+    assert rows.loc["all-server", "gap_closed_mean"] == pytest.approx(0.0)
+    assert rows.loc["greedy", "gap_closed_mean"] == pytest.approx(-2 / 3)
+    per_episode = tidy[tidy["agent"] == "agent"].sort_values("episode")["gap_closed"].to_numpy()
+    np.testing.assert_allclose(per_episode, [2 / 3, 2 / 3, 0.0, 0.0])  # paired with all-server's episodes
+    # without the reference there is no gap to close
+    assert add_gap_closed(tidy[tidy["agent"] != "reference"])["gap_closed"].isna().all()
 
 
 def test_baseline_labels_are_spread_apart():
