@@ -11,12 +11,21 @@ baseline is the best of all-local, all-server, best-fixed and greedy (0: no
 better than it, 1: as good as the reference). The oracle's split histogram
 (share of requests per split) shows whether the decision is degenerate.
 
-    python benchmarks/headroom.py [--episodes 20] [--presets NAME ...]
+With ``--learners``, every finished run of the experiment configs of each
+preset (``experiments/configs/layer_split_*.yaml`` whose scenario is that
+preset; the default's is ``layer_split_full.yaml``) is loaded from
+``--runs-dir`` and evaluated on the same episodes: one row per agent, its
+CI over seeds and episodes. Train them first (``python -m experiments run
+experiments/configs/layer_split_presets.yaml``); SB3 checkpoints are pickled
+zips, so load only runs you made.
+
+    python benchmarks/headroom.py [--episodes 20] [--presets NAME ...] [--learners] [--runs-dir runs]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -28,10 +37,11 @@ import pandas as pd  # noqa: E402
 
 from agents.baselines import (AllLocal, AllServer, BestFixedSplit, BudgetReference, Greedy, Oracle,  # noqa: E402
                               Pacing, evaluate)
-from offload_env.envs.layer_split import PRESETS, LayerSplitEnv  # noqa: E402
+from offload_env.envs.layer_split import DEFAULT_PRESET, PRESETS, LayerSplitEnv  # noqa: E402
 
 SIMPLE = ("all-local", "all-server", "best-fixed", "greedy")
 TARGET_HEADROOM = 1.2
+CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
 
 def _ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -54,7 +64,42 @@ def _oracle_histogram(make_env, episodes: int, seed: int) -> str:
     return ", ".join(f"{k}: {counts[k] / len(splits):.0%}" for k in top if counts[k])
 
 
-def preset_rows(preset: str, episodes: int, seed: int, rng) -> list[dict]:
+def learned_policies(preset: str, runs_dir: str | None) -> list[tuple[str, list]]:
+    """(agent name, one loaded agent per finished seed) of every LayerSplit config of ``preset``."""
+    from experiments.config import load_config
+    from experiments.registry import agent_file, load_agent
+    from experiments.runner import is_finished, run_paths
+
+    out = []
+    for path in sorted(CONFIGS.glob("layer_split_*.yaml")):
+        if path.name == "layer_split_presets.yaml":
+            continue
+        cfg = load_config(path)
+        if runs_dir is not None:
+            cfg = dataclasses.replace(cfg, runs_dir=runs_dir)
+        for name, agent_cfg in cfg.agents.items():
+            kwargs = cfg.agent_env_kwargs(name)
+            if kwargs.get("scenario", DEFAULT_PRESET) != preset or set(kwargs) - {"scenario"}:
+                continue  # another preset, or another env (the continuous one draws other episodes)
+            runs = [(s, run_paths(cfg, name, s)) for s in cfg.seeds]
+            agents = [load_agent(agent_cfg.algo, p.root / agent_file(agent_cfg.algo), None, seed=s)
+                      for s, p in runs if is_finished(p)]
+            if agents:
+                out.append((name, agents))
+    return out
+
+
+def _row(preset, name, frames, started, rng) -> dict:
+    returns = np.concatenate([f["return"].to_numpy() for f in frames])
+    low, high = _ci(returns, rng)
+    frame = pd.concat(frames)
+    return {"preset": preset, "policy": name, "return": returns.mean(), "ci_low": low, "ci_high": high,
+            "dropped": float((frame["requests"] - frame["steps"]).mean()), "energy_j": frame["edge_energy_j"].mean(),
+            "seconds": time.perf_counter() - started}
+
+
+def preset_rows(preset: str, episodes: int, seed: int, rng, learners: bool = False,
+                runs_dir: str | None = None) -> list[dict]:
     def make_env():
         return LayerSplitEnv(scenario=preset)
     policies = [AllLocal(), AllServer(), BestFixedSplit(make_env, episodes=5), Greedy(), Oracle(),
@@ -62,12 +107,11 @@ def preset_rows(preset: str, episodes: int, seed: int, rng) -> list[dict]:
     rows = []
     for policy in policies:
         start = time.perf_counter()
-        frame = evaluate(policy, make_env, episodes=episodes, seed=seed)
-        returns = frame["return"].to_numpy()
-        low, high = _ci(returns, rng)
-        rows.append({"preset": preset, "policy": policy.name, "return": returns.mean(), "ci_low": low, "ci_high": high,
-                     "dropped": float((frame["requests"] - frame["steps"]).mean()),
-                     "energy_j": frame["edge_energy_j"].mean(), "seconds": time.perf_counter() - start})
+        rows.append(_row(preset, policy.name, [evaluate(policy, make_env, episodes=episodes, seed=seed)], start, rng))
+    for name, agents in learned_policies(preset, runs_dir) if learners else ():
+        start = time.perf_counter()
+        frames = [evaluate(agent, make_env, episodes=episodes, seed=seed) for agent in agents]
+        rows.append(_row(preset, f"{name} ({len(agents)} seeds)", frames, start, rng))
     by = {r["policy"]: r["return"] for r in rows}
     best_simple = max(by[k] for k in SIMPLE)
     span = by["reference"] - best_simple
@@ -83,9 +127,12 @@ def main(argv=None) -> int:
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
+    parser.add_argument("--learners", action="store_true", help="also evaluate the trained runs of each preset")
+    parser.add_argument("--runs-dir", default=None, help="where the runs are (default: the configs' runs_dir)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
-    rows = [r for p in args.presets for r in preset_rows(p, args.episodes, args.seed, rng)]
+    rows = [r for p in args.presets
+            for r in preset_rows(p, args.episodes, args.seed, rng, args.learners, args.runs_dir)]
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     show = table[["preset", "policy", "return", "ci_low", "ci_high", "gap_closed", "dropped", "energy_j", "seconds"]]

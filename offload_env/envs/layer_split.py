@@ -75,6 +75,9 @@ class LayerSplitScenario:
         return dataclasses.replace(PRESETS[name], **overrides)
 
 
+#: The preset an env gets when no scenario is named.
+DEFAULT_PRESET = "orin-nano-a100-5g"
+
 PRESETS: dict[str, LayerSplitScenario] = {
     # Llama-3.2-3B on a Jetson Orin Nano 8GB (MLC) with an A100 edge server (vLLM) over 5G (the default).
     # Headroom (benchmarks/headroom.py): all-server costs 1.2x the full-information reference. Why: the
@@ -507,7 +510,7 @@ def _scenario_from_kwargs(scenario: str | LayerSplitScenario | None, overrides: 
         raise TypeError(f"scenario: expected None, a preset name ({', '.join(PRESETS)}) or a LayerSplitScenario, "
                         f"got {scenario!r}")
     else:
-        base = LayerSplitScenario.preset(scenario or "orin-nano-a100-5g")
+        base = LayerSplitScenario.preset(scenario or DEFAULT_PRESET)
     _validation.check_unknown("LayerSplit", overrides, [f.name for f in dataclasses.fields(LayerSplitScenario)])
     converted = {k: tuple(v) if isinstance(v, list) or (isinstance(v, np.ndarray) and v.ndim == 1) else v
                  for k, v in overrides.items()}
