@@ -139,7 +139,7 @@ class Oracle(_Base):
     (``reference`` paces it).
     """
 
-    name = "oracle"
+    name = "myopic-oracle"
 
     def act(self, obs, info):
         return self.env.oracle_action()

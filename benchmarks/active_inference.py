@@ -95,12 +95,12 @@ def sample_efficiency(cfg, milestones) -> pd.DataFrame:
             base[b] = pd.concat(frames)
     if layer_split:
         per_request = {b: float(f["cost_per_request"].mean()) for b, f in base.items()}
-        oracle = per_request.pop("oracle")
+        oracle = per_request.pop("myopic-oracle" if "myopic-oracle" in per_request else "oracle")
         best_name = min(per_request, key=per_request.get)
         best = per_request[best_name]
     else:
         returns = {b: float(f["return"].mean()) for b, f in base.items()}
-        oracle_return = returns.pop("oracle")
+        oracle_return = returns.pop("oracle")  # Routing's per-query oracle
         best_name = max(returns, key=returns.get)
         best = returns[best_name]
     rows = []

@@ -123,7 +123,9 @@ def gather(experiment_dir: str | Path) -> pd.DataFrame:
     tidy = pd.concat(frames, ignore_index=True)
     tidy = add_routing_metrics(tidy)
     tidy = add_ratio_to(tidy, "greedy", "cost_ratio_to_greedy")
-    tidy = add_ratio_to(tidy, "oracle", "cost_ratio_to_oracle_policy")
+    for myopic in ("myopic-oracle", "oracle"):  # LayerSplit's myopic oracle, under its name or its old one
+        if "cost_ratio_to_oracle_policy" not in tidy:
+            tidy = add_ratio_to(tidy, myopic, "cost_ratio_to_oracle_policy")
     tidy = add_gap_closed(tidy)
     front = [c for c in ID_COLUMNS if c in tidy]
     return tidy[front + [c for c in tidy if c not in front]]

@@ -37,7 +37,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "random": "agents.baselines:RandomFeasible",
         "best-fixed": "agents.baselines:BestFixedSplit",
         "greedy": "agents.baselines:Greedy",
-        "oracle": "agents.baselines:Oracle",  # the myopic oracle
+        "myopic-oracle": "agents.baselines:Oracle",  # full information, myopic: spends the budget early
+        "oracle": "agents.baselines:Oracle",  # the myopic oracle's name before the references (older configs)
         "pacing": "agents.baselines:Pacing",  # observation only, energy priced so that the budget lasts
         "reference": "agents.baselines:BudgetReference",  # full information, paced: bounds every policy
     }, metrics={

@@ -273,7 +273,7 @@ def test_baselines_evaluate_to_a_tidy_frame():
     assert set(table.columns) >= {"agent", "return", "mean_latency_s", "edge_energy_j", "deadline_miss_rate",
                                   "cost_ratio_to_oracle"}
     by = table.groupby("agent")["cost_ratio_to_oracle"].mean()
-    assert by["oracle"] == pytest.approx(1.0)
+    assert by["myopic-oracle"] == pytest.approx(1.0)
     assert (by >= 1.0 - 1e-9).all()  # no policy beats the myopic oracle on its own trajectory... per step
 
 
