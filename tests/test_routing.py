@@ -198,7 +198,8 @@ def test_query_topic_is_the_current_querys_topic():
     groups = tuple(f"subject_{i % 3}" for i in range(60))
     base = small_table(60)
     table = OutcomeTable(base.prompts, base.models, base.quality, groups)
-    parts = [RoutingEnv("mmlu-mixtral-gpt4", workload=table, table_rows=rows, block=16) for rows in ((0, 0.1), (0.1, 1))]
+    parts = [RoutingEnv("mmlu-mixtral-gpt4", workload=table, table_rows=rows, block=16)
+             for rows in ((0, 0.1), (0.1, 1))]
     for env in parts:  # each part indexes the whole table's groups, so the parts agree
         assert env.topic_names == ("subject_0", "subject_1", "subject_2")
         env.reset(seed=0)
