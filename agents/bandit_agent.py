@@ -6,6 +6,13 @@ on the observation, step, update on the served query's feedback. A
 for an online evaluation (:meth:`observe`), as a bandit is judged
 (cumulative reward and regret); a frozen evaluation only calls :meth:`act`.
 
+The quality router (:mod:`agents.quality_router`) also reads the current
+query's topic from the env (``query_topic()`` of the unwrapped env it
+learns on, or is evaluated on through :meth:`BanditAgent.reset`), and learns
+the served model's quality net of the latency penalty (``reward + lambda *
+cost``, lambda the env's cost weight) and its cost; its own cost weight
+defaults to the env's.
+
 Saved as ``router.npz`` + ``router.json`` (the router's arrays and state) and
 ``agent.json`` (algo, name, seed, steps), never pickled.
 """
@@ -26,6 +33,7 @@ from offload_env.atomic import write_text
 
 from . import bandits
 from .protocol import SettingError
+from .quality_router import QualityRouter
 
 __all__ = ["BANDIT_ALGOS", "BanditAgent", "BanditKind", "KIND"]
 
@@ -35,6 +43,7 @@ BANDIT_ALGOS: dict[str, type] = {
     "lints": bandits.LinTS,
     "epsilon_greedy": bandits.EpsilonGreedy,
     "cost_aware_linucb": bandits.CostAwareLinUCB,
+    "quality_router": QualityRouter,
 }
 
 
@@ -64,8 +73,16 @@ class BanditAgent:
         kwargs = dict(params)
         if "seed" in inspect.signature(router).parameters:  # the randomised routers draw from the agent's seed
             kwargs.setdefault("seed", self.seed)
+        base = env.unwrapped
+        #: the env's cost weight: the quality router learns reward + this * cost (quality net of latency penalty)
+        self.env_cost_weight = float(getattr(base, "cost_weight", 0.0))
+        if router is QualityRouter:
+            kwargs.setdefault("cost_weight", self.env_cost_weight)
+            kwargs.setdefault("n_groups", len(getattr(base, "topic_names", ())))
         self.router = router(int(space.n), int(env.observation_space.shape[0]), **kwargs)
         env.close()
+        self._topic_env = None
+        self._group = None
         self._make_env = None
         self._env = None
         self._obs = self._info = None
@@ -78,15 +95,32 @@ class BanditAgent:
         return self._steps
 
     def reset(self, env: Any = None) -> None:
-        """Start of an evaluation episode: a bandit keeps what it learned."""
+        """Start of an evaluation episode: a bandit keeps what it learned (the quality router reads env's topics)."""
+        if env is not None:
+            self._topic_env = env.unwrapped
+
+    def _query_topic(self) -> int | None:
+        env = self._topic_env
+        if not isinstance(self.router, QualityRouter) or not self.router.n_groups or env is None:
+            return None
+        topic = env.query_topic() if hasattr(env, "query_topic") else -1
+        return topic if 0 <= topic < self.router.n_groups else None
 
     def act(self, obs, info: dict | None = None) -> int:
-        return self.router.act(np.asarray(obs, dtype=np.float64))
+        x = np.asarray(obs, dtype=np.float64)
+        if isinstance(self.router, QualityRouter):
+            self._group = self._query_topic()  # observe() learns under the topic of the query acted on
+            return self.router.act(x, self._group)
+        return self.router.act(x)
 
     def observe(self, obs, action: int, reward: float, info: dict) -> None:
         """Update on the feedback of the query just served (``obs`` its context)."""
         x = np.asarray(obs, dtype=np.float64)
-        if self.algo == "cost_aware_linucb":
+        if isinstance(self.router, QualityRouter):
+            cost = float(info["cost"])
+            served = int(info.get("model", action))  # once a budget is spent the cheapest model serves
+            self.router.update(x, served, float(reward) + self.env_cost_weight * cost, cost=cost, group=self._group)
+        elif self.algo == "cost_aware_linucb":
             self.router.update(x, action, float(info["quality"]), cost=float(info["cost"]))
         else:
             self.router.update(x, action, float(reward))
@@ -100,6 +134,8 @@ class BanditAgent:
         if make_env is not None and make_env is not self._make_env:
             self._make_env, self._env = make_env, make_env()
             self._obs, self._info = self._env.reset(seed=self.seed)
+        if self._env is not None:
+            self._topic_env = self._env.unwrapped
         if self._env is None:
             raise RuntimeError(f"{self.name}: learn needs make_env the first time")
         while self._steps < int(budget):
@@ -116,7 +152,7 @@ class BanditAgent:
         """A copy that acts and learns without touching this agent (its generator state included)."""
         twin = copy.copy(self)
         twin.router = copy.deepcopy(self.router)
-        twin._make_env = twin._env = twin._obs = twin._info = None
+        twin._make_env = twin._env = twin._obs = twin._info = twin._topic_env = None
         return twin
 
     def save(self, folder: str | os.PathLike) -> Path:
@@ -124,7 +160,8 @@ class BanditAgent:
         folder.mkdir(parents=True, exist_ok=True)
         self.router.save(folder / "router")
         write_text(folder / "agent.json", json.dumps({"algo": self.algo, "name": self.name, "seed": self.seed,
-                                                     "num_timesteps": self._steps, "params": self.params},
+                                                     "num_timesteps": self._steps, "params": self.params,
+                                                     "env_cost_weight": self.env_cost_weight},
                                                     indent=1) + "\n")
         return folder
 
@@ -139,12 +176,16 @@ class BanditAgent:
         agent = cls.__new__(cls)
         agent.algo, agent.name, agent.seed = meta["algo"], meta["name"], int(meta["seed"])
         agent.params = meta["params"]
-        agent.router = bandits.load(folder / "router")
+        agent.env_cost_weight = float(meta.get("env_cost_weight", 0.0))
+        router = BANDIT_ALGOS.get(agent.algo)
+        agent.router = router.load(folder / "router") if router is not None else bandits.load(folder / "router")
+        agent._topic_env = agent._group = None
         agent._make_env, agent._env, agent._obs, agent._info = None, None, None, None
         agent._steps = int(meta["num_timesteps"])
         if make_env is not None:
             agent._make_env, agent._env = make_env, make_env()
             agent._obs, agent._info = agent._env.reset(seed=agent.seed + agent._steps)
+            agent._topic_env = agent._env.unwrapped
         return agent
 
     def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:

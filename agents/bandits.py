@@ -47,6 +47,7 @@ __all__ = [
     "always_best",
     "RandomRouter",
     "ThresholdRouter",
+    "share_threshold",
     "OracleRouter",
     "load",
     "FORMAT_VERSION",
@@ -214,6 +215,15 @@ class _Ridge(_Saved):
         self.flush()
         return super().save(path)
 
+    def side_update(self, theta: np.ndarray, b: np.ndarray, x, arm: int, target: float) -> None:
+        """Add (x, target) to a second regression ``theta``, ``b`` of ``arm`` on the same design matrix.
+
+        Call it before :meth:`update` adds ``x`` to the matrix (Sherman-Morrison on the matrix before ``x``).
+        """
+        Ax = self._arm_Ax(x, arm)
+        theta[arm] += Ax * ((target - theta[arm] @ x) / (1.0 + x @ Ax))
+        b[arm] += target * x
+
     def update(self, x, arm: int, reward: float) -> None:
         """Add the observation (x, reward) to ``arm``'s ridge regression."""
         x = self._vector(x)
@@ -331,10 +341,7 @@ class CostAwareLinUCB(LinUCB):
         x = self._vector(x)
         arm = self._check_arm(arm)
         cost = _check_number("cost", cost)
-        Ax = self._arm_Ax(x, arm)
-        denom = 1.0 + x @ Ax
-        self.theta_cost[arm] += Ax * ((cost - self.theta_cost[arm] @ x) / denom)
-        self.b_cost[arm] += cost * x
+        self.side_update(self.theta_cost, self.b_cost, x, arm, cost)
         super().update(x, arm, reward)
         self.nu = np.array(max(0.0, float(self.nu) + self.step_size * (cost / self.budget_per_step - 1.0)))
 
@@ -383,6 +390,13 @@ class RandomRouter:
         pass
 
 
+def share_threshold(scores, share: float) -> float:
+    """The threshold at which ``score >= threshold`` holds for ``share`` of ``scores`` (ties: more than that)."""
+    share = _check_number("share", share, 0.0, 1.0)
+    s = np.asarray(scores, dtype=np.float64)
+    return float(np.quantile(s, 1.0 - share)) if share > 0 else float(np.nextafter(s.max(), np.inf))
+
+
 class ThresholdRouter(_Saved):
     """RouteLLM-style: the strong arm when a fitted score of "the weak model fails" reaches ``threshold``.
 
@@ -427,9 +441,7 @@ class ThresholdRouter(_Saved):
 
     def threshold_for_share(self, X, share: float) -> float:
         """Set and return the threshold that routes ``share`` of ``X`` to the strong arm."""
-        share = _check_number("share", share, 0.0, 1.0)
-        s = self.score(X)
-        self.threshold = float(np.quantile(s, 1.0 - share)) if share > 0 else float(np.nextafter(s.max(), np.inf))
+        self.threshold = share_threshold(self.score(X), share)
         return self.threshold
 
     def act(self, x) -> int:

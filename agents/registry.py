@@ -19,7 +19,7 @@ __all__ = ["AgentFamily", "KINDS", "AGENTS", "agent_family", "check_algo_for_env
 #: Agent kind -> ``module:object`` implementing :class:`agents.protocol.AgentKind`.
 KINDS: dict[str, str] = {
     "sb3": "agents.sb3:KIND",  # DDPG, TD3, PPO, DQN, MaskablePPO; needs the 'rl' extra; saves a pickled zip
-    "bandit": "agents.bandit_agent:KIND",  # linear contextual bandits; numpy only; npz + JSON
+    "bandit": "agents.bandit_agent:KIND",  # contextual bandits and the quality router; numpy only; npz + JSON
     "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO, MADDPG on PettingZoo envs; torch; npz + JSON
     "aif": "agents.active_inference:KIND",  # deep active inference (ensemble model, EFE planning); torch; npz + JSON
     "pymdp": "agents.active_inference:PYMDP_KIND",  # discrete active inference with pymdp; JAX ('aif' extra)
@@ -64,6 +64,7 @@ AGENTS: dict[str, AgentFamily] = {
     "lints": AgentFamily("lints", "bandit", online=True),
     "epsilon_greedy": AgentFamily("epsilon_greedy", "bandit", online=True),
     "cost_aware_linucb": AgentFamily("cost_aware_linucb", "bandit", online=True),
+    "quality_router": AgentFamily("quality_router", "bandit", online=True),
     "mappo": AgentFamily("mappo", "madrl", multi_agent=True),
     "ippo": AgentFamily("ippo", "madrl", multi_agent=True),
     "fedppo": AgentFamily("fedppo", "madrl", multi_agent=True),

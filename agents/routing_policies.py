@@ -4,7 +4,10 @@ Baselines: always-cheapest (lowest mean cost, ``env.mean_cost``), always-best
 (highest published accuracy), random (the best model with probability ``p``,
 else the cheapest: RouteLLM's random router), threshold (RouteLLM-style
 logistic score fitted on calibration episodes whose seeds are disjoint from
-evaluation) and the oracle (PRIVILEGED: the best model in hindsight).
+evaluation), the supervised references knn and per-subject (the best model's
+mean gain over the cheapest among the nearest calibration queries, or in the
+query's topic, fitted on a warm-up prefix of those episodes) and the oracle
+(PRIVILEGED: the best model in hindsight).
 
 :func:`evaluate_routing` runs any policy; with ``online=True`` a policy that
 has ``observe`` (a bandit) updates after every step, so the table is its
@@ -20,10 +23,11 @@ import pandas as pd
 
 from agents._episodes import episode_range
 
-from .bandits import ThresholdRouter
+from .bandits import ThresholdRouter, _check_int, _check_number, share_threshold
 
-__all__ = ["AlwaysCheapest", "AlwaysBest", "RandomRouting", "ThresholdRouting", "OracleRouting",
-           "routing_baselines", "evaluate_routing", "weak_and_strong", "RegretTrace"]
+__all__ = ["AlwaysCheapest", "AlwaysBest", "RandomRouting", "ThresholdRouting", "KNNRouting", "PerSubjectRouting",
+           "OracleRouting", "routing_baselines", "evaluate_routing", "weak_and_strong", "calibration", "knn_gain",
+           "group_gain", "RegretTrace"]
 
 
 def weak_and_strong(env) -> tuple[int, int]:
@@ -72,6 +76,38 @@ class RandomRouting(_Routing):
         return self.strong if self.rng.random() < self.p else self.weak
 
 
+def calibration(make_env: Callable[[], Any], episodes: int, seed: int, warmup: float = 1.0) -> dict:
+    """The first ``warmup`` share of the queries of ``episodes`` episodes (env seeds ``seed + i``).
+
+    Returns arrays: ``obs``, ``topic`` (``env.query_topic()``), ``q_weak`` and
+    ``q_strong`` (the cheapest and the best model's quality on each query,
+    read from the privileged ``info["outcomes"]``: calibration data, as a
+    supervised router's training set), and ``weak``, ``strong``,
+    ``n_query_features``.
+    """
+    _check_int("episodes", episodes, 1)
+    warmup = _check_number("warmup", warmup, 0.0, 1.0, low_open=True)
+    env = make_env()
+    base = env.unwrapped
+    weak, strong = weak_and_strong(env)
+    X, topic, q_weak, q_strong = [], [], [], []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done = False
+        while not done:
+            X.append(obs)
+            topic.append(base.query_topic() if hasattr(base, "query_topic") else -1)
+            obs, _, terminated, truncated, info = env.step(weak)
+            q_weak.append(info["outcomes"][weak])
+            q_strong.append(info["outcomes"][strong])
+            done = terminated or truncated
+    env.close()
+    n = max(int(round(warmup * len(X))), 1)
+    return {"obs": np.asarray(X[:n], dtype=np.float64), "topic": np.asarray(topic[:n], dtype=np.int64),
+            "q_weak": np.asarray(q_weak[:n], dtype=np.float64), "q_strong": np.asarray(q_strong[:n], dtype=np.float64),
+            "weak": weak, "strong": strong, "n_query_features": int(getattr(base, "n_query_features", len(X[0])))}
+
+
 class ThresholdRouting(_Routing):
     """RouteLLM-style threshold router, fitted on ``episodes`` calibration episodes from seed ``seed``.
 
@@ -82,26 +118,114 @@ class ThresholdRouting(_Routing):
 
     def __init__(self, make_env: Callable[[], Any], share: float = 0.5, episodes: int = 2, seed: int = 10_000,
                  l2: float = 1.0):
-        env = make_env()
-        weak, strong = weak_and_strong(env)
-        X, q_weak, q_strong = [], [], []
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            done = False
-            while not done:
-                X.append(obs)
-                obs, _, terminated, truncated, info = env.step(weak)
-                q_weak.append(info["outcomes"][weak])
-                q_strong.append(info["outcomes"][strong])
-                done = terminated or truncated
-        X = np.asarray(X, dtype=np.float64)
-        self.router = ThresholdRouter(X.shape[1], strong=strong, weak=weak, l2=l2).fit(X, q_weak, q_strong)
+        data = calibration(make_env, episodes, seed)
+        X = data["obs"]
+        self.router = ThresholdRouter(X.shape[1], strong=data["strong"], weak=data["weak"], l2=l2).fit(
+            X, data["q_weak"], data["q_strong"])
         self.router.threshold_for_share(X, share)
         self.share = float(share)
         self.name = "threshold" if self.share == 0.5 else f"threshold(share={self.share:g})"
 
     def act(self, obs, info=None) -> int:
         return self.router.act(np.asarray(obs, dtype=np.float64))
+
+
+def _unit_rows(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    return X / np.maximum(np.linalg.norm(X, axis=-1, keepdims=True), 1e-12)
+
+
+def knn_gain(X_fit, gain_fit, X, k: int = 40, exclude_self: bool = False, block: int = 1024) -> np.ndarray:
+    """Mean of ``gain_fit`` over the ``k`` fitted queries most similar (cosine) to each row of ``X``.
+
+    ``exclude_self``: ``X`` is ``X_fit`` and each query leaves itself out (leave-one-out scores).
+    """
+    F, gain_fit = _unit_rows(X_fit), np.asarray(gain_fit, dtype=np.float64)
+    Z = _unit_rows(np.atleast_2d(X))
+    k = min(_check_int("k", k, 1), len(F) - int(exclude_self))
+    if k < 1:
+        raise ValueError("X_fit: expected at least 2 fitted queries to leave one out")
+    out = np.empty(len(Z))
+    for start in range(0, len(Z), block):
+        sim = Z[start:start + block] @ F.T
+        if exclude_self:
+            sim[np.arange(len(sim)), np.arange(start, start + len(sim))] = -np.inf
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        out[start:start + block] = gain_fit[top].mean(axis=1)
+    return out
+
+
+def group_gain(groups_fit, gain_fit, groups) -> np.ndarray:
+    """Mean of ``gain_fit`` in each query's group (e.g. its subject); the global mean for a group not fitted."""
+    groups_fit, gain_fit = np.asarray(groups_fit, dtype=np.int64), np.asarray(gain_fit, dtype=np.float64)
+    groups = np.asarray(groups, dtype=np.int64)
+    size = max(groups_fit.max(initial=-1), groups.max(initial=-1)) + 1
+    seen = groups_fit >= 0
+    count = np.bincount(groups_fit[seen], minlength=size)
+    total = np.bincount(groups_fit[seen], gain_fit[seen], minlength=size)
+    mean = np.where(count > 0, total / np.maximum(count, 1), gain_fit.mean())
+    return np.where(groups >= 0, mean[np.maximum(groups, 0)], gain_fit.mean())
+
+
+class _GainRouting(_Routing):
+    """The best model when a fitted score of its gain over the cheapest reaches a threshold (ties: the best)."""
+
+    def _fit(self, scores: np.ndarray, share: float, name: str) -> None:
+        self.threshold = share_threshold(scores, share)
+        self.share = float(share)
+        self.name = name if self.share == 0.5 else f"{name}(share={self.share:g})"
+
+    def score(self, obs) -> float:
+        raise NotImplementedError
+
+    def act(self, obs, info=None) -> int:
+        return self.strong if self.score(obs) >= self.threshold else self.weak
+
+
+class KNNRouting(_GainRouting):
+    """Supervised reference: the best model's mean gain over the cheapest among the ``k`` nearest calibration queries.
+
+    Fitted on the first ``warmup`` share of ``episodes`` calibration episodes
+    from seed ``seed`` (disjoint from evaluation, as :class:`ThresholdRouting`);
+    similarity is the cosine of the query features (the observation without
+    its live context); the threshold sends ``share`` of the calibration queries
+    (scored leaving themselves out) to the best model.
+    """
+
+    def __init__(self, make_env: Callable[[], Any], k: int = 40, share: float = 0.5, warmup: float = 1.0,
+                 episodes: int = 1, seed: int = 10_000):
+        data = calibration(make_env, episodes, seed, warmup)
+        self.k = _check_int("k", k, 1)
+        self.n_query_features = data["n_query_features"]
+        self.features = data["obs"][:, :self.n_query_features]
+        self.gain = data["q_strong"] - data["q_weak"]
+        self._fit(knn_gain(self.features, self.gain, self.features, self.k, exclude_self=True), share,
+                  "knn" if self.k == 40 else f"knn-{self.k}")
+
+    def score(self, obs) -> float:
+        x = np.asarray(obs, dtype=np.float64)[:self.n_query_features]
+        return float(knn_gain(self.features, self.gain, x, self.k)[0])
+
+
+class PerSubjectRouting(_GainRouting):
+    """Supervised reference: the best model's mean gain over the cheapest in the query's topic (e.g. MMLU subject).
+
+    The topic is the env's ``query_topic()`` (metadata of the query that the
+    observation does not carry, read from the unwrapped env); an unseen
+    topic gets the global mean gain. Fitted like :class:`KNNRouting`.
+    """
+
+    def __init__(self, make_env: Callable[[], Any], share: float = 0.5, warmup: float = 1.0, episodes: int = 1,
+                 seed: int = 10_000):
+        data = calibration(make_env, episodes, seed, warmup)
+        topics, gain = data["topic"], data["q_strong"] - data["q_weak"]
+        self.by_topic = group_gain(topics, gain, np.arange(topics.max(initial=-1) + 1))
+        self.global_gain = float(gain.mean())
+        self._fit(group_gain(topics, gain, topics), share, "per-subject")
+
+    def score(self, obs) -> float:
+        topic = self.env.query_topic()
+        return float(self.by_topic[topic]) if 0 <= topic < len(self.by_topic) else self.global_gain
 
 
 class OracleRouting(_Routing):

@@ -1,28 +1,40 @@
 """Routing benchmark: quality-cost of the routers, bandit speed, LinUCB's regret slope.
 
-    python benchmarks/routing.py            # the full run (5 orders; about a minute or two on one core)
+    python benchmarks/routing.py            # the full run (5 orders; several minutes on one core)
     python benchmarks/routing.py --quick    # 1 order, fewer operating points (a smoke run)
+    python benchmarks/routing.py --parts mmlu --features minilm --orders 3   # one table
 
 Its routers and workloads come from the project's registrations, not a list
 of its own: the bandits are those of ``agents.registry`` (kind ``bandit``)
-with the hyper-parameters of ``experiments/configs/routing.yaml``; the
+with the hyper-parameters of ``experiments/configs/routing.yaml`` (for the
+MMLU tables those of ``routing_mmlu.yaml`` where it sets them); the
 reference routers are the Routing family's baselines
 (``experiments.families``), each swept over its operating point here; the
 workloads are ``offload_env/Routing-v0`` (built-in) and
-``offload_env.workload.WORKLOADS["routellm-mmlu"]`` with a featuriser of
-``FEATURIZERS`` (``--features minilm`` for MiniLM embeddings).
+``offload_env.workload.WORKLOADS["routellm-mmlu"]`` with the featurisers of
+``FEATURIZERS`` (one table each of ``--features``: hashed, and MiniLM
+embeddings when the 'embeddings' extra is installed).
 
 1. Quality vs cost, on the built-in workload (RoutingEnv's default pool:
    Qwen2.5-1.5B local, Llama-3.1-8B edge, Llama-3.1-70B cloud, USD cost) and
    on RouteLLM's real MMLU table (Mixtral-8x7B vs GPT-4) when
    ../shared/data/routellm_mmlu exists. 20% of the queries fit the threshold
-   router; every router then makes one online pass over the other 80%, in 5
-   shuffled orders, at each operating point (cost weight lambda for the
-   bandits, budget for the cost-aware one, threshold, probability). Cost is
-   normalised so that always-cheapest is 0 and always-best is 1 (MMLU: the
-   share of GPT-4 calls, as in RouteLLM). Printed: APGR, CPT(50%), CPT(80%)
-   and the cost at which the router's curve reaches the strong model's
-   accuracy ("cost @ strong", GPT-4-level on MMLU), mean (sd) over orders.
+   router and the supervised references knn and per-subject (full outcomes of
+   those queries); every router then makes one online pass over the other
+   80%, in 5 shuffled orders. Each bandit runs one pass per operating point
+   (cost weight lambda; budget for the cost-aware one), learning from its
+   own decisions. The quality router is ONE learner for the whole grid in one
+   pass (:func:`shared_pass`: each query is served at a lambda drawn from the
+   grid; the curve is its estimates' decision at every lambda on every
+   query; "as served" includes its exploration); "(after the 20%)" rows
+   first learn online, by bandit feedback, over the fit 20% (the protocol
+   of routing_mmlu.yaml), then make the same measured pass; "(full
+   information)" learns every model's outcome: a privileged bound on what
+   its model can learn online. Cost is normalised so that always-cheapest
+   is 0 and always-best is 1 (MMLU: the share of GPT-4 calls, as in
+   RouteLLM). Printed: APGR, CPT(50%), CPT(80%) and the cost at which the
+   router's curve reaches the strong model's accuracy ("cost @ strong",
+   GPT-4-level on MMLU), mean (sd) over orders.
 2. Decisions + updates per second of each bandit, one core, 3 arms, 384-d
    (MiniLM size) and 32-d features; targets for LinUCB: >= 5,000/s and >= 50,000/s.
 3. LinUCB's regret over 20,000 queries of the built-in env against the best
@@ -49,22 +61,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import gymnasium as gym  # noqa: E402
 
 from agents.bandit_agent import BANDIT_ALGOS  # noqa: E402
-from agents.bandits import CostAwareLinUCB, LinUCB, ThresholdRouter  # noqa: E402
+from agents.bandits import CostAwareLinUCB, LinUCB, ThresholdRouter, share_threshold  # noqa: E402
+from agents.quality_router import QualityRouter, choose  # noqa: E402
 from agents.registry import AGENTS  # noqa: E402
+from agents.routing_policies import group_gain, knn_gain  # noqa: E402
 from experiments.config import load_config  # noqa: E402
 from experiments.families import FAMILIES  # noqa: E402
 from offload_env import metrics  # noqa: E402
+from offload_env.envs.routing import CONTEXT_FIELDS  # noqa: E402
 from offload_env.workload import load_workload, workload_features  # noqa: E402
 
 ROUTING_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "routing.yaml"
+MMLU_CONFIG = ROUTING_CONFIG.with_name("routing_mmlu.yaml")
 MMLU = "routellm-mmlu"
+PARTS = ("builtin", "mmlu", "speed", "regret")
 
 
-def bandit_routers() -> dict[str, tuple[type, dict]]:
-    """algo -> (router class, hyper-parameters): every bandit of the agent registry, as routing.yaml sets it."""
+def bandit_routers(*configs: Path) -> dict[str, tuple[type, dict]]:
+    """algo -> (router class, hyper-parameters): every bandit of the agent registry, as routing.yaml sets it
+    (then each of ``configs``, for the algorithms it sets)."""
     settings = {}
-    for agent in load_config(ROUTING_CONFIG).agents.values():
-        settings.setdefault(agent.algo, agent.hyperparams)
+    for config in (ROUTING_CONFIG, *configs):
+        own = {}
+        for agent in load_config(config).agents.values():
+            own.setdefault(agent.algo, agent.hyperparams)
+        settings.update(own)
     return {algo: (BANDIT_ALGOS[algo], dict(settings.get(algo, {})))
             for algo, family in AGENTS.items() if family.kind == "bandit"}
 
@@ -83,25 +104,28 @@ def baseline_names() -> list[str]:
 
 
 def builtin_stream(n: int, seed: int = 0):
-    """(X, quality, cost) of ``n`` queries of Routing-v0's default scenario; cost: USD / mean USD of the best model."""
+    """(X, quality, cost, topic) of ``n`` queries of Routing-v0's default scenario; cost: USD / mean USD of the
+    best model; X the observation (query features, then the live context)."""
     env = gym.make("offload_env/Routing-v0", max_episode_steps=None).unwrapped
     obs, _ = env.reset(seed=seed)
-    X, Q, C = [], [], []
+    X, Q, C, T = [], [], [], []
     for _ in range(n):
         X.append(obs)
+        T.append(env.query_topic())
         obs, _, _, _, info = env.step(0)
         Q.append(info["outcomes"])
         C.append(info["costs"])
     cost = np.array(C)
-    return np.array(X, dtype=np.float64), np.array(Q), cost / cost[:, -1].mean()
+    return np.array(X, dtype=np.float64), np.array(Q), cost / cost[:, -1].mean(), np.array(T)
 
 
 def mmlu_stream(features: str = "hashed"):
-    """(X, quality, cost) of the registered RouteLLM MMLU workload; cost 1 per GPT-4 call."""
+    """(X, quality, cost, subject) of the registered RouteLLM MMLU workload; cost 1 per GPT-4 call."""
     table = load_workload(MMLU).select(["mixtral-8x7b", "gpt-4-1106-preview"])
     X = workload_features(MMLU, features).astype(np.float64)
     cost = np.tile([0.0, 1.0], (len(table), 1))
-    return X, table.quality, cost
+    names = sorted(set(table.groups))
+    return X, table.quality, cost, np.array([names.index(g) for g in table.groups])
 
 
 # --------------------------------------------------------------------------
@@ -122,6 +146,40 @@ def online_pass(agent, X, Q, C, order, lam=0.0, cost_aware=False):
         quality += q
         cost += c
     return quality / len(order), cost / len(order)
+
+
+def shared_pass(router, X, Q, C, G, order, lambdas, rng, warm=(), full_information=False):
+    """The curves of ONE quality router serving every operating point in one online pass over ``order``.
+
+    Each query is served at a cost weight drawn uniformly from ``lambdas`` (a
+    population of users with different cost weights behind one router) by the
+    router's rule on a Thompson draw of the quality; the router learns only
+    the served model's quality and cost. Returned: two (cost, quality)
+    curves, one point per lambda, each over every query of ``order``: the
+    decision at lambda from the router's estimates at that moment (means, no
+    exploration; for the queries served at lambda this is what they were
+    served but for the exploration, for the others what that operating point
+    would have chosen: the table knows its outcome), and "as served" (the same
+    Thompson draw at every lambda: exploration included). Also the share of
+    served decisions that the exploration changed. ``warm``: queries learned
+    the same way first, outside the curves. ``full_information`` (PRIVILEGED,
+    a bound): the router learns every model's outcome of every query.
+    """
+    def serve(i):
+        mean, cost = router.estimates(X[i], G[i])
+        draw, _ = router.estimates(X[i], G[i], sample=True)
+        lam = lambdas[rng.integers(len(lambdas))]
+        arm = choose(draw, cost, lam)
+        for a in range(Q.shape[1]) if full_information else (arm,):
+            router.update(X[i], a, Q[i, a], cost=C[i, a], group=G[i])
+        return mean, draw, cost, arm != choose(mean, cost, lam)
+
+    for i in warm:
+        serve(i)
+    means, draws, costs, changed = map(np.array, zip(*(serve(i) for i in order)))
+    greedy = metrics.lambda_sweep(means, costs, Q[order], C[order], lambdas)
+    served = metrics.lambda_sweep(draws, costs, Q[order], C[order], lambdas)
+    return greedy, served, float(changed.mean())
 
 
 def curve_metrics(costs, quals, q_weak, q_strong):
@@ -154,6 +212,33 @@ def _random_sweep(ctx):
             for p in ctx["budgets"]]
 
 
+def _gain_sweep(ctx, fit_scores, scores):
+    """Strong model when a fitted gain score reaches the threshold that sends each target share of the fit set."""
+    curve = []
+    for share in ctx["budgets"]:
+        strong = scores >= share_threshold(fit_scores, share)
+        curve.append(_served(ctx, np.where(strong, ctx["strong"], ctx["weak"])))
+    return curve
+
+
+def _gain(ctx, rows):
+    return ctx["Q"][rows, ctx["strong"]] - ctx["Q"][rows, ctx["weak"]]
+
+
+def _knn_sweep(ctx):
+    """Supervised reference: mean gain of the 40 nearest fit-set queries (cosine of the query features)."""
+    F, fit = ctx["Xq"], ctx["fit_idx"]
+    return _gain_sweep(ctx, knn_gain(F[fit], _gain(ctx, fit), F[fit], 40, exclude_self=True),
+                       knn_gain(F[fit], _gain(ctx, fit), F[ctx["order"]], 40))
+
+
+def _per_subject_sweep(ctx):
+    """Supervised reference: mean gain in the query's subject (topic) on the fit set."""
+    G, fit = ctx["G"], ctx["fit_idx"]
+    return _gain_sweep(ctx, group_gain(G[fit], _gain(ctx, fit), G[fit]),
+                       group_gain(G[fit], _gain(ctx, fit), G[ctx["order"]]))
+
+
 def _oracle_sweep(ctx):
     """PRIVILEGED: the best model in hindsight at each lambda."""
     order = ctx["order"]
@@ -161,10 +246,11 @@ def _oracle_sweep(ctx):
 
 
 #: The Routing family's baselines, each swept over its operating point (name -> curve of (quality, cost)).
-SWEPT_BASELINES = {"threshold": _threshold_sweep, "random": _random_sweep, "oracle": _oracle_sweep}
+SWEPT_BASELINES = {"threshold": _threshold_sweep, "knn": _knn_sweep, "per-subject": _per_subject_sweep,
+                   "random": _random_sweep, "oracle": _oracle_sweep}
 
 
-def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
+def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_query_features=None, configs=()):
     rng = np.random.default_rng(seed)
     n, k = Q.shape
     perm = rng.permutation(n)
@@ -179,11 +265,26 @@ def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
     def record(label, curve):
         rows.setdefault(label, []).append(curve_metrics(*np.array(curve).T[::-1], q_weak, q_strong))
 
-    routers = bandit_routers()
+    routers = bandit_routers(*configs)
+    changed = []
     for o in range(orders):
         order = eval_idx[np.random.default_rng(seed + 1 + o).permutation(len(eval_idx))]
+        warm = fit_idx[np.random.default_rng(seed + 101 + o).permutation(len(fit_idx))]
         for algo, (router, params) in routers.items():
             extra = {"seed": o} if "seed" in inspect.signature(router).parameters else {}
+            if router is QualityRouter:  # one learner for every lambda: one pass, cold and after the 20%
+                params = {"n_groups": int(G.max()) + 1, **params}
+                groups = G if params["n_groups"] else np.full(n, None)
+                for label, before, full in ((algo, (), False), (f"{algo} (after the 20%)", warm, False),
+                                            (f"{algo} (full information: PRIVILEGED)", (), True)):
+                    qr = router(k, d, **params, **extra)
+                    greedy, served, share = shared_pass(qr, X, Q, C, groups, order, lambdas,
+                                                        np.random.default_rng(o), before, full)
+                    record(label, np.array(greedy).T[:, ::-1])
+                    if not full:
+                        record(f"{label}, as served", np.array(served).T[:, ::-1])
+                        changed.append(share)
+                continue
             if router is CostAwareLinUCB:  # its operating point is its budget per query, not lambda
                 params = {k: v for k, v in params.items() if k != "budget_per_step"}
                 curve = [online_pass(router(k, d, budget_per_step=b, **params, **extra), X, Q, C, order,
@@ -191,14 +292,25 @@ def quality_cost_table(name, X, Q, C, orders, lambdas, budgets, seed=0):
             else:
                 curve = [online_pass(router(k, d, **params, **extra), X, Q, C, order, lam) for lam in lambdas]
             record(algo, curve)
-        ctx = {"X": X, "Q": Q, "C": C, "order": order, "fit_idx": fit_idx, "weak": weak, "strong": strong,
-               "threshold": thresh, "rng": np.random.default_rng(o), "lambdas": lambdas, "budgets": budgets}
+            if router is LinUCB:  # the same pass after an online pass over the 20%, as the quality router's
+                agents = [router(k, d, **params, **extra) for _ in lambdas]
+                for agent, lam in zip(agents, lambdas):
+                    online_pass(agent, X, Q, C, warm, lam)
+                record(f"{algo} (after the 20%)", [online_pass(agent, X, Q, C, order, lam)
+                                                   for agent, lam in zip(agents, lambdas)])
+        ctx = {"X": X, "Xq": X[:, :n_query_features], "G": G, "Q": Q, "C": C, "order": order, "fit_idx": fit_idx,
+               "weak": weak, "strong": strong, "threshold": thresh, "rng": np.random.default_rng(o),
+               "lambdas": lambdas, "budgets": budgets}
         for baseline in baseline_names():
             record(baseline, SWEPT_BASELINES[baseline](ctx))
 
     print(f"\n## {name}: {len(eval_idx)} queries per pass, {orders} orders, {len(lambdas)} operating points "
           f"({time.perf_counter() - t0:.0f} s)")
-    print(f"always-cheapest quality {q_weak:.3f}, always-best quality {q_strong:.3f}; cost normalised to [0, 1]\n")
+    print(f"always-cheapest quality {q_weak:.3f}, always-best quality {q_strong:.3f}; cost normalised to [0, 1]")
+    if changed:
+        print(f"quality router: one learner, each query served at a lambda drawn from the grid; its exploration "
+              f"changed {np.mean(changed):.1%} of the served decisions")
+    print()
     print(f"| router | APGR | CPT(50%) | CPT(80%) | cost @ strong |")
     print("|---|---|---|---|---|")
     for label, vals in rows.items():
@@ -292,25 +404,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 order, fewer operating points")
     parser.add_argument("--orders", type=int, default=None, help="shuffled orders (default 5; --quick: 1)")
-    parser.add_argument("--features", default="hashed", choices=["hashed", "minilm"],
-                        help="MMLU prompt features (offload_env.workload.FEATURIZERS; minilm: the embeddings extra)")
+    parser.add_argument("--features", nargs="+", default=["hashed", "minilm"], choices=["hashed", "minilm"],
+                        help="MMLU prompt features, one table each (offload_env.workload.FEATURIZERS; minilm: the "
+                             "embeddings extra, skipped when it is not installed)")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="what to run")
     args = parser.parse_args(argv)
     orders = args.orders or (1 if args.quick else 5)
     lambdas = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5]) if not args.quick else np.array([0.0, 0.1, 0.3])
     budgets = np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.85]) if not args.quick else np.array([0.2, 0.5, 0.8])
     start = time.perf_counter()
-    X, Q, C = builtin_stream(4000 if not args.quick else 1500)
-    quality_cost_table("Built-in workload (Qwen2.5-1.5B local / Llama-3.1-8B edge / Llama-3.1-70B cloud, USD)",
-                       X, Q, C, orders, lambdas, budgets)
-    try:
-        X, Q, C = mmlu_stream(args.features)
-    except FileNotFoundError as err:
-        print(f"\n## RouteLLM MMLU: skipped ({err})")
-    else:
-        quality_cost_table(f"RouteLLM MMLU (Mixtral-8x7B vs GPT-4-1106, real outcomes, {args.features} prompt "
-                           "features)", X, Q, C, orders, lambdas, budgets)
-    speed_table(*((3000, 20000) if not args.quick else (500, 3000)))
-    regret_slope(20_000 if not args.quick else 5_000)
+    if "builtin" in args.parts:
+        X, Q, C, G = builtin_stream(4000 if not args.quick else 1500)
+        quality_cost_table("Built-in workload (Qwen2.5-1.5B local / Llama-3.1-8B edge / Llama-3.1-70B cloud, USD)",
+                           X, Q, C, G, orders, lambdas, budgets, n_query_features=-len(CONTEXT_FIELDS))
+    for features in args.features if "mmlu" in args.parts else ():
+        try:
+            X, Q, C, G = mmlu_stream(features)
+        except FileNotFoundError as err:
+            print(f"\n## RouteLLM MMLU: skipped ({err})")
+            break
+        except ImportError as err:
+            print(f"\n## RouteLLM MMLU, {features} features: skipped ({err})")
+            continue
+        quality_cost_table(f"RouteLLM MMLU (Mixtral-8x7B vs GPT-4-1106, real outcomes, {features} prompt "
+                           "features)", X, Q, C, G, orders, lambdas, budgets, configs=(MMLU_CONFIG,))
+    if "speed" in args.parts:
+        speed_table(*((3000, 20000) if not args.quick else (500, 3000)))
+    if "regret" in args.parts:
+        regret_slope(20_000 if not args.quick else 5_000)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 

@@ -60,6 +60,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
         "always-best": "agents.routing_policies:AlwaysBest",
         "random": "agents.routing_policies:RandomRouting",
         "threshold": "agents.routing_policies:ThresholdRouting",
+        "knn": "agents.routing_policies:KNNRouting",  # supervised reference, fitted on a warm-up prefix
+        "per-subject": "agents.routing_policies:PerSubjectRouting",  # supervised reference, by the query's topic
         "oracle": "agents.routing_policies:OracleRouting",
     }, metrics={
         "return": "return",

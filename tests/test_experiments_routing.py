@@ -87,7 +87,7 @@ def test_baseline_names_belong_to_the_env_family(tmp_path):
     raw = routing_config(tmp_path)
     raw["baselines"] = ["always-best", "greedy"]  # greedy is a LayerSplit baseline
     with pytest.raises(ConfigError, match=r"^baselines\[1\]: unknown baseline 'greedy' for offload_env/Routing-v0; "
-                                          r"expected one of always-cheapest, always-best, random, threshold, oracle"):
+                                          r"expected one of always-cheapest, always-best, random, threshold, knn, per-subject, oracle"):
         parse_config(raw)
     assert parse_config(routing_config(tmp_path)).evaluation.function == "agents.routing_policies:evaluate_routing"
 

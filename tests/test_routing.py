@@ -188,6 +188,29 @@ def test_one_pass_over_an_outcome_table_in_a_shuffled_order():
         RoutingEnv(workload=table)  # the default pool's models are not in this table
 
 
+def test_query_topic_is_the_current_querys_topic():
+    env = gym.make(ENV_ID).unwrapped
+    obs, _ = env.reset(seed=3)
+    assert env.topic_names == tuple(f"topic_{t}" for t in range(8))
+    for _ in range(300):  # across block refills: the built-in topic is the one-hot of the observation
+        assert env.query_topic() == int(np.argmax(obs[:8]))
+        obs, *_ = env.step(0)
+    groups = tuple(f"subject_{i % 3}" for i in range(60))
+    base = small_table(60)
+    table = OutcomeTable(base.prompts, base.models, base.quality, groups)
+    parts = [RoutingEnv("mmlu-mixtral-gpt4", workload=table, table_rows=rows, block=16)
+             for rows in ((0, 0.1), (0.1, 1))]
+    for env in parts:  # each part indexes the whole table's groups, so the parts agree
+        assert env.topic_names == ("subject_0", "subject_1", "subject_2")
+        env.reset(seed=0)
+        for _ in range(len(env.table)):
+            prompt = env.table.prompts[env._order[env._served_total]]
+            assert env.topic_names[env.query_topic()] == groups[base.prompts.index(prompt)]
+            env.step(0)
+    with pytest.raises(gym.error.ResetNeeded):
+        RoutingEnv().query_topic()
+
+
 def test_real_mmlu_pass():
     if not MMLU_DIR.is_dir():
         pytest.skip(f"real MMLU data not found at {MMLU_DIR} (../shared/data/routellm_mmlu)")

@@ -8,8 +8,9 @@ import pytest
 
 import offload_env  # noqa: F401
 from agents.bandit_agent import BanditAgent
-from agents.routing_policies import (AlwaysBest, AlwaysCheapest, OracleRouting, RandomRouting, ThresholdRouting,
-                                     evaluate_routing, routing_baselines, weak_and_strong)
+from agents.routing_policies import (AlwaysBest, AlwaysCheapest, KNNRouting, OracleRouting, PerSubjectRouting,
+                                     RandomRouting, ThresholdRouting, calibration, evaluate_routing, group_gain,
+                                     knn_gain, routing_baselines, weak_and_strong)
 
 
 def make_env():
@@ -99,3 +100,58 @@ def test_bad_parameters_are_refused():
     with pytest.raises(ValueError, match="^share: expected a number in"):
         ThresholdRouting(make_env, share=2.0, episodes=1)
     assert OracleRouting().name == "oracle"
+
+
+def test_gain_scores_by_hand():
+    X_fit = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    gain = np.array([1.0, 0.0, -1.0, 0.0])
+    np.testing.assert_allclose(knn_gain(X_fit, gain, [[1.0, 0.05], [0.0, 2.0]], k=2), [0.5, -0.5])
+    np.testing.assert_allclose(knn_gain(X_fit, gain, X_fit, k=1, exclude_self=True), [0.0, 1.0, 0.0, -1.0])
+    # group 2 was never fitted: the global mean gain (0); -1 (unknown topic) too
+    np.testing.assert_allclose(group_gain([0, 0, 1, 1], gain, [1, 0, 2, -1]), [-0.5, 0.5, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"^k: expected an integer >= 1"):
+        knn_gain(X_fit, gain, X_fit, k=0)
+
+
+@pytest.mark.parametrize("make", [lambda mk, share: KNNRouting(mk, k=20, share=share),
+                                  lambda mk, share: PerSubjectRouting(mk, share=share)], ids=["knn", "per-subject"])
+def test_supervised_references_fit_on_the_warm_up_prefix_and_act(make):
+    def long_env():
+        return gym.make("offload_env/Routing-v0", max_episode_steps=600)
+
+    policies = {share: make(long_env, share) for share in (0.2, 0.5)}
+    frames = {share: evaluate_routing(p, make_env, episodes=4, seed=0) for share, p in policies.items()}
+    for share, frame in frames.items():
+        assert frame["strong_share"].mean() == pytest.approx(share, abs=0.15)  # the calibration share, on new queries
+    best = evaluate_routing(AlwaysBest(), make_env, episodes=4, seed=0)
+    # half the queries to the best model keep most of its accuracy: the score ranks the queries by its gain
+    gap = best["accuracy"] - best["quality_weak"]
+    recovered = ((frames[0.5]["accuracy"] - best["quality_weak"]) / gap).mean()
+    assert recovered > 0.6
+    assert policies[0.5].name in ("knn-20", "per-subject") and policies[0.2].name.endswith("(share=0.2)")
+
+
+def test_per_subject_reads_the_topic_and_falls_back_to_the_global_gain():
+    policy = PerSubjectRouting(make_env, share=0.5)
+    assert policy.by_topic.shape == (8,) and policy.global_gain == pytest.approx(
+        np.average(policy.by_topic, weights=np.bincount(calibration(make_env, 1, 10_000)["topic"], minlength=8)))
+    env = make_env()
+    env.reset(seed=0)
+    policy.reset(env)
+    score = policy.score(None)
+    assert score == policy.by_topic[env.unwrapped.query_topic()]
+    policy.by_topic = policy.by_topic[:0]  # a topic the calibration never saw
+    assert policy.score(None) == policy.global_gain
+
+
+def test_calibration_prefix_and_bad_settings():
+    full = calibration(make_env, 2, 10_000)
+    half = calibration(make_env, 2, 10_000, warmup=0.5)
+    assert len(full["obs"]) == 120 and len(half["obs"]) == 60
+    np.testing.assert_array_equal(half["obs"], full["obs"][:60])
+    for call, field in ((lambda: KNNRouting(make_env, k=0), "k"), (lambda: KNNRouting(make_env, warmup=0), "warmup"),
+                        (lambda: PerSubjectRouting(make_env, warmup=1.5), "warmup"),
+                        (lambda: PerSubjectRouting(make_env, episodes=0), "episodes"),
+                        (lambda: KNNRouting(make_env, share=-0.1), "share")):
+        with pytest.raises(ValueError, match=f"^{field}: expected"):
+            call()

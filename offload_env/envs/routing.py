@@ -328,6 +328,9 @@ class RoutingEnv(gym.Env):
     a right answer; real data: the outcomes), ``costs``, ``latencies_s``
     and ``rewards`` of every model,
     ``oracle_model`` and ``oracle_reward`` (the best model in hindsight).
+    Not privileged, and not in the observation: the current query's topic,
+    ``query_topic()`` (an index into ``topic_names``: the built-in topics, or
+    a real table's groups such as the MMLU subjects).
 
     ## Arguments
 
@@ -396,6 +399,8 @@ class RoutingEnv(gym.Env):
                 raise ValueError(f"features: a featuriser name ({features!r}) needs a workload name; give an "
                                  "OutcomeTable its matrix or featuriser")
             table = workload.select(self.model_names)
+            #: the topics of the queries: the table's groups (e.g. MMLU subjects), of the whole table
+            self.topic_names = tuple(sorted(set(table.groups)))
             if features is None:
                 features = HashedFeaturizer(32)
             matrix = np.asarray(features(list(table.prompts)) if callable(features) else features, dtype=np.float32)
@@ -405,6 +410,8 @@ class RoutingEnv(gym.Env):
                 rows = _table_rows(table_rows, len(table))
                 table, matrix = table.subset(rows), matrix[rows]
             self.table, self.table_features = table, matrix
+            index = {name: k for k, name in enumerate(self.topic_names)}
+            self._table_topic = np.array([index[g] for g in table.groups], dtype=np.int64)
             self.synthetic = None
             n_features = self.table_features.shape[1]
         else:
@@ -416,6 +423,7 @@ class RoutingEnv(gym.Env):
                                                proxy_noise=s.proxy_noise, prompt_tokens=s.prompt_tokens,
                                                output_tokens=s.output_tokens, structure_seed=s.structure_seed)
             n_features = self.synthetic.n_features
+            self.topic_names = tuple(f"topic_{t}" for t in range(s.n_topics))
         self.n_query_features = n_features
         low = np.concatenate([np.full(n_features, -FEATURE_BOUND), [f[1] for f in CONTEXT_FIELDS]])
         high = np.concatenate([np.full(n_features, FEATURE_BOUND), [f[2] for f in CONTEXT_FIELDS]])
@@ -460,8 +468,10 @@ class RoutingEnv(gym.Env):
             idx = self._order[self._served_total:self._served_total + self.block]
             output = lognormal_tokens(s.output_tokens, rng.standard_normal(len(idx)))
             q = self.table.batch(self.table_features, output, idx)
+            topic = self._table_topic[idx]
         else:
             q = self.synthetic.sample(rng, self.block)
+            topic = q.topic
         n = len(q)
         rho = s.fading_correlation
         w = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2.0)
@@ -487,7 +497,8 @@ class RoutingEnv(gym.Env):
         c["reward"] = q.quality - self.cost_weight * c["cost"] - s.overrun_weight * overrun
         context = np.stack([prev_snr + s.channel_estimate_noise_db * noise, prev_load], axis=1)  # dB, load
         self._buf = dict(c, quality=q.quality, expected_quality=q.expected_quality, features=q.features,
-                         context=context, load=load, prompt_tokens=q.prompt_tokens, output_tokens=q.output_tokens)
+                         context=context, load=load, prompt_tokens=q.prompt_tokens, output_tokens=q.output_tokens,
+                         topic=np.asarray(topic, dtype=np.int64))
         self._ptr = 0
         self._buf_len = n
 
@@ -531,6 +542,13 @@ class RoutingEnv(gym.Env):
         """What a router serves when it cannot decide: the first model of the most local tier in the pool."""
         tiers = [m.tier for m in self.scenario.pool]
         return min(range(len(tiers)), key=lambda k: (TIERS.index(tiers[k]), k))
+
+    def query_topic(self) -> int:
+        """The current query's topic, an index into ``topic_names`` (built-in: its topic; real data: its group,
+        e.g. the MMLU subject). Known with the query, not an outcome; the observation does not carry it."""
+        if self._rng is None:
+            raise gym.error.ResetNeeded("call reset() before query_topic()")
+        return int(self._buf["topic"][self._ptr])
 
     def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What the edge router needs to build this env's observation from a request (JSON, arrays)."""
