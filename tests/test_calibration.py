@@ -280,8 +280,11 @@ def test_env_scenarios_run_their_devices_under_named_runtimes():
         assert preset.edge_runtime and preset.server_runtime, name  # every preset names its pair
         env = LayerSplitEnv(scenario=name)
         sm = env.unwrapped._sim.split_model
-        assert (sm.edge_run.runtime, sm.edge_run.weight_format) == (preset.edge_runtime, "f16")
-        assert (sm.server_run.runtime, sm.server_run.weight_format) == (preset.server_runtime, "f16")
+        # each side runs the weight format its preset names (the edge may hold quantised layers)
+        assert (sm.edge_run.runtime, sm.edge_run.weight_format) == (preset.edge_runtime, preset.edge_weight_format)
+        assert (sm.server_run.runtime, sm.server_run.weight_format) == (preset.server_runtime,
+                                                                        preset.server_weight_format)
+    assert {PRESETS[name].edge_weight_format for name in PRESETS} > {"f16"}  # the presets quantise the edge
     old = LayerSplitEnv(dtype="float16").unwrapped._sim.split_model
     assert old.edge_run.runtime == old.server_run.runtime == "roofline"
 
