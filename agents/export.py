@@ -15,6 +15,7 @@ file); :mod:`offload_env.router.artifact` documents the format.
 | quality router | not exported (ExportNotAvailable): its scores need the query's topic, are not linear |
 | MADRL (MAPPO, IPPO, FedPPO) | the actor (shared with a one-hot agent id, or one per agent), ``argmax`` after the mask |
 | MADDPG | the actor (shared or one per agent), ``box`` output: tanh in [-1, 1] |
+| RLlib PPO | its actor (RLlib's encoder and policy head, shared by every agent of a PettingZoo env), ``argmax`` after the mask |
 
 SB3's observation normalisation is frozen into the artifact. Exporting
 needs torch for SB3 and MADRL agents (to read their weights); loading the
@@ -202,6 +203,9 @@ def policy_of(agent) -> tuple[dict, dict[str, np.ndarray], dict]:
     elif family == "madrl":
         spec, arrays = _madrl_policy(agent)
         hyper = dict(dataclasses.asdict(agent.config), normalize_obs=agent.normalize_obs)
+    elif family == "rllib":  # the actor it acts with already (agents.rllib.agent): no Ray, no torch
+        spec, arrays = agent.policy_spec, dict(agent.policy_arrays)
+        hyper = dataclasses.asdict(agent.config)
     elif family == "aif":
         spec, arrays = _aif_policy(agent)
         hyper = dataclasses.asdict(agent.config)

@@ -92,7 +92,8 @@ class AgentKind(Protocol):
     # after building each distinct env once, so that no run starts with an agent its env cannot take.
     # Optional flags: ``sb3_callbacks`` (learn takes SB3 callbacks and a logger: agents.sb3) and
     # ``update_scalars`` (learn calls ``callback(agent, stats)`` after each update with its losses, which the
-    # harness writes to TensorBoard as ``losses/<key>``: agents.madrl).
+    # harness writes to TensorBoard as ``losses/<key>``: agents.madrl, agents.rllib); without it, learn calls
+    # ``callback(agent, info)`` after each env step, which an env family's training trace reads (Routing's regret).
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]: ...  # budgets are multiples of it, and why
 

@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "madrl": "agents.madrl:KIND",  # MAPPO, IPPO, federated IPPO, MADDPG on PettingZoo envs; torch; npz + JSON
     "aif": "agents.active_inference:KIND",  # deep active inference (ensemble model, EFE planning); torch; npz + JSON
     "pymdp": "agents.active_inference:PYMDP_KIND",  # discrete active inference with pymdp; JAX ('aif' extra)
+    "rllib": "agents.rllib:KIND",  # RLlib PPO on Ray, single- or multi-agent ('ray' extra); actor as npz + JSON
 }
 
 
@@ -32,7 +33,7 @@ class AgentFamily:
 
     algo: str  #: the name in configs
     kind: str  #: a key of :data:`KINDS`
-    multi_agent: bool = False  #: acts for every agent of a PettingZoo env
+    multi_agent: bool | None = False  #: acts for every agent of a PettingZoo env (None: on either kind of env)
     online: bool = False  #: can learn while it is evaluated (a bandit's online pass)
 
     @property
@@ -71,6 +72,7 @@ AGENTS: dict[str, AgentFamily] = {
     "maddpg": AgentFamily("maddpg", "madrl", multi_agent=True),
     "deep_aif": AgentFamily("deep_aif", "aif"),
     "pymdp_aif": AgentFamily("pymdp_aif", "pymdp"),
+    "rllib_ppo": AgentFamily("rllib_ppo", "rllib", multi_agent=None),
 }
 
 
@@ -86,8 +88,8 @@ def check_algo_for_env(algo: str, env_id: str, where: str = "algo") -> None:
 
     family = agent_family(algo)
     multi_env = is_parallel_env(env_id)
-    if family.multi_agent != multi_env:
+    if family.multi_agent is not None and family.multi_agent != multi_env:
         kind, need = ("multi-agent", "single-agent") if multi_env else ("single-agent", "multi-agent")
-        fits = [a for a, f in AGENTS.items() if f.multi_agent == multi_env]
+        fits = [a for a, f in AGENTS.items() if f.multi_agent in (multi_env, None)]
         raise ValueError(f"{where}: {algo!r} is a {need} algorithm and {env_id} is a {kind} env; expected one of: "
                          f"{', '.join(fits) or '(none registered yet)'}")

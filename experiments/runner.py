@@ -397,8 +397,9 @@ def _train(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, record:
         def learn(target: int) -> None:
             agent.learn(make_env, target, callback=callbacks)
     else:
-        trace = _training_trace(cfg, paths, spec.budget, step)
-        hooks = [h for h in (trace, UpdateScalars(writer) if getattr(kind, "update_scalars", False) else None) if h]
+        per_update = getattr(kind, "update_scalars", False)  # callback(agent, losses); else callback(agent, info)
+        trace = None if per_update else _training_trace(cfg, paths, spec.budget, step)
+        hooks = [h for h in (trace, UpdateScalars(writer) if per_update else None) if h]
 
         def callback(agent_, stats):
             for hook in hooks:
