@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # PyTorch CPU index is the fallback elsewhere. Never a bare `torch`.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test test-aif setup clean
+.PHONY: demo test test-aif test-ray setup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,5 +44,21 @@ $(AIF_STAMP): pyproject.toml
 test-aif: $(AIF_STAMP)
 	JAX_PLATFORMS=cpu $(AIF_VENV)/bin/python -m pytest -q tests/test_pymdp_agent.py $(PYTEST_ARGS)
 
+# RLlib in its own venv: Ray 2.60 pins gymnasium==1.2.2 exactly (about 1.7 GB with torch). Ray binds to
+# 127.0.0.1 in these tests, dashboards and usage reporting off.
+RAY_VENV := .venv-ray
+RAY_STAMP := $(RAY_VENV)/.installed
+
+$(RAY_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(RAY_VENV)
+	$(RAY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RAY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)" || \
+	  $(RAY_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)" --index-url https://download.pytorch.org/whl/cpu
+	$(RAY_VENV)/bin/python -m pip install --quiet -e ".[ray]" "pytest>=8" "hypothesis>=6.90"
+	touch $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	RAY_USAGE_STATS_ENABLED=0 $(RAY_VENV)/bin/python -m pytest -q tests/test_rllib.py $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) $(AIF_VENV) build dist .pytest_cache
+	rm -rf $(VENV) $(AIF_VENV) $(RAY_VENV) build dist .pytest_cache

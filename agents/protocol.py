@@ -94,6 +94,8 @@ class AgentKind(Protocol):
     # ``update_scalars`` (learn calls ``callback(agent, stats)`` after each update with its losses, which the
     # harness writes to TensorBoard as ``losses/<key>``: agents.madrl, agents.rllib); without it, learn calls
     # ``callback(agent, info)`` after each env step, which an env family's training trace reads (Routing's regret).
+    # Optional: ``worker_cpus(settings)``, the CPUs of each Ray worker a run starts besides its own process
+    # (agents.rllib), which a sweep reserves for each trial (experiments.sweep).
 
     def step_unit(self, algo: str, settings: Any) -> tuple[int, str]: ...  # budgets are multiples of it, and why
 

@@ -1,4 +1,4 @@
-"""``python -m experiments train|evaluate|compare|report|run|export CONFIG``: the experiments command line."""
+"""``python -m experiments train|evaluate|compare|report|run|export|sweep CONFIG``: the experiments command line."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ def _add_run_options(p: argparse.ArgumentParser, *, training: bool) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     if training:
         p.add_argument("--resume", action="store_true", help="continue partial runs from their last checkpoint")
+        _add_address(p)
+
+
+def _add_address(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--address", metavar="ADDR",
+                   help="Ray agents and sweeps join this cluster ('auto', or HOST:PORT of a `ray start --head`); "
+                        "default: RAY_ADDRESS, else a Ray of this machine bound to 127.0.0.1")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", dest="seeds", action="append", type=int, metavar="K", help="only this seed")
     p.add_argument("--best", action="store_true",
                    help="only the best learned agent of each experiment (first seed), with a sample decision")
+    p = sub.add_parser("sweep", help="the config's tune search on Ray Tune, each trial a normal run; a summary table")
+    p.add_argument("config", help="experiment YAML with a tune section (agent, space, num_samples, metric)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seed", dest="seeds", action="append", type=int, metavar="K", help="only this seed")
+    p.add_argument("--resume", action="store_true", help="continue partial trials from their last checkpoint")
+    p.add_argument("--force", action="store_true", help="redo finished trials")
+    p.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    _add_address(p)
     return parser
 
 
@@ -173,8 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     from .runner import RunError
 
     started = time.perf_counter()
+    if getattr(args, "address", None):
+        import os
+
+        os.environ["RAY_ADDRESS"] = args.address  # read by agents.rllib.cluster.init_ray
     try:
-        if args.command in ("train", "evaluate", "run"):
+        if args.command == "sweep":
+            from .sweep import run_sweep
+
+            cfg = load_config(args.config, args.overrides)
+            unknown = sorted(set(args.seeds or []) - set(cfg.seeds))
+            if unknown:
+                raise ConfigError(f"--seed {unknown[0]}: not a seed of the config ({cfg.seeds})")
+            run_sweep(cfg, seeds=args.seeds, resume=args.resume, force=args.force, progress=not args.quiet)
+            report = None
+        elif args.command in ("train", "evaluate", "run"):
             report = _run(args)
         elif args.command == "export":
             _export(args)

@@ -23,8 +23,8 @@ from typing import Any, Union
 
 import yaml
 
-__all__ = ["ConfigError", "EnvConfig", "EvalConfig", "AgentConfig", "ExperimentConfig", "load_config",
-           "parse_config", "apply_overrides", "to_dict", "dump_yaml"]
+__all__ = ["ConfigError", "EnvConfig", "EvalConfig", "AgentConfig", "TuneConfig", "ExperimentConfig", "load_config",
+           "parse_config", "apply_overrides", "to_dict", "dump_yaml", "set_setting", "space_values"]
 
 
 class ConfigError(ValueError):
@@ -117,6 +117,30 @@ class AgentConfig:
 
 
 @dataclass
+class TuneConfig:
+    """A hyper-parameter search of one agent (``python -m experiments sweep``): each trial, one value of every
+    ``space`` key on each seed, is a normal run of the agent ``<agent>@<key>=<value>,...``."""
+
+    agent: str = ""
+    """The agent (a name of ``agents``) whose settings are searched; "" for the config's only agent."""
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Setting (dotted for nested ones: ``env_kwargs.cost_weight``) -> ``{grid: [values]}`` (every value),
+    ``{choice: [values]}``, ``{uniform: [low, high]}``, ``{loguniform: [low, high]}`` or
+    ``{randint: [low, high]}`` (inclusive; a random draw per sample)."""
+    num_samples: int = 1
+    """Random draws of the non-grid keys per point of the grid (the grid is crossed with the draws)."""
+    search_seed: int = 0
+    """Seed of the random draws: the same config searches the same points."""
+    metric: str = "mean_return"
+    """What ranks the trials: mean_return (higher is better) or cost_per_request (lower is better), the mean
+    over the final evaluation's episodes, then over seeds."""
+    max_concurrent: int = 0
+    """Trials at once (0: as many as the Ray cluster's CPUs allow)."""
+    cpus_per_trial: float = 1.0
+    """CPUs Ray reserves for each trial's own process (an RLlib agent's env runners get theirs besides)."""
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: env, seeds, baselines and learned agents."""
 
@@ -138,6 +162,8 @@ class ExperimentConfig:
     """Evaluation settings."""
     runs_dir: str = "runs"
     """Root folder of all runs (relative to the working directory unless absolute)."""
+    tune: TuneConfig | None = None
+    """The hyper-parameter search of ``python -m experiments sweep`` (null: none); ``run`` ignores it."""
 
     def agent_env_kwargs(self, agent: str | None) -> dict[str, Any]:
         """Env kwargs of ``agent`` (None: the baselines' env)."""
@@ -171,6 +197,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as err:
                 errors.append(err)
+        if len(errors) == 1 and dataclasses.is_dataclass(next(a for a in args if a is not type(None))):
+            raise errors[0]  # an optional section: its own error names the bad key inside it
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -397,6 +425,8 @@ def parse_config(raw: dict, source: str = "config", *, check_envs: bool = True) 
         _check_algo_for_env(body, cfg.env.id, f"agents.{name}.algo")
     cfg.agents = {name: _build_agent(body, f"agents.{name}") for name, body in merged.items()}
     _check_experiment(cfg)
+    if cfg.tune is not None:
+        _check_tune(cfg, merged)
     if check_envs:
         _check_envs(cfg)
     return cfg
@@ -493,6 +523,81 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
 
     if not callable(import_object(ev.function, "evaluation.function")):
         raise ConfigError(f"evaluation.function: {ev.function!r} is not a function")
+
+
+_SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+
+
+def set_setting(body: dict, key: str, value: Any) -> dict:
+    """A copy of the agent mapping ``body`` with the (dotted) setting ``key`` set to ``value``."""
+    out = copy.deepcopy(body)
+    *parents, last = key.split(".")
+    node = out
+    for part in parents:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a mapping")
+        node = child
+    node[last] = value
+    return out
+
+
+def space_values(spec: Any, where: str) -> tuple[str, list]:
+    """(kind, its list) of one ``tune.space`` entry, checked; the values a config check tries."""
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in _SPACE_KINDS:
+        raise ConfigError(f"{where}: expected one of {{grid: [..]}}, {{choice: [..]}}, {{uniform: [low, high]}}, "
+                          f"{{loguniform: [low, high]}}, {{randint: [low, high]}}, got {spec!r}")
+    ((kind, values),) = spec.items()
+    where = f"{where}.{kind}"
+    if not isinstance(values, list) or not values:
+        raise ConfigError(f"{where}: expected a non-empty list, got {values!r}")
+    if kind in ("grid", "choice"):
+        if len({repr(v) for v in values}) != len(values):
+            raise ConfigError(f"{where}: expected distinct values, got {values!r}")
+        return kind, values
+    number = int if kind == "randint" else float
+    bounds = [_coerce(v, number, f"{where}[{i}]") for i, v in enumerate(values)]
+    if len(bounds) != 2 or not bounds[0] < bounds[1] or (kind == "loguniform" and bounds[0] <= 0):
+        low = "0 < low < high" if kind == "loguniform" else "low < high"
+        raise ConfigError(f"{where}: expected [low, high] with {low}, got {values!r}")
+    return kind, bounds
+
+
+def _check_tune(cfg: ExperimentConfig, merged: dict) -> None:
+    """The search names one of the config's agents and every value it can try is a valid setting of it."""
+    tune = cfg.tune
+    names = list(merged)
+    if tune.agent == "":
+        if len(names) != 1:
+            raise ConfigError(f"tune.agent: expected the name of the agent to search (one of: {', '.join(names)})"
+                              if names else "tune.agent: the config has no learned agent to search")
+        tune.agent = names[0]
+    if tune.agent not in merged:
+        raise ConfigError(f"tune.agent: expected one of: {', '.join(names) or '(no agents)'}, got {tune.agent!r}")
+    if not tune.space:
+        raise ConfigError("tune.space: expected at least one setting (e.g. {learning_rate: {loguniform: "
+                          "[1.0e-4, 1.0e-3]}})")
+    checks = (("num_samples", tune.num_samples >= 1, "an integer >= 1"),
+              ("search_seed", tune.search_seed >= 0, "an integer >= 0"),
+              ("metric", tune.metric in ("mean_return", "cost_per_request"), "'mean_return' or 'cost_per_request'"),
+              ("max_concurrent", tune.max_concurrent >= 0, "an integer >= 0 (0: as the CPUs allow)"),
+              ("cpus_per_trial", tune.cpus_per_trial > 0, "a number > 0"))
+    for key, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"tune.{key}: expected {expected}, got {getattr(tune, key)!r}")
+    body = merged[tune.agent]
+    for key, spec in tune.space.items():
+        where = f"tune.space.{key}"
+        if key in ("algo", "budget") or key.split(".")[0] in ("algo", "sweep"):
+            raise ConfigError(f"{where}: {key} is not searched (a trial trains the agent's algo to its budget)")
+        _, values = space_values(spec, where)
+        for value in values:
+            try:
+                _build_agent(set_setting(body, key, value), f"agents.{tune.agent}")
+            except ConfigError as err:
+                raise ConfigError(f"{where}: {value!r} is not a valid {key} ({err})") from None
 
 
 #: Envs (id and kwargs) already built once in this process: their action and observation spaces.

@@ -24,14 +24,20 @@ def import_object(path: str, where: str = "") -> Any:
         raise ConfigError(f"{where or path}: cannot import {path!r}: {err}") from None
 
 
-def env_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
-    """A zero-argument factory of ``gymnasium.make(env_id, **kwargs)``, or of the PettingZoo ParallelEnv
-    registered as ``env_id`` (``offload_env.make_parallel``)."""
+def _import_namespace(env_id: str) -> None:
+    """Import the module before '/' of a Gymnasium id (it registers its envs), if there is one."""
     if "/" in env_id:
         try:
             importlib.import_module(env_id.split("/")[0])
         except ImportError:
             pass
+
+
+def env_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """A zero-argument factory of ``gymnasium.make(env_id, **kwargs)``, or of the PettingZoo ParallelEnv
+    registered as ``env_id`` (``offload_env.make_parallel``); it also works in another process (a Ray worker),
+    where the env's module may not be imported yet."""
+    _import_namespace(env_id)
     kwargs = dict(kwargs)
     from offload_env import is_parallel_env, make_parallel
 
@@ -42,6 +48,7 @@ def env_factory(env_id: str, kwargs: dict[str, Any]) -> Callable[[], Any]:
         return make_parallel_env
 
     def make() -> gym.Env:
+        _import_namespace(env_id)
         return gym.make(env_id, **kwargs)
 
     return make

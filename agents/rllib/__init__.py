@@ -65,6 +65,15 @@ class RLlibKind:
         unit = settings.hyperparams.get("train_batch_size", RLlibPPOConfig.train_batch_size)
         return unit, f"train_batch_size = {unit} (env steps per RLlib training iteration)"
 
+    def worker_cpus(self, settings: Any) -> list[float]:
+        """CPUs of each Ray worker a run starts besides its own process (env runners, then learners)."""
+        from .agent import RLlibPPOConfig
+
+        hyper = settings.hyperparams
+        runners = hyper.get("num_env_runners", RLlibPPOConfig.num_env_runners)
+        per_runner = hyper.get("cpus_per_env_runner", RLlibPPOConfig.cpus_per_env_runner)
+        return [per_runner] * runners + [1.0] * hyper.get("num_learners", RLlibPPOConfig.num_learners)
+
     def build(self, algo: str, make_env: Callable[[], Any], *, seed: int, name: str, settings: Any):
         from .agent import RLlibAgent
 
