@@ -1,4 +1,5 @@
-"""RLlib PPO (agents.rllib) in the harness: each env family, masks, resume, export, settings, a 2-node cluster.
+"""RLlib PPO (agents.rllib) in the harness: each env family, masks, resume, export, settings, loopback-only sockets,
+a 2-node cluster, a Tune sweep.
 
 Runs in the 'ray' venv (``make test-ray``); skipped where Ray is not installed. Ray binds to 127.0.0.1 only.
 """
