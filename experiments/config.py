@@ -531,17 +531,21 @@ _SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 def set_setting(body: dict, key: str, value: Any) -> dict:
     """A copy of the agent mapping ``body`` with the (dotted) setting ``key`` set to ``value``."""
     out = copy.deepcopy(body)
-    *parents, last = key.split(".")
-    node = out
-    for part in parents:
+    _set_path(out, key.split("."), value, key)
+    return out
+
+
+def _set_path(root: dict, path: list[str], value: Any, where: str) -> None:
+    """Set ``root[path[0]]...[path[-1]] = value``, making missing mappings on the way."""
+    node = root
+    for part in path[:-1]:
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part} is not a mapping")
+            raise ConfigError(f"{where}: {'.'.join(path[:-1])} is not a mapping")
         node = child
-    node[last] = value
-    return out
+    node[path[-1]] = value
 
 
 def space_values(spec: Any, where: str) -> tuple[str, list]:
@@ -725,15 +729,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         else:
             targets = [parts]
         for path in targets:
-            node = raw
-            for p in path[:-1]:
-                child = node.get(p)
-                if child is None:
-                    child = node[p] = {}
-                if not isinstance(child, dict):
-                    raise ConfigError(f"--set {item}: {'.'.join(path[:-1])} is not a mapping")
-                node = child
-            node[path[-1]] = value
+            _set_path(raw, path, value, f"--set {item}")
     return raw
 
 

@@ -236,13 +236,15 @@ def test_a_two_node_loopback_cluster_runs_one_env_runner_on_each_node():
     port = _free_port()
     env = {**os.environ, **LOOPBACK_ONLY, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    common = ["--num-cpus=1", "--disable-usage-stats"]
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     saved = {k: os.environ.get(k) for k in env if os.environ.get(k) != env[k]}
     try:
         subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                        f"--temp-dir={temp}", *common], check=True, env=env, capture_output=True, timeout=120)
-        subprocess.run([sys.executable, "-c", WORKER_NODE, "start", f"--address=127.0.0.1:{port}", *common],
+                        f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", *common], check=True, env=env,
+                       capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-c", WORKER_NODE, "start", f"--address=127.0.0.1:{port}",
+                        "--node-ip-address=127.0.0.1", *common],
                        check=True, env=env, capture_output=True, timeout=120)
         os.environ.update({k: env[k] for k in saved})
         init_ray(address=f"127.0.0.1:{port}")

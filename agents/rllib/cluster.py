@@ -45,7 +45,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         if "RAY_AUTH_MODE" not in os.environ and _token_on_this_machine():
             os.environ["RAY_AUTH_MODE"] = "token"
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        host = address.rsplit(":", 1)[0]
+        loopback = {"_node_ip_address": "127.0.0.1"} if host in ("127.0.0.1", "localhost") else {}
+        ray.init(address=address, log_to_driver=False, configure_logging=False, **loopback)
     else:
         ray_constants.ENABLE_RAY_CLUSTER = False  # the same switch, where Ray was imported before it was set
         ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=num_cpus, log_to_driver=False,
