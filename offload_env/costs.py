@@ -716,16 +716,24 @@ def queue_waits(split, num_layers: int, edge_backlog_s, server_backlog_s):
     return edge_wait, server_wait
 
 
-def with_queues(sc: SplitCosts, edge: DeviceProfile, edge_backlog_s, server_backlog_s) -> QueuedCosts:
+def with_queues(sc: SplitCosts, edge: DeviceProfile, edge_backlog_s, server_backlog_s, *, split=None,
+                num_layers: int | None = None) -> QueuedCosts:
     """Add queueing (:func:`queue_waits`) to every split of ``sc``.
 
     Each side is then busy for its own compute time; the other side is free
-    to serve other requests meanwhile (a pipeline).
+    to serve other requests meanwhile (a pipeline). With ``split`` (integer
+    array broadcastable to ``sc``'s shape) and ``num_layers``, the last axis of
+    ``sc`` holds those splits' costs (e.g. one chosen split) instead of 0..L.
     """
     eb = _as_positive(edge_backlog_s, "edge_backlog_s", allow_zero=True)[..., None]
     sb = _as_positive(server_backlog_s, "server_backlog_s", allow_zero=True)[..., None]
-    L = sc.num_splits - 1
-    k = np.arange(L + 1)
+    if split is None:
+        L = sc.num_splits - 1
+        k = np.arange(L + 1)
+    elif num_layers is None:
+        raise ValueError("with_queues: num_layers is required with split")
+    else:
+        L, k = num_layers, np.asarray(split)
     edge_wait, server_wait = queue_waits(k, L, eb, sb)
     edge_wait = np.broadcast_to(edge_wait, sc.total_s.shape)
     server_wait = np.broadcast_to(server_wait, sc.total_s.shape)

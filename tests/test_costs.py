@@ -239,6 +239,26 @@ def test_queues_wait_for_each_side_as_a_pipeline():
     np.testing.assert_array_equal(idle.latency_s, sc.total_s)
 
 
+
+def test_queues_at_chosen_splits_equal_the_full_table():
+    """``with_queues(split=...)`` on costs at chosen splits gives those columns of the full table, exactly."""
+    P = np.array([[50.0], [400.0], [900.0]])
+    sc = split_costs(SLM, EDGE, SERVER, **LINK, prompt_tokens=P, output_tokens=20)
+    eb, sb = np.array([[0.0], [1.5], [4.0]]), np.array([[2.0], [0.5], [0.0]])
+    full = costs.with_queues(sc, EDGE, eb, sb)
+    L = SLM.num_layers
+    split = np.array([[0, 7, L], [L, 1, 3], [12, 0, L - 1]])  # three candidate splits per request
+    rows = np.arange(3)[:, None]
+    parts = costs.request_parts(SLM, EDGE, SERVER, P, 20)
+    chosen = costs.RequestParts(**{k: v[:, 0][rows, split][..., None] for k, v in vars(parts).items()})
+    sc_chosen = costs.link_costs(chosen, EDGE, LINK["uplink_bps"], LINK["downlink_bps"], LINK["rtt_s"])
+    qc = costs.with_queues(sc_chosen, EDGE, eb, sb, split=split[..., None], num_layers=L)
+    for field in ("latency_s", "edge_wait_s", "server_wait_s", "edge_energy_j", "edge_backlog_s", "server_backlog_s"):
+        np.testing.assert_array_equal(np.broadcast_to(getattr(qc, field), split[..., None].shape)[..., 0],
+                                      getattr(full, field)[:, 0][rows, split], err_msg=field)
+    with pytest.raises(ValueError, match="num_layers"):
+        costs.with_queues(sc_chosen, EDGE, eb, sb, split=split[..., None])
+
 def test_accuracy_penalty_shape():
     L = 32
     k = np.arange(L + 1)

@@ -30,6 +30,7 @@ INFO_KEYS = ("latency_s", "edge_wait_s", "server_wait_s", "edge_compute_s", "upl
 _ROADS = ("highway", "grid", "trace")
 _SPEED_SCALE_MPS = observations.SPEED_SCALE_MPS
 _BLOCK_STEPS = 32  # task blocks drawn and costed ahead (tasks do not depend on actions)
+_PART_NAMES = tuple(f.name for f in dataclasses.fields(costs.RequestParts))
 #: Upper bounds of the size fields (the env allocates arrays of these sizes).
 MAX_VEHICLES, MAX_RSUS, MAX_LANES, MAX_GRID_BLOCKS = 10_000, 1_000, 64, 1_000
 
@@ -475,6 +476,10 @@ class VehicularParallelEnv(ParallelEnv):
         self._cloud_parts_block = costs.request_parts(self.model, self.vehicle, self.cloud_device,
                                                       self._prompt_block, self._output_block,
                                                       **self._split_runs("cloud"))
+        # every part of both servers in one array (steps, server: 0 RSU / 1 cloud, part, N, L+1), so that a
+        # step picks each vehicle's chosen (server, split) column with one index
+        self._parts_block = np.stack([np.stack([getattr(p, k) for k in _PART_NAMES], axis=1)
+                                      for p in (self._rsu_parts_block, self._cloud_parts_block)], axis=1)
         self._block_ptr = 0
 
     def _split_runs(self, server: str) -> dict:
@@ -494,6 +499,7 @@ class VehicularParallelEnv(ParallelEnv):
         self.deadline = self._deadline_block[k]
         self.rsu_parts = self._rsu_parts_block[k]
         self.cloud_parts = self._cloud_parts_block[k]
+        self._parts_now = self._parts_block[k]
         self._block_ptr += 1
 
     def _update_geometry(self) -> None:
@@ -575,18 +581,17 @@ class VehicularParallelEnv(ParallelEnv):
         share = np.where(is_rsu, np.minimum(1.0, s.rsu_capacity_tasks / gpu_sharers),
                          np.where(is_cloud, np.minimum(1.0, s.cloud_capacity_tasks / cloud_sharers), 1.0))
         rtt = self.link_profile.base_rtt_s + np.where(is_cloud, self.backhaul_profile.base_rtt_s, 0.0)
-        cloud3 = is_cloud[..., None]
-        parts = costs.RequestParts(**{k: np.where(cloud3, getattr(self.cloud_parts, k)[:, None, :],
-                                                  getattr(self.rsu_parts, k)[:, None, :])
-                                      for k in vars(self.rsu_parts)})
+        # the parts of each candidate's own (server, split) only: a last axis of one split, not all L+1
+        chosen = self._parts_now[is_cloud.astype(np.intp), :, rows, split]  # (N, M, part)
+        parts = costs.RequestParts(**{k: chosen[..., i:i + 1] for i, k in enumerate(_PART_NAMES)})
         sc = costs.link_costs(parts, self.vehicle, up, down, rtt, server_share=share, radio_power_scale=power,
                               check=False)
         server_backlog = np.where(is_rsu, self.rsu_backlog[np.clip(target - 1, 0, R - 1)], 0.0)
-        qc = costs.with_queues(sc, self.vehicle, self.edge_backlog[:, None], server_backlog)
-        col = split[..., None]
+        qc = costs.with_queues(sc, self.vehicle, self.edge_backlog[:, None], server_backlog, split=split[..., None],
+                               num_layers=self.L)
 
         def at(a):
-            return np.take_along_axis(np.broadcast_to(a, qc.latency_s.shape), col, axis=-1)[..., 0]
+            return np.broadcast_to(a, qc.latency_s.shape)[..., 0]
 
         out = {"latency_s": at(qc.latency_s), "edge_wait_s": at(qc.edge_wait_s), "server_wait_s": at(qc.server_wait_s),
                "edge_compute_s": at(sc.edge_compute_s), "uplink_s": at(sc.uplink_s),
