@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from agents.madrl import MAPPOAgent  # noqa: E402
-from agents.madrl.common import EnvCopies, gae  # noqa: E402
+from agents.madrl.common import EnvCopies, gae, mlp, shared_input_mlp  # noqa: E402
 from agents.vehicular_baselines import VehicularGreedy, evaluate_vehicular  # noqa: E402
 from experiments.config import ConfigError, parse_config  # noqa: E402
 from experiments.evaluation import episode_seed_base  # noqa: E402
@@ -43,6 +43,29 @@ def test_gae_bootstraps_truncated_episodes_and_stops_at_their_end():
     adv, ret = gae(rewards, values, next_values, done, gamma=0.5, lam=1.0)
     assert adv[:, 0, 0].tolist() == pytest.approx([1 + 0.5 * (1 + 0.5 * 10), 1 + 0.5 * 10, 1.0])
     np.testing.assert_allclose(ret, adv + values)
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_shared_input_mlp_equals_the_mlp_on_the_concatenated_input(layer_norm):
+    """The centralised critic's factored first layer (state once per row) is the plain MLP on [state, own]."""
+    torch.manual_seed(0)
+    net = mlp(30 + 7, (16, 16), 1, 1.0, layer_norm)
+    if layer_norm:  # trained-looking norm parameters, not the identity they start as
+        with torch.no_grad():
+            net[0].weight.uniform_(0.5, 2.0)
+            net[0].bias.uniform_(-0.5, 0.5)
+    state = torch.rand(5, 3, 30) * 4 - 1  # (rows..., S)
+    own = torch.randn(5, 3, 6, 7) * 2 + 1  # (rows..., N agents, K)
+    plain = net(torch.cat([state[..., None, :].expand(5, 3, 6, 30), own], dim=-1))
+    factored = shared_input_mlp(net, state, own)
+    assert factored.shape == plain.shape == (5, 3, 6, 1)
+    torch.testing.assert_close(factored, plain, rtol=1e-5, atol=1e-5)
+    plain.sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    factored.sum().backward()  # the same gradients reach every parameter
+    for g, p in zip(grads, net.parameters()):
+        torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-4)
 
 
 def test_save_load_round_trip_gives_identical_actions(tmp_path):

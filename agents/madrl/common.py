@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 
-__all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "GroupedMLP"]
+__all__ = ["EnvCopies", "live_rows", "ValueNorm", "gae", "masked_logits", "mlp", "shared_input_mlp", "GroupedMLP"]
 
 
 class EnvCopies:
@@ -158,6 +158,36 @@ def mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_gain: float, layer_n
             nn.init.orthogonal_(layer.weight, gain=out_gain if layer is layers[-1] else np.sqrt(2))
             nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
+
+
+def shared_input_mlp(net: nn.Sequential, shared: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """``net(cat([shared expanded over the agents, own], -1))`` of an :func:`mlp`, with the shared part's
+    share of the first layer computed once per row instead of once per agent.
+
+    ``shared`` (..., S), e.g. the global state; ``own`` (..., N, K), each agent's
+    own input. The input LayerNorm, if any, is folded in: its mean and variance
+    over the whole concatenated input are sums of the parts' sums. Equal to the
+    plain call up to float rounding; a centralised critic's first layer reads
+    the state N times less often.
+    """
+    layers = list(net)
+    norm = layers.pop(0) if isinstance(layers[0], nn.LayerNorm) else None
+    first = layers.pop(0)
+    S = shared.shape[-1]
+    w_shared, w_own = first.weight[:, :S], first.weight[:, S:]
+    if norm is None:
+        h = (shared @ w_shared.T)[..., None, :] + own @ w_own.T + first.bias
+    else:
+        n = S + own.shape[-1]
+        mean = (shared.sum(-1)[..., None] + own.sum(-1)) / n  # (..., N)
+        var = (shared.pow(2).sum(-1)[..., None] + own.pow(2).sum(-1)) / n - mean * mean
+        g_shared, g_own = norm.weight[:S], norm.weight[S:]
+        projected = (shared * g_shared) @ w_shared.T  # (..., H): once per row
+        h = (projected[..., None, :] + (own * g_own) @ w_own.T - mean[..., None] * (first.weight @ norm.weight))
+        h = h * torch.rsqrt(var.clamp_min(0.0) + norm.eps)[..., None] + (first.weight @ norm.bias + first.bias)
+    for layer in layers:
+        h = layer(h)
+    return h
 
 
 class GroupedMLP(nn.Module):

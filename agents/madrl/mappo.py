@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
-from .common import EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, masked_logits, mlp
+from .common import EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, masked_logits, mlp, shared_input_mlp
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
 
@@ -156,10 +156,18 @@ class MAPPOAgent:
         parts += [obs] + ([self._ids(obs)] if self.config.agent_id else [])
         return torch.cat(parts, dim=-1)
 
+    def _critic(self, obs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """(..., N) critic outputs (normalised values) of (..., N, D) observations with their (..., S) states;
+        the centralised critic reads each row's state once, not once per agent."""
+        if not (self.centralised and isinstance(self.critic, nn.Sequential)):
+            return self.critic(self._critic_input(obs, states))[..., 0]
+        own = torch.cat([obs, self._ids(obs)], dim=-1) if self.config.agent_id else obs
+        return shared_input_mlp(self.critic, states, own)[..., 0]
+
     def _values(self, obs: np.ndarray, states: np.ndarray) -> np.ndarray:
         """Denormalised values of (..., N, D) observations with their (..., S) states."""
         with torch.no_grad():
-            v = self.critic(self._critic_input(torch.as_tensor(obs), torch.as_tensor(states)))[..., 0]
+            v = self._critic(torch.as_tensor(obs), torch.as_tensor(states))
             if self.value_norm is not None:
                 v = self.value_norm.denormalize(v)
         return v.numpy().astype(np.float32)
@@ -270,7 +278,7 @@ class MAPPOAgent:
             o = torch.as_tensor(obs)
             with torch.no_grad():
                 logits = masked_logits(self.actor(self._actor_input(o)), torch.as_tensor(masks))
-                dist = torch.distributions.Categorical(logits=logits)
+                dist = torch.distributions.Categorical(logits=logits, validate_args=False)
                 action = torch.multinomial(dist.probs.reshape(E * N, -1), 1, generator=self._generator).reshape(E, N)
                 logp = dist.log_prob(action)
             buf["obs"][t], buf["masks"][t], buf["states"][t] = obs, masks, states
@@ -305,7 +313,7 @@ class MAPPOAgent:
             targets, old_v = returns_t, old_values
         adv_t = flat(adv)
         adv_t = (adv_t - adv_t.mean()) / (adv_t.std() + 1e-8)
-        actor_in, critic_in = self._actor_input(obs), self._critic_input(obs, states)
+        actor_in = self._actor_input(obs)
         size = max(rows // c.n_minibatches, 1)
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0}
         steps = 0
@@ -315,12 +323,13 @@ class MAPPOAgent:
             order = torch.randperm(rows, generator=self._generator)
             for start in range(0, rows - size + 1, size):
                 mb = order[start:start + size]
-                dist = torch.distributions.Categorical(logits=masked_logits(self.actor(actor_in[mb]), masks[mb]))
+                dist = torch.distributions.Categorical(logits=masked_logits(self.actor(actor_in[mb]), masks[mb]),
+                                                       validate_args=False)
                 logp = dist.log_prob(actions[mb])
                 ratio = torch.exp(logp - old_logp[mb])
                 policy_loss = -torch.min(ratio * adv_t[mb],
                                          ratio.clamp(1 - c.clip_range, 1 + c.clip_range) * adv_t[mb]).mean()
-                v = self.critic(critic_in[mb])[..., 0]
+                v = self._critic(obs[mb], states[mb])
                 v_clipped = old_v[mb] + (v - old_v[mb]).clamp(-c.clip_range, c.clip_range)
                 value_loss = torch.max(huber(v, targets[mb], delta=c.huber_delta, reduction="none"),
                                        huber(v_clipped, targets[mb], delta=c.huber_delta, reduction="none")).mean()

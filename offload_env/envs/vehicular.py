@@ -325,6 +325,9 @@ class VehicularParallelEnv(ParallelEnv):
             raise ValueError(f"Vehicular scenario field 'link': expected a wireless link profile, got {s.link!r}")
         self.link = LinkModel.from_profile(self.link_profile)
         self.backhaul_bps = float(LinkModel.from_profile(self.backhaul_profile).uplink_rate_bps(0.0))
+        #: the vehicle with each server, in split form (what ``costs.request_parts`` builds per call)
+        self._split_models = {side: costs.SplitModel(self.model, self.vehicle, device, **self._split_runs(side))
+                              for side, device in (("rsu", self.rsu_device), ("cloud", self.cloud_device))}
         self.L = self.model.num_layers
         self.N, self.R = int(s.num_vehicles), int(s.num_rsus)
         self.splits = np.array(sorted({int(round(f * self.L)) for f in s.split_fractions}))
@@ -364,6 +367,7 @@ class VehicularParallelEnv(ParallelEnv):
         self.state_space = spaces.Box(np.append(np.tile(low, self.N), 0.0).astype(np.float32),
                                       np.append(np.tile(high, self.N), 1.0).astype(np.float32), dtype=np.float32)
         self._rng: np.random.Generator | None = None
+        self._obs_now: np.ndarray | None = None
         self._last_target = np.zeros(self.N, dtype=np.int64)
         self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         self._reset_state()
@@ -471,11 +475,8 @@ class VehicularParallelEnv(ParallelEnv):
         self._prompt_block = lognormal_tokens(s.prompt_tokens, rng.standard_normal(shape))
         self._output_block = lognormal_tokens(s.output_tokens, rng.standard_normal(shape))
         self._deadline_block = rng.uniform(s.deadline_s[0], s.deadline_s[1], shape)
-        self._rsu_parts_block = costs.request_parts(self.model, self.vehicle, self.rsu_device, self._prompt_block,
-                                                    self._output_block, **self._split_runs("rsu"))
-        self._cloud_parts_block = costs.request_parts(self.model, self.vehicle, self.cloud_device,
-                                                      self._prompt_block, self._output_block,
-                                                      **self._split_runs("cloud"))
+        self._rsu_parts_block = self._split_models["rsu"].parts(self._prompt_block, self._output_block)
+        self._cloud_parts_block = self._split_models["cloud"].parts(self._prompt_block, self._output_block)
         # every part of both servers in one array (steps, server: 0 RSU / 1 cloud, part, N, L+1), so that a
         # step picks each vehicle's chosen (server, split) column with one index
         self._parts_block = np.stack([np.stack([getattr(p, k) for k in _PART_NAMES], axis=1)
@@ -483,7 +484,7 @@ class VehicularParallelEnv(ParallelEnv):
         self._block_ptr = 0
 
     def _split_runs(self, server: str) -> dict:
-        """``costs.request_parts`` keywords of the vehicle with ``server`` (rsu or cloud)."""
+        """``costs.SplitModel`` keywords of the vehicle with ``server`` (rsu or cloud)."""
         s = self.scenario
         if s.dtype is not None:
             return {"dtype": s.dtype}
@@ -503,6 +504,7 @@ class VehicularParallelEnv(ParallelEnv):
         self._block_ptr += 1
 
     def _update_geometry(self) -> None:
+        self._obs_now = None  # the state moved: observations are computed anew
         diff = self.mobility.positions[:, None, :] - self.rsu_pos[None, :, :]
         self.distance = np.sqrt(np.sum(diff * diff, axis=-1))  # (N, R)
         self.in_range = self.distance <= self.scenario.rsu_range_m
@@ -537,15 +539,18 @@ class VehicularParallelEnv(ParallelEnv):
         return [{"target_mask": t, "split_mask": sm} for t, sm in zip(self.target_masks().astype(np.int8), splits)]
 
     def _observations(self) -> dict[str, np.ndarray]:
-        return {a: row for a, row in zip(self.agents, self._observation_array())}
+        return {a: row for a, row in zip(self.agents, self._observation_array().copy())}
 
     def _observation_array(self) -> np.ndarray:
-        space = self.observation_spaces[self.possible_agents[0]]
-        obs = np.empty((self.N, self.obs_dim), dtype=np.float32)
-        return observations.vehicular_observation(
-            obs, space.low, space.high, self._obs_scales, self.mobility.positions, self.mobility.velocities,
-            self.distance, self.mean_snr_db, self.rsu_tasks, self.rsu_backlog, self.prompt, self.output,
-            self.deadline, self.edge_backlog, self.cloud_tasks)
+        """(N, D) observations of the current state, computed once per reset or step (``state`` reuses them)."""
+        if self._obs_now is None:
+            space = self.observation_spaces[self.possible_agents[0]]
+            obs = np.empty((self.N, self.obs_dim), dtype=np.float32)
+            self._obs_now = observations.vehicular_observation(
+                obs, space.low, space.high, self._obs_scales, self.mobility.positions, self.mobility.velocities,
+                self.distance, self.mean_snr_db, self.rsu_tasks, self.rsu_backlog, self.prompt, self.output,
+                self.deadline, self.edge_backlog, self.cloud_tasks)
+        return self._obs_now
 
     def state(self) -> np.ndarray:
         """Global state for centralised critics: all observations, then the elapsed fraction."""
@@ -590,8 +595,11 @@ class VehicularParallelEnv(ParallelEnv):
         qc = costs.with_queues(sc, self.vehicle, self.edge_backlog[:, None], server_backlog, split=split[..., None],
                                num_layers=self.L)
 
-        def at(a):
-            return np.broadcast_to(a, qc.latency_s.shape)[..., 0]
+        shape = target.shape
+
+        def at(a):  # (N, M, 1) or a broadcastable view -> (N, M)
+            a = a[..., 0]
+            return a if a.shape == shape else np.broadcast_to(a, shape)
 
         out = {"latency_s": at(qc.latency_s), "edge_wait_s": at(qc.edge_wait_s), "server_wait_s": at(qc.server_wait_s),
                "edge_compute_s": at(sc.edge_compute_s), "uplink_s": at(sc.uplink_s),
