@@ -94,6 +94,8 @@ class AgentKind(Protocol):
     # ``update_scalars`` (learn calls ``callback(agent, stats)`` after each update with its losses, which the
     # harness writes to TensorBoard as ``losses/<key>``: agents.madrl, agents.rllib); without it, learn calls
     # ``callback(agent, info)`` after each env step, which an env family's training trace reads (Routing's regret).
+    # Optional flag ``uses_device``: build takes the config's ``device`` (cpu / auto / cuda[:N]) and ``load`` a
+    # ``device=`` keyword (agents.madrl); the harness refuses any device but the CPU for the other kinds.
     # Optional: ``worker_cpus(settings)``, the CPUs of each Ray worker a run starts besides its own process
     # (agents.rllib), which a sweep reserves for each trial (experiments.sweep).
 

@@ -51,8 +51,9 @@ class AgentFamily:
         """A fresh agent for ``settings`` (an ``experiments.config.AgentConfig``)."""
         return self.impl.build(self.algo, make_env, seed=seed, name=name, settings=settings)
 
-    def load(self, path, make_env: Callable[[], Any] | None = None, seed: int | None = None):
-        return self.impl.load(self.algo, path, make_env, seed=seed)
+    def load(self, path, make_env: Callable[[], Any] | None = None, seed: int | None = None, **options: Any):
+        """A saved agent; ``options`` go to kinds that take them (``device`` for the MADRL learners)."""
+        return self.impl.load(self.algo, path, make_env, seed=seed, **options)
 
 
 AGENTS: dict[str, AgentFamily] = {

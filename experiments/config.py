@@ -109,6 +109,9 @@ class AgentConfig:
     """DDPG/TD3 exploration noise; null for none."""
     torch_threads: int = 1
     """Torch intra-op threads per run (small networks run fastest on one)."""
+    device: str = "cpu"
+    """Torch device that trains the agent (MADRL learners): cpu, auto (CUDA when present, else the CPU), cuda or
+    cuda:N (refused where torch sees no such device). Evaluation and export read the weights on the CPU."""
     eval_mode: str = ""
     """Final evaluation: "frozen" (act only) or "online" (bandits: keep learning through the evaluation
     episodes, judged by cumulative reward and regret); "" picks online for bandits, frozen otherwise."""
@@ -365,6 +368,15 @@ def _check_agent(a: AgentConfig, where: str) -> None:
             if not ok:
                 raise ConfigError(f"{where}.action_noise.{key}: expected {expected}, got {getattr(noise, key)!r}")
     family = AGENTS[a.algo]
+    if a.device != "cpu":
+        if not getattr(family.impl, "uses_device", False):
+            raise ConfigError(f"{where}.device: expected 'cpu' ({a.algo} trains on the CPU), got {a.device!r}")
+        from agents.devices import torch_device
+
+        try:
+            torch_device(a.device)
+        except ValueError as err:
+            raise ConfigError(f"{where}.{err}") from None
     if a.eval_mode == "":
         a.eval_mode = "online" if family.online else "frozen"
     need(a.eval_mode in (("frozen", "online") if family.online else ("frozen",)), "eval_mode",

@@ -124,8 +124,10 @@ def agent_file(algo: str) -> str:
     return agent_kind(algo).saved_as
 
 
-def load_agent(algo: str, path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None):
-    """Load an agent saved by the runner. SB3 zips unpickle: only runs you made or trust; bandits hold no pickle."""
+def load_agent(algo: str, path, make_env: Callable[[], gym.Env] | None = None, seed: int | None = None,
+               device: str = "cpu"):
+    """Load an agent saved by the runner (onto ``device``, for kinds that train on one). SB3 zips unpickle: only
+    runs you made or trust; bandits hold no pickle."""
     from agents.registry import agent_family
 
-    return agent_family(algo).load(path, make_env, seed=seed)
+    return agent_family(algo).load(path, make_env, seed=seed, **({"device": device} if device != "cpu" else {}))

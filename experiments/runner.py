@@ -299,7 +299,7 @@ def _build_or_resume(cfg: ExperimentConfig, name: str, seed: int, paths: RunPath
     algo = cfg.agents[name].algo
     make_env = env_factory(cfg.env.id, cfg.agent_env_kwargs(name))
     if mode == "resume":
-        agent, step = _resume(algo, seed, paths, make_env)
+        agent, step = _resume(algo, seed, paths, make_env, cfg.agents[name].device)
         return agent, step, make_env
     _seed_everything(seed)
     try:
@@ -309,14 +309,15 @@ def _build_or_resume(cfg: ExperimentConfig, name: str, seed: int, paths: RunPath
     return agent, 0, make_env
 
 
-def _resume(algo: str, seed: int, paths: RunPaths, make_env):
+def _resume(algo: str, seed: int, paths: RunPaths, make_env, device: str = "cpu"):
     """(agent, step) from the newest checkpoint that loads whole through the agent kind's ``load``."""
     from .checkpoints import checkpoint_candidates
 
     tried = []
     for step, folder in checkpoint_candidates(paths.checkpoints):
         try:
-            agent = load_agent(algo, folder / agent_file(algo), make_env, seed=seed + step)  # fresh env streams
+            agent = load_agent(algo, folder / agent_file(algo), make_env, seed=seed + step,  # fresh env streams
+                               device=device)
             if getattr(agent, "has_replay_buffer", False):
                 buffer = folder / "replay_buffer.pkl"
                 if not buffer.exists():

@@ -78,6 +78,26 @@ def test_vehicular_config_errors_name_the_key(tmp_path):
         parse_config(raw)
 
 
+def test_device_is_checked_at_config_load(tmp_path):
+    """'auto' loads anywhere; a bad name, CUDA where torch sees none, or a CPU-only kind name the key."""
+    import torch
+
+    raw = vehicular_config(tmp_path)
+    raw["agents"] = {"mappo": {"algo": "mappo", "budget": 800, "device": "auto"}}
+    assert parse_config(raw).agents["mappo"].device == "auto"
+    raw["agents"]["mappo"]["device"] = "gpu"
+    with pytest.raises(ConfigError, match=r"^agents\.mappo\.device: expected 'cpu', 'auto' .*got 'gpu'"):
+        parse_config(raw)
+    if not torch.cuda.is_available():
+        raw["agents"]["mappo"]["device"] = "cuda"
+        with pytest.raises(ConfigError, match=r"^agents\.mappo\.device: .*got 'cuda' \(torch sees 0 CUDA device"):
+            parse_config(raw)
+    raw = {"name": "r", "runs_dir": str(tmp_path), "env": {"id": "offload_env/Routing-v0"},
+           "agents": {"bandit": {"algo": "linucb", "budget": 10, "device": "cuda"}}}
+    with pytest.raises(ConfigError, match=r"^agents\.bandit\.device: expected 'cpu' \(linucb trains on the CPU\)"):
+        parse_config(raw)
+
+
 def test_multi_agent_algo_on_a_single_agent_env_is_refused(monkeypatch, tmp_path):
     monkeypatch.setitem(agent_registry.AGENTS, "linucb_team",
                         agent_registry.AgentFamily("linucb_team", "bandit", multi_agent=True, online=True))

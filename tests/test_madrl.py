@@ -68,6 +68,28 @@ def test_shared_input_mlp_equals_the_mlp_on_the_concatenated_input(layer_norm):
         torch.testing.assert_close(p.grad, g, rtol=1e-4, atol=1e-4)
 
 
+DEVICES = ["cpu", "auto"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_trains_saves_and_loads_on_its_device(tmp_path, device):
+    """``device`` puts the networks there ('auto': CUDA when present); weights come back to the CPU in files."""
+    agent = MAPPOAgent(make_env, seed=3, n_envs=2, n_steps=25, device=device)
+    expected = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    assert {p.device.type for p in [*agent.actor.parameters(), *agent.critic.parameters()]} == {expected}
+    agent.learn(None, 100)
+    loaded = MAPPOAgent.load(agent.save(tmp_path / "agent"), device=device)
+    assert loaded.device.type == expected
+    env = make_env()
+    observations, infos = env.reset(seed=4)
+    assert agent.act(observations, infos) == loaded.act(observations, infos)
+    with pytest.raises(ValueError, match=r"^device: expected 'cpu', 'auto'.*got 'tpu'"):
+        MAPPOAgent(make_env, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^device: .*got 'cuda:1' \(torch sees 0 CUDA device"):
+            MAPPOAgent(make_env, device="cuda:1")
+
+
 def test_save_load_round_trip_gives_identical_actions(tmp_path):
     agent = MAPPOAgent(make_env, seed=2, n_envs=2, n_steps=25)
     agent.learn(None, 100)

@@ -28,6 +28,7 @@ class MADRLKind:
 
     saved_as = "agent"
     uses_torch = True
+    uses_device = True  #: trains on the config's ``device`` (cpu, auto, cuda)
     update_scalars = True  #: learn's callback gets each update's losses (the harness logs them to TensorBoard)
 
     def hyperparameters(self, algo: str) -> dict[str, Any]:
@@ -101,12 +102,15 @@ class MADRLKind:
     def build(self, algo: str, make_env: Callable[[], Any], *, seed: int, name: str, settings: Any):
         if algo == "maddpg":
             return MADDPGAgent(make_env, seed=seed, name=name, n_envs=settings.n_envs,
-                               normalize_obs=settings.normalize_obs, **self._settings(algo, settings.hyperparams))
+                               normalize_obs=settings.normalize_obs, device=settings.device,
+                               **self._settings(algo, settings.hyperparams))
         return MAPPOAgent(make_env, seed=seed, name=name, centralised=algo == "mappo", n_envs=settings.n_envs,
-                          normalize_obs=settings.normalize_obs, **self._settings(algo, settings.hyperparams))
+                          normalize_obs=settings.normalize_obs, device=settings.device,
+                          **self._settings(algo, settings.hyperparams))
 
-    def load(self, algo: str, path, make_env: Callable[[], Any] | None = None, seed: int | None = None):
-        return (MADDPGAgent if algo == "maddpg" else MAPPOAgent).load(path, make_env, seed=seed)
+    def load(self, algo: str, path, make_env: Callable[[], Any] | None = None, seed: int | None = None,
+             device: str = "cpu"):
+        return (MADDPGAgent if algo == "maddpg" else MAPPOAgent).load(path, make_env, seed=seed, device=device)
 
 
 KIND = MADRLKind()

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
+from ..devices import torch_device
 from .common import EnvCopies, GroupedMLP, live_rows, mlp
 
 __all__ = ["MADDPGConfig", "MADDPGAgent"]
@@ -151,16 +152,16 @@ class _Replay:
         self.pos = (self.pos + n) % self.size
         self.count = min(self.count + n, self.size)
 
-    def sample(self, n: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def sample(self, n: int, rng: np.random.Generator, device=None) -> dict[str, torch.Tensor]:
         idx = rng.integers(0, self.count, size=n)
-        return {k: torch.as_tensor(v[idx]) for k, v in self.data.items()}
+        return {k: torch.as_tensor(v[idx], device=device) for k, v in self.data.items()}
 
 
 class MADDPGAgent:
     """MADDPG on a ParallelEnv factory with Box actions; the agent protocol with dicts per agent."""
 
     def __init__(self, make_env: Callable[[], Any], *, seed: int = 0, name: str | None = None, n_envs: int = 4,
-                 normalize_obs: bool = True, **settings: Any):
+                 normalize_obs: bool = True, device: str = "cpu", **settings: Any):
         self.config = MADDPGConfig(**{k: tuple(v) if k == "hidden" else v for k, v in settings.items()})
         self.config.check()
         if n_envs < 1:
@@ -183,6 +184,7 @@ class MADDPGAgent:
         self.n_targets = len(mask) if self.config.soft_targets and mask is not None else 0
         env.close()
         self._index = {a: i for i, a in enumerate(self.agent_names)}
+        self.device = torch_device(device)  #: where the networks train; the env and the replay stay in numpy
         self._build()
         self._make_env = make_env
         self._steps = 0
@@ -212,10 +214,12 @@ class MADDPGAgent:
         self.critic_target.load_state_dict(self.critic.state_dict())
         for p in [*self.actor_target.parameters(), *self.critic_target.parameters()]:
             p.requires_grad_(False)
+        for net in self._networks().values():
+            net.to(self.device)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.learning_rate)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.critic_learning_rate)
         self._rng = np.random.default_rng(self.seed)
-        self._eye = torch.eye(N)
+        self._eye = torch.eye(N, device=self.device)
 
     def _ids(self, x: torch.Tensor) -> torch.Tensor:
         return self._eye.expand(*x.shape[:-1], self.n_agents)
@@ -275,7 +279,7 @@ class MADDPGAgent:
         if not agents:
             return {}
         with torch.no_grad():
-            actions = self._policy(self.actor, torch.as_tensor(obs))[0][rows].numpy()
+            actions = self._policy(self.actor, torch.as_tensor(obs, device=self.device))[0][rows].cpu().numpy()
         return {a: actions[j].copy() for j, a in enumerate(agents)}
 
     def learn(self, make_env: Callable[[], Any] | None, budget: int, callback: Callable | None = None
@@ -324,7 +328,7 @@ class MADDPGAgent:
     def save(self, folder: str | os.PathLike) -> Path:
         arrays = {}
         for prefix, net in self._networks().items():
-            arrays.update({f"{prefix}.{k}": v.detach().numpy() for k, v in net.state_dict().items()})
+            arrays.update({f"{prefix}.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()})
         groups = {}
         for prefix, optimizer in self._optimizers().items():
             state, groups[prefix] = optimizer_arrays(optimizer, prefix)
@@ -339,8 +343,9 @@ class MADDPGAgent:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None,
-             seed: int | None = None) -> "MADDPGAgent":
-        """Read an agent written by :meth:`save` (no pickle); ``make_env`` is needed only to learn further."""
+             seed: int | None = None, device: str = "cpu") -> "MADDPGAgent":
+        """Read an agent written by :meth:`save` (no pickle) onto ``device``; ``make_env`` is needed only to learn
+        further."""
         arrays, meta = load_arrays(folder)
         if meta.get("format") != _FORMAT or meta.get("algo") != "maddpg":
             raise ValueError(f"{folder}: not a MADDPG agent of format {_FORMAT}")
@@ -353,6 +358,7 @@ class MADDPGAgent:
         agent.action_dim, agent.obs_dim, agent.state_dim = meta["action_dim"], meta["obs_dim"], meta["state_dim"]
         agent.n_targets = int(meta["n_targets"])
         agent._index = {a: i for i, a in enumerate(agent.agent_names)}
+        agent.device = torch_device(device)
         agent._build()
         agent._rng = np.random.default_rng([agent.seed, int(meta["num_timesteps"])])
         for prefix, net in agent._networks().items():
@@ -384,7 +390,7 @@ class MADDPGAgent:
         if self._steps < self.config.learning_starts:
             return self._rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
         with torch.no_grad():
-            mu = self._policy(self.actor, torch.as_tensor(obs))[0].numpy()
+            mu = self._policy(self.actor, torch.as_tensor(obs, device=self.device))[0].cpu().numpy()
         return np.clip(mu + self.noise_std() * self._rng.standard_normal(shape), -1.0, 1.0).astype(np.float32)
 
     def _update(self) -> dict[str, float]:
@@ -393,7 +399,7 @@ class MADDPGAgent:
         stats = {"critic_loss": 0.0, "actor_loss": 0.0, "q": 0.0}
         own = self._eye[:, :, None]  # (N, N, 1): row i replaces agent i's action by mu_i(o_i)
         for _ in range(c.gradient_steps):
-            b = self._replay.sample(c.batch_size, self._rng)
+            b = self._replay.sample(c.batch_size, self._rng, self.device)
             with torch.no_grad():
                 next_actions = self._critic_actions(self._policy(self.actor_target, b["next_obs"])[0], b["next_masks"])
                 y = b["rewards"] + c.gamma * self._q(self.critic_target, b["next_states"],

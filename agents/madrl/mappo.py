@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
+from ..devices import torch_device
 from .common import EnvCopies, GroupedMLP, ValueNorm, gae, live_rows, masked_logits, mlp, shared_input_mlp
 
 __all__ = ["MAPPOConfig", "MAPPOAgent"]
@@ -90,7 +91,8 @@ class MAPPOAgent:
     """MAPPO (``centralised=True``) or IPPO on a ParallelEnv factory; the agent protocol with dicts per agent."""
 
     def __init__(self, make_env: Callable[[], Any], *, seed: int = 0, name: str | None = None,
-                 centralised: bool = True, n_envs: int = 4, normalize_obs: bool = True, **settings: Any):
+                 centralised: bool = True, n_envs: int = 4, normalize_obs: bool = True, device: str = "cpu",
+                 **settings: Any):
         self.config = MAPPOConfig(**{k: tuple(v) if k == "hidden" else v for k, v in settings.items()})
         self.config.check()
         if n_envs < 1:
@@ -114,6 +116,7 @@ class MAPPOAgent:
         self.state_dim = int(np.asarray(env.state()).size)
         env.close()
         self._index = {a: i for i, a in enumerate(self.agent_names)}
+        self.device = torch_device(device)  #: where the networks train; rollouts and the env stay in numpy
         self._build()
         self._make_env = make_env
         self._steps = 0
@@ -137,11 +140,13 @@ class MAPPOAgent:
             self.critic.average_groups(first)  # collapses the policy to one action for every observation)
         else:
             self.critic = mlp(critic_in, c.hidden, 1, 1.0, self.normalize_obs)
+        self.actor.to(self.device)
+        self.critic.to(self.device)
         self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()], lr=c.learning_rate,
                                           eps=1e-5)
         self.value_norm = ValueNorm() if c.value_norm else None
         self._generator = torch.Generator().manual_seed(self.seed)
-        self._eye = torch.eye(self.n_agents)
+        self._eye = torch.eye(self.n_agents, device=self.device)
 
     def _ids(self, obs: torch.Tensor) -> torch.Tensor:
         return self._eye.expand(*obs.shape[:-1], self.n_agents)
@@ -167,10 +172,13 @@ class MAPPOAgent:
     def _values(self, obs: np.ndarray, states: np.ndarray) -> np.ndarray:
         """Denormalised values of (..., N, D) observations with their (..., S) states."""
         with torch.no_grad():
-            v = self._critic(torch.as_tensor(obs), torch.as_tensor(states))
+            v = self._critic(self._tensor(obs), self._tensor(states))
             if self.value_norm is not None:
                 v = self.value_norm.denormalize(v)
-        return v.numpy().astype(np.float32)
+        return v.cpu().numpy().astype(np.float32)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, device=self.device)
 
     # ------------------------------------------------------------------ protocol
 
@@ -188,7 +196,7 @@ class MAPPOAgent:
         if not agents:
             return {}
         with torch.no_grad():
-            logits = self.actor(self._actor_input(torch.as_tensor(obs)))[rows]
+            logits = self.actor(self._actor_input(self._tensor(obs)))[rows].cpu()
         if infos is not None and all(a in infos and "action_mask" in infos[a] for a in agents):
             mask = torch.as_tensor(np.stack([np.asarray(infos[a]["action_mask"], dtype=bool) for a in agents]))
             logits = masked_logits(logits, mask)
@@ -218,8 +226,8 @@ class MAPPOAgent:
         return self
 
     def save(self, folder: str | os.PathLike) -> Path:
-        arrays = {f"actor.{k}": v.detach().numpy() for k, v in self.actor.state_dict().items()}
-        arrays.update({f"critic.{k}": v.detach().numpy() for k, v in self.critic.state_dict().items()})
+        arrays = {f"actor.{k}": v.detach().cpu().numpy() for k, v in self.actor.state_dict().items()}
+        arrays.update({f"critic.{k}": v.detach().cpu().numpy() for k, v in self.critic.state_dict().items()})
         optimizer, groups = optimizer_arrays(self.optimizer, "optimizer")
         arrays.update(optimizer)
         meta = {"format": _FORMAT, "algo": self.algo, "name": self.name, "seed": self.seed,
@@ -233,8 +241,9 @@ class MAPPOAgent:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, make_env: Callable[[], Any] | None = None,
-             seed: int | None = None) -> "MAPPOAgent":
-        """Read an agent written by :meth:`save` (no pickle); ``make_env`` is needed only to learn further."""
+             seed: int | None = None, device: str = "cpu") -> "MAPPOAgent":
+        """Read an agent written by :meth:`save` (no pickle) onto ``device``; ``make_env`` is needed only to learn
+        further."""
         arrays, meta = load_arrays(folder)
         if meta.get("format") != _FORMAT or meta.get("algo") not in ("mappo", "ippo", "fedppo"):
             raise ValueError(f"{folder}: not a MAPPO/IPPO agent of format {_FORMAT}")
@@ -247,6 +256,7 @@ class MAPPOAgent:
         agent.agent_names, agent.n_agents = meta["agents"], len(meta["agents"])
         agent.n_actions, agent.obs_dim, agent.state_dim = meta["n_actions"], meta["obs_dim"], meta["state_dim"]
         agent._index = {a: i for i, a in enumerate(agent.agent_names)}
+        agent.device = torch_device(device)
         agent._build()
         agent._generator.manual_seed(agent.seed + int(meta["num_timesteps"]))
         for net, prefix in ((agent.actor, "actor."), (agent.critic, "critic.")):
@@ -275,9 +285,8 @@ class MAPPOAgent:
                "rewards": np.empty((T, E, N), np.float32), "done": np.empty((T, E), bool),
                "next_values": np.empty((T, E, N), np.float32)}
         for t in range(T):
-            o = torch.as_tensor(obs)
-            with torch.no_grad():
-                logits = masked_logits(self.actor(self._actor_input(o)), torch.as_tensor(masks))
+            with torch.no_grad():  # sampled on the CPU: the same stream on any device
+                logits = masked_logits(self.actor(self._actor_input(self._tensor(obs))).cpu(), torch.as_tensor(masks))
                 dist = torch.distributions.Categorical(logits=logits, validate_args=False)
                 action = torch.multinomial(dist.probs.reshape(E * N, -1), 1, generator=self._generator).reshape(E, N)
                 logp = dist.log_prob(action)
@@ -302,7 +311,7 @@ class MAPPOAgent:
         rows = T * E
 
         def flat(x):
-            return torch.as_tensor(x).reshape(rows, *x.shape[2:])
+            return self._tensor(x).reshape(rows, *x.shape[2:])
 
         obs, states, masks, actions = flat(buf["obs"]), flat(buf["states"]), flat(buf["masks"]), flat(buf["actions"])
         old_logp, old_values, returns_t = flat(buf["logp"]), flat(buf["values"]), flat(returns)
@@ -320,7 +329,7 @@ class MAPPOAgent:
         params = [*self.actor.parameters(), *self.critic.parameters()]
         huber = nn.functional.huber_loss
         for _ in range(c.n_epochs):
-            order = torch.randperm(rows, generator=self._generator)
+            order = torch.randperm(rows, generator=self._generator).to(self.device)
             for start in range(0, rows - size + 1, size):
                 mb = order[start:start + size]
                 dist = torch.distributions.Categorical(logits=masked_logits(self.actor(actor_in[mb]), masks[mb]),
@@ -348,7 +357,7 @@ class MAPPOAgent:
         out["mean_reward"] = float(buf["rewards"].mean())
         self.updates += 1
         if c.federated_every and self.updates % c.federated_every == 0:
-            out["federated_bytes"] = self._federated_average(samples=torch.full((N,), float(rows)))
+            out["federated_bytes"] = self._federated_average(samples=torch.full((N,), float(rows), device=self.device))
         return out
 
     def _federated_average(self, samples: torch.Tensor) -> int:
