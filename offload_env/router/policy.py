@@ -342,7 +342,9 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     theta_cost = _array(arrays, spec, "theta_cost", "policy").astype(np.float64) if price else None
     if theta_cost is not None and theta_cost.shape != (k, d):
         raise PolicyError(f"policy.theta_cost: expected shape {(k, d)}, got {theta_cost.shape}")
-    flat = a_inv.reshape(k * d, d) if a_inv is not None else None
+    # alpha sqrt(x A x) is sqrt(x (alpha^2 A) x): alpha folded into the matrix, one multiplication less per call
+    flat = (alpha * alpha * a_inv).reshape(k * d, d) if a_inv is not None else None
+    shape = (k, d)
 
     maximum, sqrt, zeros = np.maximum, np.sqrt, np.zeros(k)
 
@@ -350,8 +352,8 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         x = obs.astype(np.float64)
         s = theta.dot(x)
         if flat is not None:
-            width = flat.dot(x).reshape(k, d).dot(x)
-            s += alpha * sqrt(maximum(width, zeros, out=width), out=width)
+            width = flat.dot(x).reshape(shape).dot(x)
+            s += sqrt(maximum(width, zeros, out=width), out=width)
         if theta_cost is not None:
             s -= price * maximum(theta_cost.dot(x), zeros)
         return int(s.argmax())
