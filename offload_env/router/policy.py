@@ -14,10 +14,12 @@ into a callable. Two policy types cover every agent the project trains:
     (``mask: true`` applies the action mask first) or ``box`` (``tanh``
     squashing and unscaling to ``[low, high]``, then clipping, as SB3's
     ``predict`` does).
-``ensemble_efe`` (deep active inference, horizon 1, discrete actions)
+``ensemble_efe`` (deep active inference, discrete actions)
     every allowed action's expected free energy under the agent's ensemble
     (its members' batched weights, the input and target statistics, the
-    preference and the information floor), the least taken.
+    preference and the information floor), summed over ``horizon`` steps of
+    the action repeated (each member's predicted observation change carries
+    its rollout on, clipped to the env's bounds), the least taken.
 ``linear_scores`` (the contextual bandits)
     ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
@@ -365,8 +367,9 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 
 
 def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
-    """The deep active-inference agent's rule at horizon 1 (``agents.active_inference.deep``): every allowed
-    action scored by its expected free energy under the ensemble, the least taken."""
+    """The deep active-inference agent's rule on discrete actions (``agents.active_inference.deep``): every
+    allowed action, repeated over the horizon, scored by its expected free energy under the ensemble, the least
+    taken."""
     where = "policy"
     weights = spec.get("layers")
     if not isinstance(weights, list) or not weights:
@@ -397,25 +400,45 @@ def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         if arr.shape != (k,):
             raise PolicyError(f"{where}.{name}: expected {k} entries, got shape {arr.shape}")
     obs_dim = n_in - n
+    horizon = spec.get("horizon", 1)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise PolicyError(f"{where}.horizon: expected an integer >= 1, got {horizon!r}")
+    if horizon > 1:  # the rollout: each member's next observation, clipped to the env's bounds
+        delta_w, delta_b = _array(arrays, spec, "delta_weight", where), _array(arrays, spec, "delta_bias", where)
+        if delta_w.shape != (members, width, obs_dim) or delta_b.shape != (members, 1, obs_dim):
+            raise PolicyError(f"{where}.delta_weight: expected ({members}, {width}, {obs_dim}) and delta_bias "
+                              f"({members}, 1, {obs_dim}), got {delta_w.shape} and {delta_b.shape}")
+        head_w, head_b = np.concatenate([head_w, delta_w], -1), np.concatenate([head_b, delta_b], -1)
+        delta = [_array(arrays, spec, name, where) for name in ("delta_mean", "delta_std", "state_low", "state_high")]
+        for name, arr in zip(("delta_mean", "delta_std", "state_low", "state_high"), delta):
+            if arr.shape != (obs_dim,):
+                raise PolicyError(f"{where}.{name}: expected {obs_dim} entries, got shape {arr.shape}")
+        delta_mean, delta_std, state_low, state_high = delta
     eye = np.eye(n, dtype=np.float32)
     all_actions = np.arange(n)
 
     def decide(obs, mask, agent):
         allowed = all_actions if mask is None else np.flatnonzero(mask)
-        x = np.concatenate([np.broadcast_to(obs.astype(np.float32), (allowed.size, obs_dim)), eye[allowed]], 1)
-        h = ((x - x_mean) / x_std).astype(np.float32)[None]  # [1, C, in] -> [E, C, out] below
-        for w, b in layers:
-            h = h @ w + b
-            h *= 0.5 * (1.0 + np.tanh(0.5 * h))  # SiLU: h * sigmoid(h), with no overflow
-        out = h @ head_w + head_b
-        mu, logvar = out[..., :k], out[..., k:]
-        logvar = max_lv - _softplus(max_lv - logvar)
-        logvar = min_lv + _softplus(logvar - min_lv)
-        mu = mu * y_std + y_mean
-        var = np.exp(logvar) * y_std ** 2 + floor
-        total = var.mean(axis=0) + mu.var(axis=0)
-        gain = 0.5 * (np.log(total) - np.log(var).mean(axis=0)).sum(axis=-1)
-        g = (mu.mean(axis=0) * preference).sum(axis=-1) - beta * gain
+        ids = eye[allowed][None]  # each candidate repeats its action over the horizon
+        state = np.broadcast_to(obs.astype(np.float32), (1, allowed.size, obs_dim))  # [1 or E, C, D]
+        g = 0.0
+        for t in range(horizon):
+            x = np.concatenate([state, np.broadcast_to(ids, (*state.shape[:2], n))], -1)
+            h = ((x - x_mean) / x_std).astype(np.float32)  # [1 or E, C, in] -> [E, C, out] below
+            for w, b in layers:
+                h = h @ w + b
+                h *= 0.5 * (1.0 + np.tanh(0.5 * h))  # SiLU: h * sigmoid(h), with no overflow
+            out = h @ head_w + head_b
+            mu, logvar = out[..., :k], out[..., k:2 * k]
+            logvar = max_lv - _softplus(max_lv - logvar)
+            logvar = min_lv + _softplus(logvar - min_lv)
+            mu = mu * y_std + y_mean
+            var = np.exp(logvar) * y_std ** 2 + floor
+            total = var.mean(axis=0) + mu.var(axis=0)
+            gain = 0.5 * (np.log(total) - np.log(var).mean(axis=0)).sum(axis=-1)
+            g = g + ((mu.mean(axis=0) * preference).sum(axis=-1) - beta * gain)
+            if t + 1 < horizon:
+                state = np.clip(state + (out[..., 2 * k:] * delta_std + delta_mean), state_low, state_high)
         return int(allowed[int(np.argmin(g))])
     return Policy("ensemble_efe", obs_dim, n, None, True, 1, decide)
 
