@@ -15,6 +15,7 @@ file); :mod:`offload_env.router.artifact` documents the format.
 | quality router | not exported (ExportNotAvailable): its scores need the query's topic, are not linear |
 | MADRL (MAPPO, IPPO, FedPPO) | the actor (shared with a one-hot agent id, or one per agent), ``argmax`` after the mask |
 | MADDPG | the actor (shared or one per agent), ``box`` output: tanh in [-1, 1] |
+| deep_aif (discrete actions, any horizon) | ``ensemble_efe``: its ensemble, preference and information floor; the rollout's state change past the first step; the Box variant (CEM) does not export |
 | RLlib PPO | its actor (RLlib's encoder and policy head, shared by every agent of a PettingZoo env), ``argmax`` after the mask |
 
 SB3's observation normalisation is frozen into the artifact. Exporting
@@ -156,12 +157,16 @@ def _madrl_policy(agent) -> tuple[dict, dict]:
 
 
 def _aif_policy(agent) -> tuple[dict, dict]:
-    """deep_aif at horizon 1 on discrete actions: its ensemble and the EFE rule (``ensemble_efe``)."""
+    """deep_aif on discrete actions, at any horizon: its ensemble and the EFE rule (``ensemble_efe``)."""
     cfg, model = agent.config, agent.model
-    if not agent.discrete or cfg.horizon != 1 or not agent._fitted:
-        raise ExportNotAvailable(f"{agent.name}: the router serves deep_aif fitted, at horizon 1, on discrete "
-                                 f"actions (this one: {'fitted' if agent._fitted else 'not fitted'}, horizon "
-                                 f"{cfg.horizon}, {'discrete' if agent.discrete else 'box'})")
+    if not agent.discrete:
+        raise ExportNotAvailable(f"{agent.name}: deep_aif on a Box action space decides by the cross-entropy "
+                                 "method, whose candidate sequences are drawn from the agent's own random generator "
+                                 "(its state moves with every decision): a router serving requests in any order "
+                                 "cannot reproduce them; only discrete actions export")
+    if not agent._fitted:
+        raise ExportNotAvailable(f"{agent.name}: deep_aif is not fitted yet (it acts uniformly at random until "
+                                 f"learning_starts = {cfg.learning_starts} steps): nothing to export")
     k, n_out = len(agent.outcomes.names), model.n_out
 
     def numpy(t):
@@ -177,13 +182,22 @@ def _aif_policy(agent) -> tuple[dict, dict]:
                    "ensemble.min_logvar": numpy(model.min_logvar)[:k],
                    "ensemble.preference": numpy(agent.preference),
                    "ensemble.floor": ((cfg.information_floor * numpy(model.y_std)[:k]) ** 2).astype(np.float32)})
+    if cfg.horizon > 1:  # the predicted change of the observation carries the rollout to the next step
+        arrays.update({"ensemble.delta_weight": head_w[..., k:n_out], "ensemble.delta_bias": head_b[..., k:n_out],
+                       "ensemble.delta_mean": numpy(model.y_mean)[k:], "ensemble.delta_std": numpy(model.y_std)[k:],
+                       "ensemble.state_low": agent.obs_low.astype(np.float32),
+                       "ensemble.state_high": agent.obs_high.astype(np.float32)})
     spec = {"type": "ensemble_efe", "n_actions": agent.n_actions, "epistemic_weight": float(cfg.epistemic_weight),
+            "horizon": int(cfg.horizon),
             "outcomes": list(agent.outcomes.names),
             "layers": [{"weight": f"ensemble.{i}.weight", "bias": f"ensemble.{i}.bias"}
                        for i in range(len(model.layers))],
             "head_weight": "ensemble.head.weight", "head_bias": "ensemble.head.bias",
             **{key: f"ensemble.{key}" for key in ("x_mean", "x_std", "y_mean", "y_std", "max_logvar", "min_logvar",
                                                   "preference", "floor")}}
+    if cfg.horizon > 1:
+        spec.update({key: f"ensemble.{key}" for key in ("delta_weight", "delta_bias", "delta_mean", "delta_std",
+                                                          "state_low", "state_high")})
     return spec, arrays
 
 

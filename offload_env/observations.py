@@ -68,7 +68,6 @@ def layer_split_mask(out, min_split, deepest_fit):
 # ---------------------------------------------------------------------- Routing-v0
 
 FEATURE_BOUND = 10.0  #: query features are clipped to [-FEATURE_BOUND, FEATURE_BOUND]
-_FEATURE_BOUND32 = np.float32(FEATURE_BOUND)
 #: Live context appended to the query features: (name, low, high).
 ROUTING_CONTEXT_FIELDS = (
     ("snr_estimate", -2.0, 3.0),  # uplink SNR of the previous query (dB) + noise, / 30
@@ -77,17 +76,31 @@ ROUTING_CONTEXT_FIELDS = (
 )
 
 
+def _routing_bounds(n: int, kept: dict = {}) -> tuple[np.ndarray, np.ndarray]:  # noqa: B006 - the cache
+    """(low, high) float32 arrays of the Routing observation with ``n`` features."""
+    low_high = kept.get(n)
+    if low_high is None:
+        low_high = kept[n] = bounds((("feature", -FEATURE_BOUND, FEATURE_BOUND),) * n + ROUTING_CONTEXT_FIELDS)
+        for b in low_high:
+            b.setflags(write=False)
+    return low_high
+
+
 def routing_observation(features, snr_estimate_db, cloud_load_estimate, budget_left_share) -> np.ndarray:
-    """The Routing observation of one query: its features, then the live context (float32, clipped)."""
-    n = features.shape[0]
-    obs = np.empty(n + 3, dtype=np.float32)
-    obs[:n] = features  # clipped in float32: the same as clipping first, the bounds are exact in float32
-    np.minimum(obs, _FEATURE_BOUND32, out=obs)
-    np.maximum(obs, -_FEATURE_BOUND32, out=obs)
+    """The Routing observation of one query: its features (an array, or a list of numbers), then the live
+    context (float32, clipped)."""
+    n = len(features)
     context = (snr_estimate_db / 30.0, cloud_load_estimate, budget_left_share)
-    for k, (_, low, high) in enumerate(ROUTING_CONTEXT_FIELDS):
-        x = context[k]
-        obs[n + k] = low if x < low else high if x > high else x
+    if features.__class__ is list:  # as a request gives it: one conversion
+        obs = np.array(features + list(context), dtype=np.float32)
+    else:
+        obs = np.empty(n + 3, dtype=np.float32)
+        obs[:n] = features
+        obs[n:] = context
+    # clipped in float32: the same as clipping first, the bounds are exact in float32 (and rounding is monotone)
+    low, high = _routing_bounds(n)
+    np.minimum(obs, high, out=obs)
+    np.maximum(obs, low, out=obs)
     return obs
 
 

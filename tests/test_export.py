@@ -87,11 +87,14 @@ SINGLE_AGENT_CASES = [
     ("cost_aware_linucb", ROUTING, {}, 1000, dict(budget_per_step=1e-4)),
     ("deep_aif", LAYER_SPLIT, {}, 300, AIF_SMALL),
     ("deep_aif", ROUTING, {}, 300, AIF_SMALL),
+    pytest.param("deep_aif", LAYER_SPLIT, {}, 300, dict(AIF_SMALL, horizon=3),  # 3 steps of rollout per decision
+                 marks=pytest.mark.slow),
 ]
 
 
 @pytest.mark.parametrize("algo, env_id, kwargs, budget, hyper", SINGLE_AGENT_CASES,
-                         ids=[f"{c[0]}-{c[1].split('/')[-1]}" for c in SINGLE_AGENT_CASES])
+                         ids=[f"{c[0]}-{c[1].split('/')[-1]}" for c in SINGLE_AGENT_CASES[:-1]] +
+                         ["deep_aif-LayerSplit-v0-horizon3"])
 def test_artifact_decides_as_the_agent(tmp_path, algo, env_id, kwargs, budget, hyper):
     make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
     agent = _train(algo, make_env, budget, **hyper)
@@ -348,16 +351,26 @@ def test_bad_requests_get_the_safe_default_naming_the_field(tmp_path, edit, fiel
 
 def test_deep_aif_exports_only_what_the_router_can_serve(tmp_path):
     make_env = lambda: gym.make(LAYER_SPLIT, continuous=True)  # noqa: E731
-    with pytest.raises(ExportNotAvailable, match="horizon 1, on discrete actions"):
+    with pytest.raises(ExportNotAvailable, match="cross-entropy method.*random generator"):
         _train("deep_aif", make_env, 150, **AIF_SMALL).export(tmp_path / "box", env_id=LAYER_SPLIT,
                                                                 env_kwargs={"continuous": True})
     make_env = lambda: gym.make(LAYER_SPLIT)  # noqa: E731
-    with pytest.raises(ExportNotAvailable, match="horizon 2"):
-        _train("deep_aif", make_env, 150, **AIF_SMALL, horizon=2).export(tmp_path / "h2", env_id=LAYER_SPLIT)
     with pytest.raises(ExportNotAvailable, match="not fitted"):
         _train("deep_aif", make_env, 50, **AIF_SMALL).export(tmp_path / "unfitted", env_id=LAYER_SPLIT)
-    for name in ("box", "h2", "unfitted"):
+    for name in ("box", "unfitted"):
         assert not (tmp_path / name).exists()  # nothing half-written
+
+
+def test_deep_aif_horizon_artifact_needs_its_rollout_arrays(tmp_path):
+    """At horizon > 1 the rollout's arrays are part of the rule: a manifest without them is refused by name."""
+    make_env = lambda: gym.make(LAYER_SPLIT)  # noqa: E731
+    art = export(_train("deep_aif", make_env, 150, **AIF_SMALL, horizon=2), tmp_path / "a", env_id=LAYER_SPLIT)
+    manifest = json.loads((art / "manifest.json").read_text())
+    assert manifest["policy"]["horizon"] == 2
+    manifest["policy"].pop("delta_weight")
+    (art / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="policy.delta_weight: expected the name of an array"):
+        Router.from_artifact(art)
 
 
 def test_action_masks_are_read_exactly_in_every_form():

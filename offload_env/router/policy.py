@@ -14,10 +14,12 @@ into a callable. Two policy types cover every agent the project trains:
     (``mask: true`` applies the action mask first) or ``box`` (``tanh``
     squashing and unscaling to ``[low, high]``, then clipping, as SB3's
     ``predict`` does).
-``ensemble_efe`` (deep active inference, horizon 1, discrete actions)
+``ensemble_efe`` (deep active inference, discrete actions)
     every allowed action's expected free energy under the agent's ensemble
     (its members' batched weights, the input and target statistics, the
-    preference and the information floor), the least taken.
+    preference and the information floor), summed over ``horizon`` steps of
+    the action repeated (each member's predicted observation change carries
+    its rollout on, clipped to the env's bounds), the least taken.
 ``linear_scores`` (the contextual bandits)
     ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
@@ -26,6 +28,7 @@ into a callable. Two policy types cover every agent the project trains:
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -167,37 +170,119 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     n_agents = groups or n_ids or 1
     if groups and n_ids and groups != n_ids:
         raise PolicyError(f"policy: {groups} groups of weights but {n_ids} agent ids")
-    eye = np.eye(n_ids, dtype=np.float32) if n_ids else None
+    return _mlp_rule(spec, steps, (mean, scale, clip) if norm is not None else None, obs_dim, n_ids, n_agents,
+                     width)
 
-    minimum, maximum, tanh, zero, f32 = np.minimum, np.maximum, np.tanh, np.float32(0), np.float32
-    if norm is not None:  # bounds as arrays: no scalar conversion per call
-        low_clip, high_clip = np.full(obs_dim, -clip), np.full(obs_dim, clip)
-    # On arrays this small the call overhead is the cost: x.dot and x.argmax dispatch in a third of the time
-    # of np.matmul and np.argmax, minimum/maximum against arrays in half the time of np.clip.
+
+def _apply(code: int, fn, x: np.ndarray, agent: int) -> np.ndarray:
+    """One non-linear step of an MLP on ``x``."""
+    return np.tanh(x) if code == _TANH else np.maximum(x, 0.0) if code == _RELU else fn(x, agent)
+
+
+_BARRED_KEPT = 4096  #: action masks whose barred indices a policy keeps
+_BIG_LAYER = 32768  #: weights in a layer above which the network computes in float32 (memory), else float64
+
+
+def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agents: int, width: int) -> Policy:
+    """The fast forward of :func:`_mlp`'s checked layers, then its output head.
+
+    Every linear layer reads a per-thread buffer whose last entry is 1, so its bias is one more row of its
+    weight (one ``dot`` per layer); activations write into the next layer's buffer. Where the first step is
+    linear, the input normalisation and the agent id fold into it: ``clip((x - mean) * scale, -c, c) @ W + b``
+    is ``clip(x, mean - c / scale, mean + c / scale) @ (scale W) + (b - (mean scale) @ W)``, in float64
+    (the clip is still applied, in the observation's units). Small networks compute in float64, those with
+    a layer over :data:`_BIG_LAYER` weights in float32 after the first layer.
+    """
+    linears = [i for i, st in enumerate(steps) if st[0] in (_LINEAR, _GROUPED)]
+    fold = linears[0] == 0
+    big = any(steps[i][1].shape[-2] * steps[i][1].shape[-1] > _BIG_LAYER for i in linears)
+    f64 = np.float64
+    later = np.float32 if big else f64
+    layers = []  # (shared weight (in + 1, out) or None, per-agent weights (G, in + 1, out) or None, between)
+    for j, i in enumerate(linears):
+        code, w, b = steps[i]
+        dtype = f64 if j == 0 else later
+        w3 = (w if code == _GROUPED else w[None]).astype(f64)
+        b3 = (b if code == _GROUPED else b[None]).astype(f64)
+        if j == 0 and fold:
+            if n_ids:  # the agent id's one-hot row of the weight is a per-agent bias
+                ids = np.arange(n_ids)
+                if code == _GROUPED:  # as many groups as ids (checked by _mlp): agent a's own weights
+                    b3 = b3 + w3[ids, obs_dim + ids]
+                else:
+                    b3 = b3 + w3[0, obs_dim:]
+                    w3 = np.broadcast_to(w3, (n_ids, *w3.shape[1:]))
+                w3 = w3[:, :obs_dim]
+            if norm:
+                mean, scale, _ = norm
+                b3 = b3 - np.einsum("i,gio->go", mean * scale, w3)
+                w3 = w3 * scale[:, None]
+        aug = np.concatenate([w3, b3[:, None, :]], axis=1).astype(dtype)
+        shared = aug.shape[0] == 1
+        nxt = linears[j + 1] if j + 1 < len(linears) else len(steps)
+        layers.append((aug[0] if shared else None, None if shared else aug, steps[i + 1:nxt], dtype))
+    if not fold:  # what comes before the first linear layer runs as the generic forward
+        prefix = steps[:linears[0]]
+    if norm:
+        mean, scale, clip = norm
+        low_clip, high_clip = mean - clip / scale, mean + clip / scale  # (x - mean) * scale in [-clip, clip]
+    eye = np.eye(n_ids, dtype=np.float32) if n_ids else None
+    sizes = [(layers[0][0] if layers[0][0] is not None else layers[0][1][0]).shape[0] - 1] + \
+        [(lw if lw is not None else gw[0]).shape[0] - 1 for lw, gw, _, _ in layers[1:]]
+    dtypes = [d for _, _, _, d in layers]
+    local = threading.local()
+
+    def buffers() -> list:
+        """This thread's input buffers (each ends in 1) and views of all but their last entry."""
+        out = []
+        for n, dtype in zip(sizes, dtypes):
+            buf = np.ones(n + 1, dtype=dtype)
+            out += (buf, buf[:n])
+        local.buffers = out
+        return out
+
+    minimum, maximum, tanh, copyto, zero = np.minimum, np.maximum, np.tanh, np.copyto, 0.0
 
     def forward(obs: np.ndarray, agent: int) -> np.ndarray:
-        x = obs
-        if norm is not None:  # obs is clipped to the layout's bounds by the request builders: no overflow
-            x = x - mean
-            x *= scale
-            minimum(x, high_clip, out=x)
-            maximum(x, low_clip, out=x)
-        x = x.astype(f32)
-        if eye is not None:
-            x = np.concatenate([x, eye[agent]])
-        for code, w, b in steps:
-            if code == _LINEAR:
-                x = x.dot(w)
-                x += b
-            elif code == _TANH:
-                tanh(x, out=x)
-            elif code == _RELU:
-                maximum(x, zero, out=x)
-            elif code == _GROUPED:
-                x = x.dot(w[agent])
-                x += b[agent]
+        try:
+            bufs = local.buffers
+        except AttributeError:
+            bufs = buffers()
+        if fold:
+            if norm:
+                minimum(obs, high_clip, out=bufs[1])
+                maximum(bufs[1], low_clip, out=bufs[1])
             else:
-                x = w(x, agent)
+                copyto(bufs[1], obs)
+        else:
+            x = obs
+            if norm:
+                x = x - mean
+                x *= scale
+                minimum(x, clip, out=x)
+                maximum(x, -clip, out=x)
+            x = x.astype(np.float32)
+            if eye is not None:
+                x = np.concatenate([x, eye[agent]])
+            for code, fn, _ in prefix:
+                x = _apply(code, fn, x, agent)
+            copyto(bufs[1], x)
+        k = 0
+        for shared, grouped, between, _ in layers:
+            x = bufs[k].dot(shared if grouped is None else grouped[agent])
+            k += 2
+            if k == len(bufs):  # the last linear layer, and what follows it
+                for code, fn, _ in between:
+                    x = _apply(code, fn, x, agent)
+                return x
+            if len(between) == 1 and between[0][0] == _TANH:
+                tanh(x, out=bufs[k + 1])
+            elif len(between) == 1 and between[0][0] == _RELU:
+                maximum(x, zero, out=bufs[k + 1])
+            else:
+                for code, fn, _ in between:
+                    x = _apply(code, fn, x, agent)
+                copyto(bufs[k + 1], x)
         return x
 
     out = spec.get("output") or {}
@@ -206,12 +291,19 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         masked = out.get("mask", False)
         if not isinstance(masked, bool):
             raise PolicyError(f"policy.output.mask: expected true or false, got {masked!r}")
-        lowest = np.float32(np.finfo(np.float32).min)
+        lowest = np.finfo(layers[-1][3]).min
+        barred: dict[bytes, np.ndarray] = {}  # a mask's bytes -> the indices it bars (an env has few masks)
 
         def decide(obs, mask, agent):
             logits = forward(obs, agent)
             if masked and mask is not None:
-                logits[~mask] = lowest  # logits is forward's own array
+                key = mask.tobytes()
+                index = barred.get(key)
+                if index is None:
+                    index = np.flatnonzero(~mask)
+                    if len(barred) < _BARRED_KEPT:
+                        barred[key] = index
+                logits[index] = lowest  # logits is forward's own array
             return int(logits.argmax())
         return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
     if kind == "box":
@@ -222,11 +314,14 @@ def _mlp(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         if out.get("squash") != "tanh":
             raise PolicyError(f"policy.output.squash: expected 'tanh', got {out.get('squash')!r}")
         half = (high - low) / 2
-        one = np.float32(1)
+        one, f32 = np.float32(1), np.float32
+        unit = bool((low == -1).all() and (high == 1).all())  # tanh's own range: unscaling and clip do nothing
 
         def decide_box(obs, mask, agent):
-            a = forward(obs, agent)  # forward's own array
+            a = forward(obs, agent).astype(f32, copy=False)  # forward's own array: float32, as the agent's
             tanh(a, out=a)
+            if unit:
+                return a
             a += one
             a *= half
             a += low
@@ -249,7 +344,9 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     theta_cost = _array(arrays, spec, "theta_cost", "policy").astype(np.float64) if price else None
     if theta_cost is not None and theta_cost.shape != (k, d):
         raise PolicyError(f"policy.theta_cost: expected shape {(k, d)}, got {theta_cost.shape}")
-    flat = a_inv.reshape(k * d, d) if a_inv is not None else None
+    # alpha sqrt(x A x) is sqrt(x (alpha^2 A) x): alpha folded into the matrix, one multiplication less per call
+    flat = (alpha * alpha * a_inv).reshape(k * d, d) if a_inv is not None else None
+    shape = (k, d)
 
     maximum, sqrt, zeros = np.maximum, np.sqrt, np.zeros(k)
 
@@ -257,8 +354,8 @@ def _linear_scores(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         x = obs.astype(np.float64)
         s = theta.dot(x)
         if flat is not None:
-            width = flat.dot(x).reshape(k, d).dot(x)
-            s += alpha * sqrt(maximum(width, zeros, out=width), out=width)
+            width = flat.dot(x).reshape(shape).dot(x)
+            s += sqrt(maximum(width, zeros, out=width), out=width)
         if theta_cost is not None:
             s -= price * maximum(theta_cost.dot(x), zeros)
         return int(s.argmax())
@@ -270,8 +367,9 @@ def _softplus(x: np.ndarray) -> np.ndarray:
 
 
 def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
-    """The deep active-inference agent's rule at horizon 1 (``agents.active_inference.deep``): every allowed
-    action scored by its expected free energy under the ensemble, the least taken."""
+    """The deep active-inference agent's rule on discrete actions (``agents.active_inference.deep``): every
+    allowed action, repeated over the horizon, scored by its expected free energy under the ensemble, the least
+    taken."""
     where = "policy"
     weights = spec.get("layers")
     if not isinstance(weights, list) or not weights:
@@ -302,25 +400,45 @@ def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
         if arr.shape != (k,):
             raise PolicyError(f"{where}.{name}: expected {k} entries, got shape {arr.shape}")
     obs_dim = n_in - n
+    horizon = spec.get("horizon", 1)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+        raise PolicyError(f"{where}.horizon: expected an integer >= 1, got {horizon!r}")
+    if horizon > 1:  # the rollout: each member's next observation, clipped to the env's bounds
+        delta_w, delta_b = _array(arrays, spec, "delta_weight", where), _array(arrays, spec, "delta_bias", where)
+        if delta_w.shape != (members, width, obs_dim) or delta_b.shape != (members, 1, obs_dim):
+            raise PolicyError(f"{where}.delta_weight: expected ({members}, {width}, {obs_dim}) and delta_bias "
+                              f"({members}, 1, {obs_dim}), got {delta_w.shape} and {delta_b.shape}")
+        head_w, head_b = np.concatenate([head_w, delta_w], -1), np.concatenate([head_b, delta_b], -1)
+        delta = [_array(arrays, spec, name, where) for name in ("delta_mean", "delta_std", "state_low", "state_high")]
+        for name, arr in zip(("delta_mean", "delta_std", "state_low", "state_high"), delta):
+            if arr.shape != (obs_dim,):
+                raise PolicyError(f"{where}.{name}: expected {obs_dim} entries, got shape {arr.shape}")
+        delta_mean, delta_std, state_low, state_high = delta
     eye = np.eye(n, dtype=np.float32)
     all_actions = np.arange(n)
 
     def decide(obs, mask, agent):
         allowed = all_actions if mask is None else np.flatnonzero(mask)
-        x = np.concatenate([np.broadcast_to(obs.astype(np.float32), (allowed.size, obs_dim)), eye[allowed]], 1)
-        h = ((x - x_mean) / x_std).astype(np.float32)[None]  # [1, C, in] -> [E, C, out] below
-        for w, b in layers:
-            h = h @ w + b
-            h *= 0.5 * (1.0 + np.tanh(0.5 * h))  # SiLU: h * sigmoid(h), with no overflow
-        out = h @ head_w + head_b
-        mu, logvar = out[..., :k], out[..., k:]
-        logvar = max_lv - _softplus(max_lv - logvar)
-        logvar = min_lv + _softplus(logvar - min_lv)
-        mu = mu * y_std + y_mean
-        var = np.exp(logvar) * y_std ** 2 + floor
-        total = var.mean(axis=0) + mu.var(axis=0)
-        gain = 0.5 * (np.log(total) - np.log(var).mean(axis=0)).sum(axis=-1)
-        g = (mu.mean(axis=0) * preference).sum(axis=-1) - beta * gain
+        ids = eye[allowed][None]  # each candidate repeats its action over the horizon
+        state = np.broadcast_to(obs.astype(np.float32), (1, allowed.size, obs_dim))  # [1 or E, C, D]
+        g = 0.0
+        for t in range(horizon):
+            x = np.concatenate([state, np.broadcast_to(ids, (*state.shape[:2], n))], -1)
+            h = ((x - x_mean) / x_std).astype(np.float32)  # [1 or E, C, in] -> [E, C, out] below
+            for w, b in layers:
+                h = h @ w + b
+                h *= 0.5 * (1.0 + np.tanh(0.5 * h))  # SiLU: h * sigmoid(h), with no overflow
+            out = h @ head_w + head_b
+            mu, logvar = out[..., :k], out[..., k:2 * k]
+            logvar = max_lv - _softplus(max_lv - logvar)
+            logvar = min_lv + _softplus(logvar - min_lv)
+            mu = mu * y_std + y_mean
+            var = np.exp(logvar) * y_std ** 2 + floor
+            total = var.mean(axis=0) + mu.var(axis=0)
+            gain = 0.5 * (np.log(total) - np.log(var).mean(axis=0)).sum(axis=-1)
+            g = g + ((mu.mean(axis=0) * preference).sum(axis=-1) - beta * gain)
+            if t + 1 < horizon:
+                state = np.clip(state + (out[..., 2 * k:] * delta_std + delta_mean), state_low, state_high)
         return int(allowed[int(np.argmin(g))])
     return Policy("ensemble_efe", obs_dim, n, None, True, 1, decide)
 

@@ -78,11 +78,16 @@ _PLAIN_NUMBERS = frozenset((float, int))
 
 def _vector(request: Mapping[str, Any], f: Field) -> np.ndarray:
     """``request[f.name]``: ``f.size`` numbers in [f.low, f.high]."""
+    return np.asarray(_checked_vector(request, f), dtype=np.float64)
+
+
+def _checked_vector(request: Mapping[str, Any], f: Field) -> list | np.ndarray:
+    """:func:`_vector`'s check; a list of plain numbers (as JSON gives it) comes back as it is."""
     v, n = request.get(f.name), f.size
     if v.__class__ is list and len(v) == n and set(map(type, v)) <= _PLAIN_NUMBERS:  # as JSON gives it
         # min and max are exact unless an entry is NaN; then the sum (of numbers in range: no overflow) is NaN
         if n == 0 or (min(v) >= f.low and max(v) <= f.high and (total := sum(v)) == total):
-            return np.array(v, dtype=np.float64)
+            return v
         raise RequestError(f"{f.name}: expected {n} numbers in [{f.low:g}, {f.high:g}], got a value out of range")
     what = f"{n} numbers in [{f.low:g}, {f.high:g}]"
     if v is None:
@@ -208,7 +213,7 @@ def _routing(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder
                      "gives them)", size=n)
 
     def build(request):
-        x = _vector(request, features)
+        x = _checked_vector(request, features)  # a list of numbers or a float64 array
         return observations.routing_observation(x, *_numbers(request, ROUTING_REQUEST)), None
     return RequestBuilder((features, *ROUTING_REQUEST), build)
 
