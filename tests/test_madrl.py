@@ -80,6 +80,9 @@ def test_trains_saves_and_loads_on_its_device(tmp_path, device):
     agent.learn(None, 100)
     loaded = MAPPOAgent.load(agent.save(tmp_path / "agent"), device=device)
     assert loaded.device.type == expected
+    from experiments.registry import load_agent  # the harness's resume path: registry -> kind -> agent
+
+    assert load_agent("mappo", tmp_path / "agent", make_env, device=device).device.type == expected
     env = make_env()
     observations, infos = env.reset(seed=4)
     assert agent.act(observations, infos) == loaded.act(observations, infos)
