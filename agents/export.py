@@ -16,11 +16,12 @@ file); :mod:`offload_env.router.artifact` documents the format.
 | MADRL (MAPPO, IPPO, FedPPO) | the actor (shared with a one-hot agent id, or one per agent), ``argmax`` after the mask |
 | MADDPG | the actor (shared or one per agent), ``box`` output: tanh in [-1, 1] |
 | deep_aif (discrete actions, any horizon) | ``ensemble_efe``: its ensemble, preference and information floor; the rollout's state change past the first step; the Box variant (CEM) does not export |
+| pymdp_aif | ``pomdp_efe``: its binning of the observation, A (its Dirichlet counts normalised, as it uses them), B, C, D, the policies, pymdp's weights of the information gain about A; the choice's target action |
 | RLlib PPO | its actor (RLlib's encoder and policy head, shared by every agent of a PettingZoo env), ``argmax`` after the mask |
 
 SB3's observation normalisation is frozen into the artifact. Exporting
-needs torch for SB3 and MADRL agents (to read their weights); loading the
-artifact never does.
+needs torch for SB3 and MADRL agents (to read their weights) and pymdp for
+pymdp_aif; loading the artifact never does.
 """
 
 from __future__ import annotations
@@ -201,6 +202,46 @@ def _aif_policy(agent) -> tuple[dict, dict]:
     return spec, arrays
 
 
+def _pymdp_policy(agent) -> tuple[dict, dict]:
+    """pymdp_aif: its binning, A (as it uses them), B, C, D, policies and the parameter-information weights
+    (pymdp's own ``spm_wnorm`` of pA), for ``pomdp_efe``."""
+    from pymdp.maths import spm_wnorm
+
+    from offload_env.router.bins import Argmax, Bins
+
+    model, pa = agent.model, agent._agent
+    readers = [read for _, read, _ in model.context]
+    if model.targets is None or not all(isinstance(r, (Bins, Argmax)) for r in readers):
+        raise ExportNotAvailable(f"{agent.name}: its model's context readers or choices are code, not data "
+                                 "(offload_env.router.bins and DiscreteModel.targets export)")
+    if pa.inference_algo != "fpi" or not pa.use_utility or pa.use_inductive or pa.pB is not None:
+        raise ExportNotAvailable(f"{agent.name}: pomdp_efe computes fixed-point inference and utility plus "
+                                 "information gain, without inductive planning or learned B")
+
+    def one(x):  # the batch of one
+        return np.asarray(x[0], dtype=np.float32)
+    arrays = {f"pomdp.A.{m}": one(a) for m, a in enumerate(pa.A)}
+    arrays.update({f"pomdp.B.{f}": one(b) for f, b in enumerate(pa.B)})
+    arrays.update({f"pomdp.C.{m}": one(c) for m, c in enumerate(pa.C)})
+    arrays.update({f"pomdp.D.{f}": one(d) for f, d in enumerate(pa.D)})
+    arrays["pomdp.policies"] = np.asarray(pa.policies.policy_arr, dtype=np.int64)
+    arrays["pomdp.targets"] = np.asarray(model.targets, dtype=np.float64)
+    spec: dict[str, Any] = {
+        "type": "pomdp_efe", "obs_dim": agent.obs_dim, "n_actions": agent.n_actions,
+        "context": [dict(r.spec(), name=name) for (name, r, _) in model.context],
+        "A": [f"pomdp.A.{m}" for m in range(len(pa.A))], "A_dependencies": [list(d) for d in pa.A_dependencies],
+        "B": [f"pomdp.B.{f}" for f in range(len(pa.B))], "B_dependencies": [list(d) for d in pa.B_dependencies],
+        "C": [f"pomdp.C.{m}" for m in range(len(pa.C))], "D": [f"pomdp.D.{f}" for f in range(len(pa.D))],
+        "policies": "pomdp.policies", "targets": "pomdp.targets", "pending": 0, "num_iter": int(pa.num_iter),
+        "states_info_gain": bool(pa.use_states_info_gain), "wA": None,
+        "outcomes": [o.name for o in model.outcomes], "gamma": float(agent.config.gamma)}
+    if pa.use_param_info_gain:  # the weights of the information gain about A: pymdp's, as the agent scores them
+        for m, p in enumerate(pa.pA):
+            arrays[f"pomdp.wA.{m}"] = np.asarray(spm_wnorm(p[0]) * (p[0] > 0), dtype=np.float32)
+        spec["wA"] = [f"pomdp.wA.{m}" for m in range(len(pa.pA))]
+    return spec, arrays
+
+
 def policy_of(agent) -> tuple[dict, dict[str, np.ndarray], dict]:
     """(policy section, arrays, agent section) of ``agent``'s manifest; ExportNotAvailable if it has none."""
     from .bandit_agent import BanditAgent
@@ -222,6 +263,9 @@ def policy_of(agent) -> tuple[dict, dict[str, np.ndarray], dict]:
         hyper = dataclasses.asdict(agent.config)
     elif family == "aif":
         spec, arrays = _aif_policy(agent)
+        hyper = dataclasses.asdict(agent.config)
+    elif family == "pymdp":
+        spec, arrays = _pymdp_policy(agent)
         hyper = dataclasses.asdict(agent.config)
     else:
         raise ExportNotAvailable(f"{getattr(agent, 'name', agent)!r}: no export for agents of type "

@@ -234,7 +234,8 @@ def test_a_rewritten_artifact_replaces_the_old_one_whole(tmp_path):
 
 _LIGHT = textwrap.dedent("""
     import sys, importlib.abc
-    BANNED = {"torch", "stable_baselines3", "sb3_contrib", "numba", "pandas", "matplotlib", "pickle_loader"}
+    BANNED = {"torch", "stable_baselines3", "sb3_contrib", "numba", "pandas", "matplotlib", "pickle_loader", "jax",
+              "pymdp"}
     class Block(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
             if name.split(".")[0] in BANNED:

@@ -3,6 +3,7 @@ a known answer, the project's envs, save/load, the harness. Needs the 'aif' extr
 
 from __future__ import annotations
 
+import json
 import os
 
 import gymnasium as gym
@@ -20,6 +21,8 @@ import offload_env  # noqa: E402,F401
 from agents.active_inference import discrete  # noqa: E402
 from agents.active_inference.discrete import DiscreteModel, Modality, PymdpAIFAgent, _bin  # noqa: E402
 from experiments.config import ConfigError, parse_config  # noqa: E402
+from offload_env.router import ArtifactError, Router  # noqa: E402
+from offload_env.router.artifact import sha256_file  # noqa: E402
 from experiments.runner import run_experiment, run_paths  # noqa: E402
 from toy_envs import register_context_toy  # noqa: E402
 
@@ -143,3 +146,93 @@ def test_pymdp_aif_through_the_harness(tmp_path):
     raw["env"]["kwargs"]["continuous"] = True
     with pytest.raises(ConfigError, match=r"agents\.pymdp_aif\.algo: expected an algorithm for this env"):
         parse_config(raw)
+
+
+# ---------------------------------------------------------------------------- export: the router's pomdp_efe
+
+EXPORT_CASES = {LAYER_SPLIT: ({}, 300), ROUTING: ({}, 200)}  # (env kwargs, training steps)
+
+
+@pytest.fixture(scope="module", params=list(EXPORT_CASES), ids=["layer-split", "routing"])
+def exported(request, tmp_path_factory):
+    """(agent, artifact path, make_env) of a small trained pymdp agent."""
+    env_id = request.param
+    kwargs, budget = EXPORT_CASES[env_id]
+    make_env = lambda: gym.make(env_id, **kwargs)  # noqa: E731
+    agent = PymdpAIFAgent(make_env, seed=0).learn(make_env, budget)
+    return agent, agent.export(tmp_path_factory.mktemp("pymdp") / "artifact", env_id=env_id, env_kwargs=kwargs), \
+        make_env
+
+
+def test_pymdp_artifact_decides_as_the_agent_on_env_requests(exported):
+    """2,000 requests from the env's state: the router's decision is the agent's act, and its -EFE is pymdp's."""
+    agent, path, make_env = exported
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "params.npz"]
+    router = Router.from_artifact(path)
+    arrays = router.artifact.arrays
+    for m, p in enumerate(agent._agent.pA):  # A as the agent uses it: its Dirichlet counts normalised
+        p = np.asarray(p[0], dtype=np.float64)
+        np.testing.assert_allclose(arrays[f"pomdp.A.{m}"], p / p.sum(axis=0), rtol=1e-5, atol=1e-7)
+    env = make_env()
+    obs, info = env.reset(seed=11)
+    mismatches, actions, contexts, err, gap = 0, set(), set(), 0.0, np.inf
+    for _ in range(2000):
+        request = json.loads(json.dumps(env.unwrapped.router_request()))  # as it would arrive over HTTP
+        built, _ = router.builder(request)
+        np.testing.assert_array_equal(built, obs)
+        a = agent.act(obs, info)
+        d = router.decide(request)
+        assert d.ok, d.reason
+        mismatches += int(d.action != a)
+        actions.add(a)
+        bins = tuple(read(obs) for _, read, _ in agent.model.context)
+        if bins not in contexts:  # the rule reads only the bins: its numbers once per context
+            contexts.add(bins)
+            _, neg_efe = agent.posterior(obs)
+            err = max(err, float(np.abs(router.policy.scores(obs) - neg_efe).max()))
+            top = np.sort(neg_efe)[::-1]
+            gap = min(gap, float(top[0] - top[1]))
+        obs, _, terminated, truncated, info = env.step(a)
+        if terminated or truncated:
+            obs, info = env.reset()
+    assert mismatches == 0
+    assert len(actions) > 1 and len(contexts) > 3  # not a constant rule, and more than one context read
+    assert err < 1e-4 < gap  # numpy's -EFE is pymdp's, closer than any two choices the agent told apart
+
+
+def test_pymdp_artifact_breaks_ties_as_the_agent(tmp_path):
+    """Untrained, every choice scores exactly the same (in pymdp and in numpy): both take the first."""
+    make_env = lambda: gym.make(ROUTING)  # noqa: E731
+    agent = PymdpAIFAgent(make_env, seed=0)
+    router = Router.from_artifact(agent.export(tmp_path / "artifact", env_id=ROUTING))
+    env = make_env()
+    obs, info = env.reset(seed=3)
+    for _ in range(50):
+        _, neg_efe = agent.posterior(obs)
+        assert np.ptp(neg_efe) == 0 and np.ptp(router.policy.scores(obs)) == 0
+        assert router.decide(env.unwrapped.router_request()).action == agent.act(obs, info) == 0
+        obs, _, terminated, truncated, info = env.step(0)
+        if terminated or truncated:
+            obs, info = env.reset()
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m, a: m["policy"]["A"].__setitem__(3, m["policy"]["A"][0]), r"policy\.A\[3\]: expected shape"),
+    (lambda m, a: a.__setitem__("pomdp.C.3", a["pomdp.C.3"][:-1]), r"policy\.C\[3\]: expected shape"),
+    (lambda m, a: a.__setitem__("pomdp.targets", a["pomdp.targets"][:2]), r"policy\.targets: expected"),
+    (lambda m, a: a.__setitem__("pomdp.policies", a["pomdp.policies"] + 7), r"policy\.policies: expected"),
+    (lambda m, a: a.__setitem__("pomdp.wA.4", a["pomdp.wA.4"][:, :1]), r"policy\.wA\[4\]: expected shape"),
+    (lambda m, a: m["policy"]["context"][-1].update(edges=[0.5, 0.1]), r"policy\.context\[\d\]\.edges"),
+    (lambda m, a: m["policy"].update(pending=99), r"policy\.pending"),
+])
+def test_pymdp_artifact_with_a_wrong_array_is_refused_naming_the_field(exported, tmp_path, edit, field):
+    _, path, _ = exported
+    manifest = json.loads((path / "manifest.json").read_text())
+    with np.load(path / "params.npz", allow_pickle=False) as f:
+        arrays = dict(f)
+    edit(manifest, arrays)
+    np.savez(tmp_path / "params.npz", **arrays)
+    manifest["files"]["params.npz"] = sha256_file(tmp_path / "params.npz")
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=field):
+        Router.from_artifact(tmp_path)

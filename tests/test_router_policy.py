@@ -1,14 +1,19 @@
 """The router's MLP rule against the plain formula: normalisation (its clip binding), agent ids, groups,
-layer norm first, masks, box heads, and concurrent callers. Numpy only: no training."""
+layer norm first, masks, box heads, and concurrent callers; the pomdp_efe rule against a hand computation.
+Numpy only: no training."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from offload_env.router.policy import build_policy
+from offload_env.router.policy import PolicyError, build_policy
 
 OBS, HIDDEN, OUT = 6, 16, 7
 
@@ -122,3 +127,86 @@ def test_concurrent_callers_get_their_own_decisions():
         t.join()
     assert all(results[k] == want for k in range(4))
     assert len(set(want)) > 1
+
+
+def _pomdp_toy() -> tuple[dict, dict]:
+    """A pomdp_efe rule with a hand-computable answer: the sign of obs[0] read with probability 0.9, three
+    choices whose cost (none, 0, 0.5, 1; C = 0, 0, -2, -4) depends on the sign; choice 0 cheap when the sign is
+    0, choice 2 when it is 1 (tests/test_pymdp_agent.py computes the same agent's numbers with pymdp)."""
+    cost = np.zeros((4, 2, 4))
+    cost[0, :, 0] = 1.0
+    cost[1:, 0, 1], cost[1:, 1, 1] = (0.8, 0.1, 0.1), (0.1, 0.1, 0.8)
+    cost[1:, :, 2] = np.array([0.1, 0.8, 0.1])[:, None]
+    cost[1:, 0, 3], cost[1:, 1, 3] = (0.1, 0.1, 0.8), (0.8, 0.1, 0.1)
+    choice = np.zeros((4, 4, 3))
+    for c in range(3):
+        choice[c + 1, :, c] = 1.0
+    arrays = {"A0": np.array([[0.9, 0.1], [0.1, 0.9]]), "A1": cost, "B0": np.eye(2)[:, :, None], "B1": choice,
+              "C0": np.zeros(2), "C1": np.array([0.0, 0.0, -2.0, -4.0]), "D0": np.full(2, 0.5),
+              "D1": np.eye(4)[0], "policies": np.array([[[0, c]] for c in range(3)]), "targets": np.array([0., 1, 2])}
+    spec = {"type": "pomdp_efe", "obs_dim": 2, "n_actions": 3, "context": [{"read": "bins", "index": 0,
+            "edges": [0.0]}], "A": ["A0", "A1"], "A_dependencies": [[0], [0, 1]], "B": ["B0", "B1"],
+            "B_dependencies": [[0], [1]], "C": ["C0", "C1"], "D": ["D0", "D1"], "policies": "policies",
+            "targets": "targets", "pending": 0, "num_iter": 16, "wA": None}
+    return spec, arrays
+
+
+def _entropy(p):
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def test_pomdp_efe_equals_a_hand_computation():
+    spec, arrays = _pomdp_toy()
+    policy = build_policy(spec, arrays)
+    q, a_sign = np.array([0.9, 0.1]), arrays["A0"]
+    hand = []
+    for c in range(3):  # utility + information gain about the sign, through both modalities
+        qo = arrays["A1"][:, :, c + 1] @ q
+        gain = _entropy(qo) - sum(q[s] * _entropy(arrays["A1"][:, s, c + 1]) for s in range(2))
+        gain += _entropy(a_sign @ q) - sum(q[s] * _entropy(a_sign[:, s]) for s in range(2))
+        hand.append(qo @ arrays["C1"] + gain)
+    np.testing.assert_allclose(policy.scores(np.array([-0.5, 0.0])), hand, atol=1e-9)
+    assert policy.decide(np.array([-0.5, 0.0])) == 0 and policy.decide(np.array([0.5, 0.0])) == 2
+    assert policy.decide(np.array([0.0, 0.0])) == 2  # an edge opens the bin above it
+    assert policy.decide(np.array([-0.5, 0.0]), np.array([False, True, True])) == 1  # the nearest allowed
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda s, a: a.update(A1=a["A1"][:, :, :3]), r"policy\.A\[1\]: expected shape"),
+    (lambda s, a: a.update(B1=a["B1"][:3]), r"policy\.B\[1\]: expected shape"),
+    (lambda s, a: a.update(D1=np.ones((2, 2))), r"policy\.D\[1\]: expected a vector"),
+    (lambda s, a: a.update(policies=a["policies"].astype(float)), r"policy\.policies: expected integers"),
+    (lambda s, a: s.update(A_dependencies=[[0], [0, 5]]), r"policy\.A_dependencies: expected"),
+    (lambda s, a: s["context"][0].update(index=2), r"policy\.context\[0\]\.index"),
+    (lambda s, a: s["context"][0].update(read="eval"), r"policy\.context\[0\]\.read"),
+    (lambda s, a: s.update(num_iter=0), r"policy\.num_iter"),
+])
+def test_pomdp_efe_refuses_a_malformed_model_naming_the_field(edit, field):
+    spec, arrays = _pomdp_toy()
+    edit(spec, arrays)
+    with pytest.raises(PolicyError, match=field):
+        build_policy(spec, arrays)
+
+
+def test_pomdp_efe_imports_neither_jax_nor_pymdp(tmp_path):
+    """The rule and its binning are numpy only (the light router)."""
+    script = tmp_path / "light.py"
+    script.write_text(textwrap.dedent("""
+        import sys, importlib.abc
+        BANNED = {"jax", "jaxlib", "pymdp", "equinox", "torch", "gymnasium", "pandas", "scipy"}
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BANNED:
+                    raise ImportError(f"the router must not import {name}")
+        sys.meta_path.insert(0, Block())
+        sys.path.insert(0, sys.argv[1])
+        import numpy as np
+        from test_router_policy import _pomdp_toy
+        from offload_env.router.policy import build_policy
+        print("decided", build_policy(*_pomdp_toy()).decide(np.array([0.5, 0.0])))
+    """))
+    out = subprocess.run([sys.executable, str(script), str(Path(__file__).parent)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "decided 2" in out.stdout

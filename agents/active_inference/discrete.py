@@ -27,7 +27,9 @@ The discretisation (:data:`MODELS`):
 | Routing-v0 (built-in workload) | topic (the one-hot features), cloud load (obs d+1; 0.5) | the k models | quality (0.5: wrong or right), cost x cost_weight (0.05, 0.2), overrun (0: none or some) |
 
 Needs the ``aif`` extra (``pip install "offload-env[aif]"``: pymdp and JAX,
-about 850 MB). Saved as ``weights.npz`` (``pA``) + ``agent.json``.
+about 850 MB). Saved as ``weights.npz`` (``pA``) + ``agent.json``. Exports
+for the edge router (``pomdp_efe``, numpy only): the binning rules live in
+:mod:`offload_env.router.bins`, shared by the agent and the router.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from offload_env.router.bins import Argmax, Bins, bin_index, nearest_allowed
 
 from .config import PymdpAIFConfig
 
@@ -70,29 +74,36 @@ class DiscreteModel:
     choices: int
     choose: Callable[[int, dict | None], Any]  #: (choice, info) -> the env's action
     outcomes: tuple[Modality, ...]
+    #: each choice's target action, the nearest allowed taken (``_nearest_choice``): what an export needs
+    targets: tuple[float, ...] | None = None
 
 
-def _bin(x: float, edges) -> int:
-    return int(np.searchsorted(np.asarray(edges), x, side="right"))
+_bin = bin_index  # the one binning rule, shared with the router (offload_env.router.bins)
+
+
+def _nearest_choice(targets, n_actions: int) -> Callable[[int, dict | None], int]:
+    """(choice, info) -> the allowed action nearest the choice's target (every action where no mask allows one)."""
+    targets = np.asarray(targets, dtype=np.float64)
+
+    def choose(c: int, info: dict | None) -> int:
+        mask = None if info is None else info.get("action_mask")
+        allowed = np.arange(n_actions) if mask is None else np.flatnonzero(np.asarray(mask))
+        if allowed.size == 0:
+            allowed = np.arange(n_actions)
+        return nearest_allowed(targets[c], allowed)
+    return choose
 
 
 def _layer_split(env) -> DiscreteModel:
     u = env.unwrapped
     s, L = u.scenario, u.num_layers
     energy_ref = s.energy_unit_j  # the reward's energy unit
-    targets = np.array([0, L / 4, L / 2, 3 * L / 4, L])
-
-    def choose(c: int, info: dict | None):
-        mask = None if info is None else info.get("action_mask")
-        allowed = np.arange(L + 1) if mask is None else np.flatnonzero(np.asarray(mask))
-        if allowed.size == 0:
-            allowed = np.arange(L + 1)
-        return int(allowed[np.argmin(np.abs(allowed - targets[c]))])
+    targets = (0.0, L / 4, L / 2, 3 * L / 4, float(L))
     return DiscreteModel(
-        context=(("channel", lambda o: _bin(o[0], (1 / 3, 2 / 3)), 3),
-                 ("load", lambda o: _bin(o[5], (1 / 3, 2 / 3)), 3),
-                 ("prompt", lambda o: _bin(o[1], (0.1, 0.3)), 3)),
-        choices=5, choose=choose,
+        context=(("channel", Bins(0, (1 / 3, 2 / 3)), 3),
+                 ("load", Bins(5, (1 / 3, 2 / 3)), 3),
+                 ("prompt", Bins(1, (0.1, 0.3)), 3)),
+        choices=5, choose=_nearest_choice(targets, L + 1), targets=targets,
         outcomes=(Modality("latency_per_deadline", lambda i: i["latency_s"] / i["deadline_s"], (0.5, 1.0),
                            (0.25, 0.75, 1.5), s.w_latency, (0.0, 0.0, -s.w_deadline_miss)),
                   Modality("energy_share", lambda i: i["edge_energy_j"] / energy_ref, (0.5, 1.5), (0.25, 1.0, 2.5),
@@ -105,11 +116,12 @@ def _routing(env) -> DiscreteModel:
     u = env.unwrapped
     if u.table is not None:
         raise ValueError("pymdp_aif: on Routing-v0 it reads the built-in workload's topics (workload=None)")
-    n_topics, d = int(u.scenario.n_topics), int(u.n_query_features)
+    n_topics, d, k = int(u.scenario.n_topics), int(u.n_query_features), int(env.action_space.n)
+    targets = tuple(float(c) for c in range(k))  # no action mask on Routing: the choice is the model
     return DiscreteModel(
-        context=(("topic", lambda o: int(np.argmax(o[:n_topics])), n_topics),
-                 ("cloud_load", lambda o: _bin(o[d + 1], (0.5,)), 2)),
-        choices=int(env.action_space.n), choose=lambda c, info: int(c),
+        context=(("topic", Argmax(0, n_topics), n_topics),
+                 ("cloud_load", Bins(d + 1, (0.5,)), 2)),
+        choices=k, choose=_nearest_choice(targets, k), targets=targets,
         outcomes=(Modality("quality", lambda i: i["quality"], (0.5,), (0.0, 1.0), -1.0),
                   Modality("cost", lambda i: u.cost_weight * i["cost"], (0.05, 0.2), (0.025, 0.1, 0.4), 1.0),
                   Modality("overrun_s", lambda i: i["overrun_s"], (1e-9,), (0.0, 10.0), u.scenario.overrun_weight)))
@@ -147,6 +159,8 @@ class PymdpAIFAgent:
         if not hasattr(env.action_space, "n"):
             raise ValueError(f"pymdp_aif: needs a Discrete action space, the env has {env.action_space}")
         self.model = MODELS[env_id](env)
+        self.env_id, self.obs_dim, self.n_actions = env_id, int(np.prod(env.observation_space.shape)), \
+            int(env.action_space.n)
         env.close()
         m, cfg = self.model, self.config
         ctx_sizes = [n for _, _, n in m.context]
@@ -319,7 +333,8 @@ class PymdpAIFAgent:
         return agent
 
     def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
-        from ..protocol import ExportNotAvailable
+        """The pickle-free artifact for the edge router (``agents.export``): the binning, A, B, C, D, the policies
+        and the EFE rule (``pomdp_efe``), as ``act`` decides."""
+        from ..export import export
 
-        raise ExportNotAvailable("pymdp_aif: its decision is pymdp's inference; the router has no such policy "
-                                 "type yet")
+        return export(self, path, env_id=env_id, env_kwargs=env_kwargs)

@@ -2,7 +2,7 @@
 
 An artifact's ``manifest.json`` describes its policy as data, never as
 code; this module turns that description and the arrays of ``params.npz``
-into a callable. Two policy types cover every agent the project trains:
+into a callable. These policy types cover every agent the project exports:
 
 ``mlp`` (SB3 DDPG/TD3/PPO/MaskablePPO/DQN, the MADRL actors)
     ``input``: optional observation normalisation (``clip((x - mean) /
@@ -20,6 +20,12 @@ into a callable. Two policy types cover every agent the project trains:
     preference and the information floor), summed over ``horizon`` steps of
     the action repeated (each member's predicted observation change carries
     its rollout on, clipped to the env's bounds), the least taken.
+``pomdp_efe`` (the pymdp agent, ``pymdp_aif``)
+    the observation binned into context factors (:mod:`offload_env.router.bins`,
+    the agent's own rule), the state posterior by pymdp's fixed-point
+    iteration under ``A`` and ``D``, each policy's expected free energy
+    (utility under ``C``, information gain about the states and about ``A``),
+    the least taken; its choice is the allowed action nearest its target.
 ``linear_scores`` (the contextual bandits)
     ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
@@ -79,6 +85,7 @@ class Policy:
     uses_mask: bool  #: whether the action mask changes the decision
     n_agents: int  #: 1, or the agents an agent index selects among
     _decide: Callable[[np.ndarray, np.ndarray | None, int], object]
+    scores: Callable[[np.ndarray], np.ndarray] | None = None  #: obs -> what the decision ranks (pomdp_efe: -EFE)
 
     def decide(self, obs: np.ndarray, mask: np.ndarray | None = None, agent: int = 0):
         return self._decide(obs, mask, agent)
@@ -443,7 +450,182 @@ def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     return Policy("ensemble_efe", obs_dim, n, None, True, 1, decide)
 
 
-_BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores, "ensemble_efe": _ensemble_efe}
+_MINVAL = float(np.finfo(np.float64).eps)  #: pymdp's floor under probabilities before a log (its MINVAL)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(x, _MINVAL))
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _contract(t: np.ndarray, qs: list[np.ndarray], keep: int | None = None) -> np.ndarray:
+    """``t`` (a lead axis, then one axis per factor of ``qs``) summed against every ``qs[i]`` but ``qs[keep]``;
+    the lead axis (and that factor's) kept: pymdp's ``factor_dot``."""
+    operands: list = [t, list(range(len(qs) + 1))]
+    for i, q in enumerate(qs):
+        if i != keep:
+            operands += [q, [i + 1]]
+    return np.einsum(*operands, [0] if keep is None else [0, keep + 1])
+
+
+def _int_lists(spec: Mapping, key: str, where: str, n: int, high: int) -> list[list[int]]:
+    value = spec.get(key)
+    ok = isinstance(value, list) and len(value) == n and all(
+        isinstance(d, list) and d and all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < high
+                                          for i in d) and len(set(d)) == len(d) for d in value)
+    if not ok:
+        raise PolicyError(f"{where}.{key}: expected {n} lists of distinct factor indices in [0, {high - 1}], "
+                          f"got {value!r}")
+    return value
+
+
+def _arrays(arrays: Mapping[str, np.ndarray], spec: Mapping, key: str, where: str, n: int | None = None
+            ) -> list[np.ndarray]:
+    names = spec.get(key)
+    if not isinstance(names, list) or not names or (n is not None and len(names) != n):
+        raise PolicyError(f"{where}.{key}: expected a list of {n or 'one or more'} array names, got {names!r}")
+    out = []
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name not in arrays:
+            raise PolicyError(f"{where}.{key}[{i}]: expected the name of an array in params.npz, got {name!r}")
+        a = np.asarray(arrays[name], dtype=np.float64)
+        if not np.isfinite(a).all():
+            raise PolicyError(f"{where}.{key}[{i}]: expected finite numbers")
+        out.append(a)
+    return out
+
+
+def _pomdp_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    """The pymdp agent's rule (``agents.active_inference.discrete``): the observation binned into the context
+    modalities (the outcome modalities at their ``pending`` bin), the state posterior by pymdp's fixed-point
+    iteration (``num_iter`` rounds) from the prior ``D``, each policy's negative expected free energy (utility
+    under ``C``, the information gain about the states and, where ``wA`` is given, about ``A``), the greatest
+    taken (the first on ties); its choice is the allowed action nearest the choice's ``target``."""
+    from .bins import nearest_allowed, reader_from_spec
+
+    where = "policy"
+    obs_dim, n = spec.get("obs_dim"), spec.get("n_actions")
+    for key, v in (("obs_dim", obs_dim), ("n_actions", n)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise PolicyError(f"{where}.{key}: expected an integer >= 1, got {v!r}")
+    context = spec.get("context")
+    if not isinstance(context, list) or not context:
+        raise PolicyError(f"{where}.context: expected a non-empty list of context readers")
+    try:
+        readers = [reader_from_spec(c, f"{where}.context[{i}]", obs_dim) for i, c in enumerate(context)]
+    except ValueError as err:
+        raise PolicyError(str(err)) from None
+    D = _arrays(arrays, spec, "D", where)
+    for f, d in enumerate(D):
+        if d.ndim != 1 or d.shape[0] < 1:
+            raise PolicyError(f"{where}.D[{f}]: expected a vector, got shape {d.shape}")
+    sizes, F = [d.shape[0] for d in D], len(D)
+    A = _arrays(arrays, spec, "A", where)
+    M = len(A)
+    if M <= len(readers):
+        raise PolicyError(f"{where}.A: expected more modalities than the {len(readers)} context readers, got {M}")
+    A_deps = _int_lists(spec, "A_dependencies", where, M, F)
+    C = _arrays(arrays, spec, "C", where, M)
+    for m, (a, deps) in enumerate(zip(A, A_deps)):
+        want = (a.shape[0], *[sizes[f] for f in deps])
+        if a.shape != want or (a < 0).any():
+            raise PolicyError(f"{where}.A[{m}]: expected shape (outcomes, *factor sizes) = {want} of probabilities, "
+                              f"got {a.shape}")
+        if C[m].shape != (a.shape[0],):
+            raise PolicyError(f"{where}.C[{m}]: expected shape {(a.shape[0],)}, got {C[m].shape}")
+        if m < len(readers) and readers[m].size != a.shape[0]:
+            raise PolicyError(f"{where}.context[{m}]: reads {readers[m].size} bins, A[{m}] has {a.shape[0]} outcomes")
+    pending = spec.get("pending")
+    ok = isinstance(pending, int) and not isinstance(pending, bool) and all(
+        0 <= pending < a.shape[0] for a in A[len(readers):])
+    if not ok:
+        raise PolicyError(f"{where}.pending: expected the outcome bin observed before the outcome, an integer "
+                          f"below every outcome modality's size, got {pending!r}")
+    B = _arrays(arrays, spec, "B", where, F)
+    B_deps = _int_lists(spec, "B_dependencies", where, F, F)
+    for f, (b, deps) in enumerate(zip(B, B_deps)):
+        want = (sizes[f], *[sizes[d] for d in deps])
+        if b.ndim != len(want) + 1 or b.shape[:-1] != want:
+            raise PolicyError(f"{where}.B[{f}]: expected shape {want} + (controls,), got {b.shape}")
+    policies = _array(arrays, spec, "policies", where)
+    controls = np.array([b.shape[-1] for b in B])
+    if policies.ndim != 3 or policies.shape[0] < 1 or policies.shape[1] < 1 or policies.shape[2] != F or \
+            policies.dtype.kind not in "iu" or (policies < 0).any() or (policies >= controls).any():
+        raise PolicyError(f"{where}.policies: expected integers of shape (policies, steps, {F}), each below its "
+                          f"factor's controls {controls.tolist()}, got {policies.dtype} {policies.shape}")
+    P = policies.shape[0]
+    targets = _array(arrays, spec, "targets", where).astype(np.float64)
+    if targets.shape != (P,) or not np.isfinite(targets).all():
+        raise PolicyError(f"{where}.targets: expected {P} finite numbers, got shape {targets.shape}")
+    wA = None
+    if spec.get("wA") is not None:
+        wA = _arrays(arrays, spec, "wA", where, M)
+        for m, (w, a) in enumerate(zip(wA, A)):
+            if w.shape != a.shape:
+                raise PolicyError(f"{where}.wA[{m}]: expected shape {a.shape}, got {w.shape}")
+    states_gain = spec.get("states_info_gain", True)
+    if not isinstance(states_gain, bool):
+        raise PolicyError(f"{where}.states_info_gain: expected true or false, got {states_gain!r}")
+    num_iter = spec.get("num_iter")
+    if isinstance(num_iter, bool) or not isinstance(num_iter, int) or num_iter < 1:
+        raise PolicyError(f"{where}.num_iter: expected an integer >= 1, got {num_iter!r}")
+
+    log_A = [_log(a) for a in A]
+    log_D = [_log(d) for d in D]
+    H_A = [-(a * _log(a)).sum(axis=0) for a in A]  # each state's outcome entropy
+    n_ctx = len(readers)
+    all_actions = np.arange(n)
+    chosen: dict[tuple, int] = {}  # context bins -> the policy taken (the rule reads nothing else)
+
+    def posterior(obs_bins: list[int]) -> list[np.ndarray]:
+        ll = [la[o] for la, o in zip(log_A, obs_bins)]
+        log_q = [np.zeros(s) for s in sizes]
+        for _ in range(num_iter):
+            q = [_softmax(x) for x in log_q]
+            total = [np.zeros(1)] * F
+            for m, deps in enumerate(A_deps):
+                local = [q[f] for f in deps]
+                for j, f in enumerate(deps):
+                    total[f] = total[f] + _contract(ll[m][None], local, keep=j)[0]
+            log_q = [t + lp for t, lp in zip(total, log_D)]
+        return [_softmax(x) for x in log_q]
+
+    def neg_efe(qs: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros(P)
+        for p in range(P):
+            q = qs
+            for u in policies[p]:
+                q = [_contract(b[..., u_f], [q[d] for d in deps]) for b, u_f, deps in zip(B, u, B_deps)]
+                for m, deps in enumerate(A_deps):
+                    local = [q[f] for f in deps]
+                    qo = _contract(A[m], local)
+                    out[p] += qo @ C[m]
+                    if states_gain:
+                        out[p] += -(qo * _log(qo)).sum() - _contract(H_A[m][None], local)[0]
+                    if wA is not None:
+                        out[p] -= qo @ _contract(wA[m], local)
+        return out
+
+    def decide(obs, mask, agent):
+        bins = tuple(r(obs) for r in readers)
+        p = chosen.get(bins)
+        if p is None:
+            p = chosen[bins] = int(np.argmax(scores(obs)))
+        return nearest_allowed(targets[p], all_actions if mask is None else np.flatnonzero(mask))
+
+    def scores(obs) -> np.ndarray:
+        bins = [r(obs) for r in readers]
+        return neg_efe(posterior(bins + [pending] * (M - n_ctx)))
+
+    return Policy("pomdp_efe", obs_dim, n, None, True, 1, decide, scores)
+
+
+_BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores, "ensemble_efe": _ensemble_efe,
+             "pomdp_efe": _pomdp_efe}
 
 
 def build_policy(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
