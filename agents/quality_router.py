@@ -167,6 +167,14 @@ class QualityRouter(_Saved):
         if self.budget_per_step is not None:
             self.nu = np.array(max(0.0, float(self.nu) + self.step_size * (cost / self.budget_per_step - 1.0)))
 
+    def decision_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays of the deterministic rule (:meth:`decide` without ``sample``), for the router artifact:
+        ``topic_quality`` (k, n_groups + 1; the last column: no topic), ``theta``, ``theta_cost`` (k, d + 1) and
+        ``mean_cost`` (k)."""
+        table = np.stack([self._base(g)[0] for g in range(self.n_groups)] + [self._base(None)[0]], axis=1)
+        return {"topic_quality": table, "theta": np.array(self.theta), "theta_cost": np.array(self.theta_cost),
+                "mean_cost": self._mean_cost()}
+
     def flush(self) -> None:
         """Fold the ridge model's buffered rank-1 terms into its inverse design matrix (exact)."""
         self._model.flush()
