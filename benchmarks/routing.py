@@ -34,7 +34,8 @@ embeddings when the 'embeddings' extra is installed).
    is 0 and always-best is 1 (MMLU: the share of GPT-4 calls, as in
    RouteLLM). Printed: APGR, CPT(50%), CPT(80%) and the cost at which the
    router's curve reaches the strong model's accuracy ("cost @ strong",
-   GPT-4-level on MMLU), mean (sd) over orders.
+   GPT-4-level on MMLU), mean over orders [95% percentile-bootstrap CI over
+   the orders].
 2. Decisions + updates per second of each bandit, one core, 3 arms, 384-d
    (MiniLM size) and 32-d features; targets for LinUCB: >= 5,000/s and >= 50,000/s.
 3. LinUCB's regret over 20,000 queries of the built-in env against the best
@@ -66,6 +67,7 @@ from agents.quality_router import QualityRouter, choose  # noqa: E402
 from agents.registry import AGENTS  # noqa: E402
 from agents.routing_policies import group_gain, knn_gain  # noqa: E402
 from experiments.config import load_config  # noqa: E402
+from experiments.stats import bootstrap_ci  # noqa: E402
 from experiments.families import FAMILIES  # noqa: E402
 from offload_env import metrics  # noqa: E402
 from offload_env.envs.routing import CONTEXT_FIELDS  # noqa: E402
@@ -311,6 +313,7 @@ def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_que
         print(f"quality router: one learner, each query served at a lambda drawn from the grid; its exploration "
               f"changed {np.mean(changed):.1%} of the served decisions")
     print()
+    print("mean over orders [95% bootstrap CI over the orders]\n")
     print(f"| router | APGR | CPT(50%) | CPT(80%) | cost @ strong |")
     print("|---|---|---|---|---|")
     for label, vals in rows.items():
@@ -323,7 +326,8 @@ def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_que
             elif np.any(np.isnan(col)):
                 cells.append(f"{np.nanmean(col):.3f} ({np.sum(~np.isnan(col))}/{len(col)} reached)")
             else:
-                cells.append(f"{col.mean():.3f} ({col.std():.3f})")
+                lo, hi = bootstrap_ci(col)
+                cells.append(f"{col.mean():.3f} [{lo:.3f}, {hi:.3f}]")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

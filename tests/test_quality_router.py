@@ -94,6 +94,22 @@ def test_decision_moves_monotonically_with_lambda():
     assert router.decide(x, g) == router.decide(x, g, router.cost_weight)
 
 
+@pytest.mark.parametrize("link", ["logistic", "identity"])
+def test_quality_estimates_converge_to_the_true_probabilities(link):
+    """P(correct) = sigmoid(2 x - 1) at four values of x: the logistic link's online Newton steps recover it."""
+    rng = np.random.default_rng(4)
+    router = QualityRouter(1, 1, l2=1.0, link=link, seed=0)
+    xs = np.array([-1.0, 0.0, 1.0, 3.0])
+    truth = 1 / (1 + np.exp(-(2 * xs - 1)))
+    for i in rng.integers(len(xs), size=20000):
+        router.update([xs[i]], 0, float(rng.random() < truth[i]))
+    errors = np.abs([router.estimates([x])[0][0] for x in xs] - truth)
+    if link == "logistic":
+        assert errors.max() < 0.02, errors
+    else:  # linear in probability: it cannot bend to the sigmoid
+        assert errors.max() > 0.05, errors
+
+
 def test_budget_pacing_holds_spending_to_the_budget():
     rng = np.random.default_rng(0)
     router = QualityRouter(2, 1, budget_per_step=0.3, step_size=0.02, seed=0)
@@ -137,6 +153,7 @@ def test_save_load_round_trip_gives_the_same_decisions(tmp_path):
     (lambda: QualityRouter(2, 3, group_prior=0), r"^group_prior: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, l2=0), r"^l2: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, v=-0.1), r"^v: expected a number in \[0, inf\)"),
+    (lambda: QualityRouter(2, 3, link="probit"), r"^link: expected one of logistic, identity, got 'probit'"),
     (lambda: QualityRouter(2, 3, budget_per_step=0), r"^budget_per_step: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, step_size=float("nan")), r"^step_size: expected a number"),
     (lambda: QualityRouter(2, 3).act(np.zeros(4)), r"^x: expected a vector of 3 features"),
@@ -198,7 +215,8 @@ def test_agent_save_load(tmp_path):
         obs, *_ = env.step(arm)
 
 
-@pytest.mark.parametrize("hyper", [{}, {"budget_per_step": 2e-4, "step_size": 0.05}], ids=["plain", "paced"])
+@pytest.mark.parametrize("hyper", [{}, {"budget_per_step": 5e-5, "step_size": 0.05}, {"link": "identity"}],
+                         ids=["plain", "paced", "identity-link"])
 def test_artifact_decides_as_the_agent_from_requests_with_the_topic(tmp_path, hyper):
     agent = BanditAgent("quality_router", make_env, seed=2, l2=1.0, **hyper)
     agent.learn(make_env, 1500)
@@ -206,8 +224,9 @@ def test_artifact_decides_as_the_agent_from_requests_with_the_topic(tmp_path, hy
     assert sorted(p.name for p in (tmp_path / "artifact").iterdir()) == ["manifest.json", "params.npz"]
     spec = router.manifest["policy"]
     assert spec["type"] == "quality_router" and spec["n_topics"] == agent.router.n_groups == 8
+    assert spec["link"] == hyper.get("link", "logistic")
     assert spec["cost_weight"] == agent.router.cost_weight
-    assert (spec["pacing_price"] > 0) == bool(hyper)  # the paced router's multiplier moved, and is exported
+    assert (spec["pacing_price"] > 0) == ("budget_per_step" in hyper)  # the paced router's multiplier moved, and is exported
     env = make_env()
     base = env.unwrapped
     obs, _ = env.reset(seed=11)

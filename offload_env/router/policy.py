@@ -23,9 +23,10 @@ into a callable. These policy types cover every agent the project trains:
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
     and epsilon-greedy (``alpha = 0``, their exploration switched off).
 ``quality_router`` (``agents.quality_router``, its deterministic rule)
-    ``argmax_a q_a - price c_a`` with ``q_a = topic_quality[a, topic] +
-    theta_a . [x, 1]`` (the last column of ``topic_quality``: a query with no
-    topic), ``c_a = max(0, mean_cost_a + theta_cost_a . [x, 1])`` and
+    ``argmax_a q_a - price c_a`` with the score ``s_a = topic_term[a, topic] +
+    theta_a . [x, 1]`` (the last column of ``topic_term``: a query with no
+    topic), ``q_a = s_a`` (``link: identity``) or ``1 / (1 + exp(-s_a))``
+    (``logistic``), ``c_a = max(0, mean_cost_a + theta_cost_a . [x, 1])`` and
     ``price = cost_weight + pacing_price``. It reads two request fields
     besides the observation (:attr:`Policy.context`): ``topic`` (required
     when ``n_topics > 0``) and ``cost_weight`` (default: the manifest's).
@@ -337,7 +338,7 @@ def _ensemble_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
 def _quality_router(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     """The quality router's deterministic rule (see the module's docstring)."""
     where = "policy"
-    table = _array(arrays, spec, "topic_quality", where).astype(np.float64)
+    table = _array(arrays, spec, "topic_term", where).astype(np.float64)
     theta = _array(arrays, spec, "theta", where).astype(np.float64)
     theta_cost = _array(arrays, spec, "theta_cost", where).astype(np.float64)
     mean_cost = _array(arrays, spec, "mean_cost", where).astype(np.float64)
@@ -347,7 +348,11 @@ def _quality_router(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     n_topics = spec.get("n_topics")
     if isinstance(n_topics, bool) or not isinstance(n_topics, int) or n_topics < 0:
         raise PolicyError(f"{where}.n_topics: expected an integer >= 0, got {n_topics!r}")
-    for name, arr, shape in (("topic_quality", table, (k, n_topics + 1)), ("theta_cost", theta_cost, (k, d1)),
+    link = spec.get("link")
+    if link not in ("logistic", "identity"):
+        raise PolicyError(f"{where}.link: expected 'logistic' or 'identity', got {link!r}")
+    logistic = link == "logistic"
+    for name, arr, shape in (("topic_term", table, (k, n_topics + 1)), ("theta_cost", theta_cost, (k, d1)),
                              ("mean_cost", mean_cost, (k,))):
         if arr.shape != shape:
             raise PolicyError(f"{where}.{name}: expected shape {shape}, got {arr.shape}")
@@ -360,6 +365,8 @@ def _quality_router(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     def decide(obs, mask, agent, topic=None, cost_weight=None):
         z = np.append(obs.astype(np.float64), 1.0)
         quality = table[:, n_topics if topic is None else topic] + theta @ z
+        if logistic:
+            quality = 1.0 / (1.0 + np.exp(-quality))
         cost = np.maximum(mean_cost + theta_cost @ z, 0.0)
         price = (default_weight if cost_weight is None else cost_weight) + pacing
         return int(np.argmax(quality - price * cost))
