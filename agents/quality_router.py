@@ -194,11 +194,11 @@ class QualityRouter(_Saved):
         term = self._topic_term(g)[0][arm]
         if self.link == "identity":
             self._model.update(z, arm, quality - term)
-        else:  # one Newton step of the logistic regression: a ridge update on sqrt(w) z (see the docstring)
+        else:  # one Newton step of the logistic regression: a weighted ridge update (see the docstring)
             fitted = float(self.theta[arm] @ z)
             p = float(sigmoid(term + fitted))
-            root = np.sqrt(max(p * (1.0 - p), _MIN_WEIGHT))
-            self._model.update(root * z, arm, (quality - p) / root + root * fitted)
+            w = max(p * (1.0 - p), _MIN_WEIGHT)
+            self._model.update(z, arm, fitted + (quality - p) / w, weight=w)
         if g is not None:
             self.group_sum[arm, g] += quality
             self.group_count[arm, g] += 1.0
