@@ -224,23 +224,23 @@ class _Ridge(_Saved):
         theta[arm] += Ax * ((target - theta[arm] @ x) / (1.0 + x @ Ax))
         b[arm] += target * x
 
-    def update(self, x, arm: int, reward: float) -> None:
-        """Add the observation (x, reward) to ``arm``'s ridge regression."""
+    def update(self, x, arm: int, reward: float, weight: float = 1.0) -> None:
+        """Add the observation (x, reward) to ``arm``'s ridge regression, with ``weight`` (A += weight x x^T)."""
         x = self._vector(x)
         arm = self._check_arm(arm)
         reward = float(reward)
         Ax = self._arm_Ax(x, arm)
-        denom = 1.0 + x @ Ax
+        denom = 1.0 + weight * (x @ Ax)
         residual = reward - self.theta[arm] @ x
         if self._rank:
             j = self._pending[arm]
             self._U[arm, :, j] = Ax
-            self._s[arm, j] = 1.0 / denom
+            self._s[arm, j] = weight / denom
             self._pending[arm] += 1
         else:
-            self.A_inv[arm] -= np.outer(Ax, Ax / denom)
-        self.b[arm] += reward * x
-        self.theta[arm] += Ax * (residual / denom)  # = A'^-1 b' (Sherman-Morrison)
+            self.A_inv[arm] -= np.outer(Ax, Ax * weight / denom)
+        self.b[arm] += (weight * reward) * x
+        self.theta[arm] += Ax * (weight * residual / denom)  # = A'^-1 b' (Sherman-Morrison)
         self.counts[arm] += 1
         self._cache_x = self._cache_Ax = None
         if self._rank and self._pending[arm] == self._rank:

@@ -12,7 +12,7 @@ file); :mod:`offload_env.router.artifact` documents the format.
 | SB3 MaskablePPO | the policy MLP and action head, ``argmax`` after the action mask |
 | SB3 PPO, DQN | the policy MLP and action head (the Q-network for DQN), ``argmax`` |
 | bandits | ``linear_scores``: LinUCB's and cost-aware LinUCB's scores; LinTS and epsilon-greedy by their greedy rule |
-| quality router | not exported (ExportNotAvailable): its scores need the query's topic, are not linear |
+| quality router | ``quality_router``: its deterministic rule (its link, per-topic term table, ridge terms, cost model, cost weight and pacing price); the request carries the topic |
 | MADRL (MAPPO, IPPO, FedPPO) | the actor (shared with a one-hot agent id, or one per agent), ``argmax`` after the mask |
 | MADDPG | the actor (shared or one per agent), ``box`` output: tanh in [-1, 1] |
 | deep_aif (discrete actions, any horizon) | ``ensemble_efe``: its ensemble, preference and information floor; the rollout's state change past the first step; the Box variant (CEM) does not export |
@@ -110,9 +110,11 @@ def _bandit_policy(agent) -> tuple[dict, dict]:
     from . import bandits
 
     router = agent.router
-    if type(router).__name__ == "QualityRouter":
-        raise ExportNotAvailable(f"{agent.name}: the quality router does not export: its decision reads the query's "
-                                 "topic and per-topic means, and clips its cost, none of which linear_scores holds")
+    if type(router).__name__ == "QualityRouter":  # its deterministic rule, without the Thompson draw
+        pacing = router.price(0.0)
+        return {"type": "quality_router", "link": router.link, "n_topics": router.n_groups,
+                "cost_weight": router.cost_weight, "pacing_price": pacing,
+                **{k: k for k in ("topic_term", "theta", "theta_cost", "mean_cost")}}, router.decision_arrays()
     if not isinstance(router, bandits._Ridge):
         raise ExportNotAvailable(f"{agent.name}: no export for the router {type(router).__name__}")
     router.flush()  # exact: the buffered rank-1 terms folded into A_inv

@@ -3,6 +3,7 @@
     python benchmarks/routing.py            # the full run (5 orders; several minutes on one core)
     python benchmarks/routing.py --quick    # 1 order, fewer operating points (a smoke run)
     python benchmarks/routing.py --parts mmlu --features minilm --orders 3   # one table
+    python benchmarks/routing.py --parts mmlu --quality-router link=identity l2=30   # the quality router's old model
 
 Its routers and workloads come from the project's registrations, not a list
 of its own: the bandits are those of ``agents.registry`` (kind ``bandit``)
@@ -34,7 +35,8 @@ embeddings when the 'embeddings' extra is installed).
    is 0 and always-best is 1 (MMLU: the share of GPT-4 calls, as in
    RouteLLM). Printed: APGR, CPT(50%), CPT(80%) and the cost at which the
    router's curve reaches the strong model's accuracy ("cost @ strong",
-   GPT-4-level on MMLU), mean (sd) over orders.
+   GPT-4-level on MMLU), mean over orders [95% percentile-bootstrap CI over
+   the orders].
 2. Decisions + updates per second of each bandit, one core, 3 arms, 384-d
    (MiniLM size) and 32-d features; targets for LinUCB: >= 5,000/s and >= 50,000/s.
 3. LinUCB's regret over 20,000 queries of the built-in env against the best
@@ -55,6 +57,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # o
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -66,6 +69,7 @@ from agents.quality_router import QualityRouter, choose  # noqa: E402
 from agents.registry import AGENTS  # noqa: E402
 from agents.routing_policies import group_gain, knn_gain  # noqa: E402
 from experiments.config import load_config  # noqa: E402
+from experiments.stats import bootstrap_ci  # noqa: E402
 from experiments.families import FAMILIES  # noqa: E402
 from offload_env import metrics  # noqa: E402
 from offload_env.envs.routing import CONTEXT_FIELDS  # noqa: E402
@@ -250,7 +254,8 @@ SWEPT_BASELINES = {"threshold": _threshold_sweep, "knn": _knn_sweep, "per-subjec
                    "random": _random_sweep, "oracle": _oracle_sweep}
 
 
-def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_query_features=None, configs=()):
+def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_query_features=None, configs=(),
+                       quality_router=None):
     rng = np.random.default_rng(seed)
     n, k = Q.shape
     perm = rng.permutation(n)
@@ -267,13 +272,13 @@ def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_que
 
     routers = bandit_routers(*configs)
     changed = []
-    for o in range(orders):
+    for o in orders:  # the order indices (seeds of their shuffles)
         order = eval_idx[np.random.default_rng(seed + 1 + o).permutation(len(eval_idx))]
         warm = fit_idx[np.random.default_rng(seed + 101 + o).permutation(len(fit_idx))]
         for algo, (router, params) in routers.items():
             extra = {"seed": o} if "seed" in inspect.signature(router).parameters else {}
             if router is QualityRouter:  # one learner for every lambda: one pass, cold and after the 20%
-                params = {"n_groups": int(G.max()) + 1, **params}
+                params = {"n_groups": int(G.max()) + 1, **params, **(quality_router or {})}
                 groups = G if params["n_groups"] else np.full(n, None)
                 for label, before, full in ((algo, (), False), (f"{algo} (after the 20%)", warm, False),
                                             (f"{algo} (full information: PRIVILEGED)", (), True)):
@@ -304,13 +309,15 @@ def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_que
         for baseline in baseline_names():
             record(baseline, SWEPT_BASELINES[baseline](ctx))
 
-    print(f"\n## {name}: {len(eval_idx)} queries per pass, {orders} orders, {len(lambdas)} operating points "
+    print(f"\n## {name}: {len(eval_idx)} queries per pass, {len(orders)} orders ({orders.start}-{orders.stop - 1}), "
+          f"{len(lambdas)} operating points "
           f"({time.perf_counter() - t0:.0f} s)")
     print(f"always-cheapest quality {q_weak:.3f}, always-best quality {q_strong:.3f}; cost normalised to [0, 1]")
     if changed:
         print(f"quality router: one learner, each query served at a lambda drawn from the grid; its exploration "
               f"changed {np.mean(changed):.1%} of the served decisions")
     print()
+    print("mean over orders [95% bootstrap CI over the orders]\n")
     print(f"| router | APGR | CPT(50%) | CPT(80%) | cost @ strong |")
     print("|---|---|---|---|---|")
     for label, vals in rows.items():
@@ -323,7 +330,8 @@ def quality_cost_table(name, X, Q, C, G, orders, lambdas, budgets, seed=0, n_que
             elif np.any(np.isnan(col)):
                 cells.append(f"{np.nanmean(col):.3f} ({np.sum(~np.isnan(col))}/{len(col)} reached)")
             else:
-                cells.append(f"{col.mean():.3f} ({col.std():.3f})")
+                lo, hi = bootstrap_ci(col)
+                cells.append(f"{col.mean():.3f} [{lo:.3f}, {hi:.3f}]")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
@@ -404,19 +412,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 order, fewer operating points")
     parser.add_argument("--orders", type=int, default=None, help="shuffled orders (default 5; --quick: 1)")
+    parser.add_argument("--first-order", type=int, default=0,
+                        help="index of the first order (its shuffle's seed): e.g. 5 for 5 orders unseen by the defaults")
     parser.add_argument("--features", nargs="+", default=["hashed", "minilm"], choices=["hashed", "minilm"],
                         help="MMLU prompt features, one table each (offload_env.workload.FEATURIZERS; minilm: the "
                              "embeddings extra, skipped when it is not installed)")
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS), help="what to run")
+    parser.add_argument("--quality-router", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override the quality router's hyper-parameters (YAML values), e.g. link=identity l2=30")
     args = parser.parse_args(argv)
-    orders = args.orders or (1 if args.quick else 5)
+    overrides = {}
+    for item in args.quality_router:
+        key, sep, value = item.partition("=")
+        if not sep or key not in inspect.signature(QualityRouter).parameters:
+            parser.error(f"--quality-router: expected KEY=VALUE with KEY a parameter of QualityRouter, got {item!r}")
+        overrides[key] = yaml.safe_load(value)
+    if overrides:
+        print(f"quality router overrides: {overrides}")
+    orders = range(args.first_order, args.first_order + (args.orders or (1 if args.quick else 5)))
     lambdas = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5]) if not args.quick else np.array([0.0, 0.1, 0.3])
     budgets = np.array([0.1, 0.25, 0.4, 0.55, 0.7, 0.85]) if not args.quick else np.array([0.2, 0.5, 0.8])
     start = time.perf_counter()
     if "builtin" in args.parts:
         X, Q, C, G = builtin_stream(4000 if not args.quick else 1500)
         quality_cost_table("Built-in workload (Qwen2.5-1.5B local / Llama-3.1-8B edge / Llama-3.1-70B cloud, USD)",
-                           X, Q, C, G, orders, lambdas, budgets, n_query_features=-len(CONTEXT_FIELDS))
+                           X, Q, C, G, orders, lambdas, budgets, n_query_features=-len(CONTEXT_FIELDS),
+                           quality_router=overrides)
     for features in args.features if "mmlu" in args.parts else ():
         try:
             X, Q, C, G = mmlu_stream(features)
@@ -427,7 +448,8 @@ def main(argv=None):
             print(f"\n## RouteLLM MMLU, {features} features: skipped ({err})")
             continue
         quality_cost_table(f"RouteLLM MMLU (Mixtral-8x7B vs GPT-4-1106, real outcomes, {features} prompt "
-                           "features)", X, Q, C, G, orders, lambdas, budgets, configs=(MMLU_CONFIG,))
+                           "features)", X, Q, C, G, orders, lambdas, budgets, configs=(MMLU_CONFIG,),
+                           quality_router=overrides)
     if "speed" in args.parts:
         speed_table(*((3000, 20000) if not args.quick else (500, 3000)))
     if "regret" in args.parts:

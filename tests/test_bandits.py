@@ -17,6 +17,7 @@ from agents.bandits import (
     ThresholdRouter,
     always_best,
     always_cheapest,
+    _Ridge,
 )
 
 
@@ -165,3 +166,18 @@ def test_simple_baselines():
 def test_bad_arguments_name_the_field(call, field):
     with pytest.raises(ValueError, match=field):
         call()
+
+
+@pytest.mark.parametrize("d", [5, 70])  # 70: the buffered rank-1 updates
+def test_weighted_ridge_update_equals_the_observation_repeated(d):
+    rng = np.random.default_rng(0)
+    once, twice = _Ridge(2, d, l2=1.0), _Ridge(2, d, l2=1.0)
+    for _ in range(40):
+        x, arm, r = rng.standard_normal(d), int(rng.integers(2)), float(rng.random())
+        once.update(x, arm, r, weight=2.0)
+        twice.update(x, arm, r)
+        twice.update(x, arm, r)
+    once.flush(), twice.flush()
+    np.testing.assert_allclose(once.theta, twice.theta, atol=1e-10)
+    np.testing.assert_allclose(once.A_inv, twice.A_inv, atol=1e-10)
+    np.testing.assert_allclose(once.b, twice.b, atol=1e-10)

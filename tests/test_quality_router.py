@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import numpy as np
@@ -11,11 +12,11 @@ import pytest
 import offload_env  # noqa: F401  (registers the envs)
 from agents.bandit_agent import BanditAgent
 from agents.bandits import LinUCB
-from agents.protocol import ExportNotAvailable
 from agents.quality_router import QualityRouter, choose
 from agents.registry import AGENTS, agent_family
 from experiments.config import AgentConfig, ConfigError, parse_config
 from offload_env import metrics
+from offload_env.router import Router
 from offload_env.workload import data_dir, load_workload, workload_features
 
 LAMBDAS = np.array([0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5])
@@ -93,6 +94,22 @@ def test_decision_moves_monotonically_with_lambda():
     assert router.decide(x, g) == router.decide(x, g, router.cost_weight)
 
 
+@pytest.mark.parametrize("link", ["logistic", "identity"])
+def test_quality_estimates_converge_to_the_true_probabilities(link):
+    """P(correct) = sigmoid(2 x - 1) at four values of x: the logistic link's online Newton steps recover it."""
+    rng = np.random.default_rng(4)
+    router = QualityRouter(1, 1, l2=1.0, link=link, seed=0)
+    xs = np.array([-1.0, 0.0, 1.0, 3.0])
+    truth = 1 / (1 + np.exp(-(2 * xs - 1)))
+    for i in rng.integers(len(xs), size=20000):
+        router.update([xs[i]], 0, float(rng.random() < truth[i]))
+    errors = np.abs([router.estimates([x])[0][0] for x in xs] - truth)
+    if link == "logistic":
+        assert errors.max() < 0.02, errors
+    else:  # linear in probability: it cannot bend to the sigmoid
+        assert errors.max() > 0.05, errors
+
+
 def test_budget_pacing_holds_spending_to_the_budget():
     rng = np.random.default_rng(0)
     router = QualityRouter(2, 1, budget_per_step=0.3, step_size=0.02, seed=0)
@@ -136,6 +153,7 @@ def test_save_load_round_trip_gives_the_same_decisions(tmp_path):
     (lambda: QualityRouter(2, 3, group_prior=0), r"^group_prior: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, l2=0), r"^l2: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, v=-0.1), r"^v: expected a number in \[0, inf\)"),
+    (lambda: QualityRouter(2, 3, link="probit"), r"^link: expected one of logistic, identity, got 'probit'"),
     (lambda: QualityRouter(2, 3, budget_per_step=0), r"^budget_per_step: expected a number in \(0, inf\)"),
     (lambda: QualityRouter(2, 3, step_size=float("nan")), r"^step_size: expected a number"),
     (lambda: QualityRouter(2, 3).act(np.zeros(4)), r"^x: expected a vector of 3 features"),
@@ -181,7 +199,7 @@ def test_agent_learns_as_the_hand_run_router_with_the_env_topic_and_cost_weight(
     np.testing.assert_array_equal(agent.router.group_count, hand.group_count)
 
 
-def test_agent_save_load_and_no_export(tmp_path):
+def test_agent_save_load(tmp_path):
     agent = BanditAgent("quality_router", make_env, seed=1, l2=1.0)
     agent.learn(make_env, 80)
     agent.save(tmp_path / "agent")
@@ -195,8 +213,65 @@ def test_agent_save_load_and_no_export(tmp_path):
         arm = agent.act(obs)
         assert loaded.act(obs) == arm
         obs, *_ = env.step(arm)
-    with pytest.raises(ExportNotAvailable, match="quality router does not export"):
-        agent.export(tmp_path / "artifact", env_id=ROUTING)
+
+
+@pytest.mark.parametrize("hyper", [{}, {"budget_per_step": 5e-5, "step_size": 0.05}, {"link": "identity"}],
+                         ids=["plain", "paced", "identity-link"])
+def test_artifact_decides_as_the_agent_from_requests_with_the_topic(tmp_path, hyper):
+    agent = BanditAgent("quality_router", make_env, seed=2, l2=1.0, **hyper)
+    agent.learn(make_env, 1500)
+    router = Router.from_artifact(agent.export(tmp_path / "artifact", env_id=ROUTING))
+    assert sorted(p.name for p in (tmp_path / "artifact").iterdir()) == ["manifest.json", "params.npz"]
+    spec = router.manifest["policy"]
+    assert spec["type"] == "quality_router" and spec["n_topics"] == agent.router.n_groups == 8
+    assert spec["link"] == hyper.get("link", "logistic")
+    assert spec["cost_weight"] == agent.router.cost_weight
+    assert (spec["pacing_price"] > 0) == ("budget_per_step" in hyper)  # the paced router's multiplier moved, and is exported
+    env = make_env()
+    base = env.unwrapped
+    obs, _ = env.reset(seed=11)
+    lambdas = [0.0, 0.5 * base.cost_weight, 3.0 * base.cost_weight]
+    seen, by_lambda = set(), set()
+    for _ in range(2000):
+        x, topic = np.asarray(obs, dtype=np.float64), base.query_topic()
+        arm = agent.router.decide(x, topic)  # the agent's deterministic rule (act without the Thompson draw)
+        request = json.loads(json.dumps(base.router_request()))  # as it would arrive over HTTP
+        assert request["topic"] == topic
+        d = router.decide(request)
+        assert d.ok and d.action == arm, (d, arm)
+        assert router.decide_observation(obs, topic=base.topic_names[topic]).action == arm  # by name, raw obs
+        for lam in lambdas:  # the cost weight from the request
+            own = agent.router.decide(x, topic, cost_weight=lam)
+            assert router.decide({**request, "cost_weight": lam}).action == own
+            by_lambda.add(own)
+        seen.add(arm)
+        obs, *_ , terminated, truncated, _ = env.step(arm)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert len(seen) > 1 and len(by_lambda) > 1  # the rule is not constant, so agreement means something
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.pop("topic"), r"^topic: required"),
+    (lambda r: r.update(topic=8), r"^topic: expected an integer in \[0, 7\] or a topic name"),
+    (lambda r: r.update(topic=True), r"^topic: expected"),
+    (lambda r: r.update(topic="no such topic"), r"^topic: expected"),
+    (lambda r: r.update(cost_weight=-1.0), r"^cost_weight: expected a number in \[0, "),
+    (lambda r: r.update(cost_weight="high"), r"^cost_weight: expected a number"),
+])
+def test_bad_topic_or_cost_weight_gets_the_safe_default_naming_the_field(tmp_path, edit, message):
+    agent = BanditAgent("quality_router", make_env, seed=1, l2=1.0)
+    agent.learn(make_env, 50)
+    router = Router.from_artifact(agent.export(tmp_path / "artifact", env_id=ROUTING))
+    env = make_env()
+    env.reset(seed=0)
+    request = env.unwrapped.router_request()
+    assert router.decide(request).ok
+    edit(request)
+    d = router.decide(request)
+    field = message[1:].split(":")[0]
+    assert not d.ok and d.error == "request" and d.field == field and d.action == env.unwrapped.safe_action
+    assert re.match(message, d.reason), d.reason
 
 
 def test_harness_checks_its_settings(tmp_path):

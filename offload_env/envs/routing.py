@@ -552,16 +552,18 @@ class RoutingEnv(gym.Env):
 
     def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What the edge router needs to build this env's observation from a request (JSON, arrays)."""
-        return {"builder": "routing", "n_features": int(self.n_query_features)}, {}
+        return {"builder": "routing", "n_features": int(self.n_query_features), "topics": list(self.topic_names)}, {}
 
     def router_request(self) -> dict:
-        """The current query as the edge box knows it: its features (an embedding) and the live context."""
+        """The current query as the edge box knows it: its features (an embedding), its topic and the live
+        context."""
         if self._rng is None:
             raise gym.error.ResetNeeded("call reset() before router_request()")
         b, i = self._buf, self._ptr
         snr_db, load = b["context"][i]
         return {"features": b["features"][i].tolist(), "snr_estimate_db": float(snr_db),
-                "cloud_load_estimate": float(load), "budget_left": float(self._budget_share())}
+                "cloud_load_estimate": float(load), "budget_left": float(self._budget_share()),
+                "topic": self.query_topic()}
 
     def _served(self, action: int) -> tuple[int, bool]:
         if self._budget_left > 0:

@@ -30,6 +30,14 @@ into a callable. These policy types cover every agent the project exports:
     ``argmax_a x . theta_a + alpha sqrt(x A_a^-1 x) - price max(0, x .
     theta_cost_a)``: LinUCB, cost-aware LinUCB, and the greedy rule of LinTS
     and epsilon-greedy (``alpha = 0``, their exploration switched off).
+``quality_router`` (``agents.quality_router``, its deterministic rule)
+    ``argmax_a q_a - price c_a`` with the score ``s_a = topic_term[a, topic] +
+    theta_a . [x, 1]`` (the last column of ``topic_term``: a query with no
+    topic), ``q_a = s_a`` (``link: identity``) or ``1 / (1 + exp(-s_a))``
+    (``logistic``), ``c_a = max(0, mean_cost_a + theta_cost_a . [x, 1])`` and
+    ``price = cost_weight + pacing_price``. It reads two request fields
+    besides the observation (:attr:`Policy.context`): ``topic`` (required
+    when ``n_topics > 0``) and ``cost_weight`` (default: the manifest's).
 """
 
 from __future__ import annotations
@@ -84,11 +92,13 @@ class Policy:
     action_dim: int | None  #: box dimensions, or None
     uses_mask: bool  #: whether the action mask changes the decision
     n_agents: int  #: 1, or the agents an agent index selects among
-    _decide: Callable[[np.ndarray, np.ndarray | None, int], object]
+    _decide: Callable[..., object]
     scores: Callable[[np.ndarray], np.ndarray] | None = None  #: obs -> what the decision ranks (pomdp_efe: -EFE)
+    #: request fields the rule reads besides the observation, passed to it by keyword (validated by the router)
+    context: tuple[str, ...] = ()
 
-    def decide(self, obs: np.ndarray, mask: np.ndarray | None = None, agent: int = 0):
-        return self._decide(obs, mask, agent)
+    def decide(self, obs: np.ndarray, mask: np.ndarray | None = None, agent: int = 0, **context):
+        return self._decide(obs, mask, agent, **context)
 
 
 def _array(arrays: Mapping[str, np.ndarray], spec: Mapping, key: str, where: str) -> np.ndarray:
@@ -624,8 +634,47 @@ def _pomdp_efe(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
     return Policy("pomdp_efe", obs_dim, n, None, True, 1, decide, scores)
 
 
+def _quality_router(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:
+    """The quality router's deterministic rule (see the module's docstring)."""
+    where = "policy"
+    table = _array(arrays, spec, "topic_term", where).astype(np.float64)
+    theta = _array(arrays, spec, "theta", where).astype(np.float64)
+    theta_cost = _array(arrays, spec, "theta_cost", where).astype(np.float64)
+    mean_cost = _array(arrays, spec, "mean_cost", where).astype(np.float64)
+    if theta.ndim != 2 or theta.shape[1] < 2:
+        raise PolicyError(f"{where}.theta: expected an (arms, features + 1) matrix, got shape {theta.shape}")
+    k, d1 = theta.shape
+    n_topics = spec.get("n_topics")
+    if isinstance(n_topics, bool) or not isinstance(n_topics, int) or n_topics < 0:
+        raise PolicyError(f"{where}.n_topics: expected an integer >= 0, got {n_topics!r}")
+    link = spec.get("link")
+    if link not in ("logistic", "identity"):
+        raise PolicyError(f"{where}.link: expected 'logistic' or 'identity', got {link!r}")
+    logistic = link == "logistic"
+    for name, arr, shape in (("topic_term", table, (k, n_topics + 1)), ("theta_cost", theta_cost, (k, d1)),
+                             ("mean_cost", mean_cost, (k,))):
+        if arr.shape != shape:
+            raise PolicyError(f"{where}.{name}: expected shape {shape}, got {arr.shape}")
+    default_weight = _number(spec, "cost_weight", where)
+    pacing = _number(spec, "pacing_price", where, 0.0)
+    if default_weight < 0 or pacing < 0:
+        raise PolicyError(f"{where}.cost_weight, pacing_price: expected numbers >= 0, got {default_weight!r}, "
+                          f"{pacing!r}")
+
+    def decide(obs, mask, agent, topic=None, cost_weight=None):
+        z = np.append(obs.astype(np.float64), 1.0)
+        quality = table[:, n_topics if topic is None else topic] + theta @ z
+        if logistic:
+            quality = 1.0 / (1.0 + np.exp(-quality))
+        cost = np.maximum(mean_cost + theta_cost @ z, 0.0)
+        price = (default_weight if cost_weight is None else cost_weight) + pacing
+        return int(np.argmax(quality - price * cost))
+    return Policy("quality_router", d1 - 1, k, None, False, 1, decide,
+                  context=("topic", "cost_weight") if n_topics else ("cost_weight",))
+
+
 _BUILDERS = {"mlp": _mlp, "linear_scores": _linear_scores, "ensemble_efe": _ensemble_efe,
-             "pomdp_efe": _pomdp_efe}
+             "pomdp_efe": _pomdp_efe, "quality_router": _quality_router}
 
 
 def build_policy(spec: Mapping, arrays: Mapping[str, np.ndarray]) -> Policy:

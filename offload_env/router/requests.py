@@ -11,6 +11,12 @@ numbers in a documented range; vectors named in each builder):
 | Vehicular-v0 | agent, position_m, velocity_mps, rsu_distance_m, rsu_snr_db, rsu_tasks, rsu_backlog_s (R each), prompt_tokens, output_tokens, deadline_s; own_backlog_s, cloud_tasks (0); action_mask |
 
 Each env's ``router_request()`` gives its current state in this form.
+
+Some policies read request fields besides the observation
+(:attr:`offload_env.router.policy.Policy.context`, read by :func:`context_reader`):
+``topic`` (the quality router: the query's topic, an index into the env's
+topics or its name; Routing-v0's ``router_request()`` carries it) and
+``cost_weight`` (a number >= 0; default: the artifact's own).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import numpy as np
 from .. import observations
 from .router import NothingAllowed, RequestError
 
-__all__ = ["Field", "RequestBuilder", "request_builder", "BUILDERS"]
+__all__ = ["Field", "RequestBuilder", "request_builder", "context_reader", "BUILDERS"]
 
 
 @dataclass(frozen=True)
@@ -270,3 +276,36 @@ def request_builder(manifest: dict, arrays: Mapping[str, np.ndarray]) -> Request
             return _raw(request, n_obs, n_actions, low, high)
         return env_build(request)
     return RequestBuilder(env_builder.fields if env_builder is not None else (), build)
+
+
+def context_reader(manifest: dict, names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], dict]:
+    """``reader(request) -> {name: value}`` of the context fields ``names`` a policy reads (RequestError names
+    the field): ``topic`` an integer in [0, n_topics - 1] or a topic name of the env, ``cost_weight`` a number
+    >= 0 (absent: None, the policy's own)."""
+    n_topics = int(manifest["policy"].get("n_topics") or 0)
+    topics = list((manifest["observation"].get("router") or {}).get("topics") or [])
+    index = {name: k for k, name in enumerate(topics)} if len(topics) == n_topics else {}
+    weight = Field("cost_weight", 0.0, _BIG, "the weight of cost at decision time", 0.0)
+
+    def topic(request):
+        v = request.get("topic")
+        if v.__class__ is str and v in index:
+            return index[v]
+        if v.__class__ is int and 0 <= v < n_topics:
+            return v
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < n_topics:
+            return int(v)
+        what = f"an integer in [0, {n_topics - 1}]" + (" or a topic name of the env" if index else "")
+        if v is None:
+            raise RequestError(f"topic: required (the query's topic: {what})")
+        raise RequestError(f"topic: expected {what}, got {v!r}"[:200])
+
+    def cost_weight(request):
+        return None if request.get("cost_weight") is None else _numbers(request, (weight,))[0]
+
+    readers = {"topic": topic, "cost_weight": cost_weight}
+    unknown = [n for n in names if n not in readers]
+    if unknown:
+        raise ValueError(f"policy context: no request field {unknown[0]!r} (known: {', '.join(readers)})")
+    chosen = [(n, readers[n]) for n in names]
+    return lambda request: {n: read(request) for n, read in chosen}

@@ -66,6 +66,7 @@ class Router:
     builder: Any = field(default=None, repr=False)  #: request -> (observation, mask), the env's own layout
     _decided: dict = field(default_factory=dict, repr=False)  #: (action, agent) -> its Decision (discrete)
     _single: bool = field(default=True, repr=False)  #: a one-agent policy (no agent argument)
+    _context: Any = field(default=None, repr=False)  #: request -> the policy's context fields (policy.context)
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike, safe_default: Any = None) -> "Router":
@@ -89,9 +90,11 @@ class Router:
                                 "Router.from_artifact(path, safe_default=...)")
         router = cls(artifact, policy, safe_default)
         router._check_action(safe_default, "safe_default")
-        from .requests import request_builder
+        from .requests import context_reader, request_builder
 
         router.builder = request_builder(m, artifact.arrays)
+        if policy.context:
+            router._context = context_reader(m, policy.context)
         router._single = router.agents is None
         return router
 
@@ -150,9 +153,10 @@ class Router:
             return self._safe("the policy's output is not finite", agent, "policy")
         return Decision(action, self._label(action), True, "", agent)
 
-    def decide_observation(self, obs, mask=None, agent: str | None = None) -> Decision:
-        """Decide for an observation vector in the env's layout (``mask``: the env's action mask)."""
-        request = {"observation": obs}
+    def decide_observation(self, obs, mask=None, agent: str | None = None, **context) -> Decision:
+        """Decide for an observation vector in the env's layout (``mask``: the env's action mask; ``context``:
+        the request fields the policy reads besides, e.g. ``topic``)."""
+        request = {**context, "observation": obs}
         if mask is not None:
             request["action_mask"] = mask
         if agent is not None:
@@ -169,6 +173,8 @@ class Router:
                 raise RequestError(f"request: expected an object of fields, got {type(request).__name__}")
             obs, mask = self.builder.build(request)
             index = 0 if agent is None and self._single else self._agent_index(agent)
+            if self._context is not None:  # a policy that reads request fields besides the observation
+                return self._finish(self.policy._decide(obs, mask, index, **self._context(request)), agent)
             return self._finish(self.policy._decide(obs, mask, index), agent)
         except NothingAllowed as err:
             return self._safe(str(err), agent if isinstance(agent, str) else None, "mask", err.field)
