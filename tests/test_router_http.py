@@ -137,6 +137,45 @@ def test_api_conforms_to_its_openapi_spec(router, server, path, method):
     check()
 
 
+def test_a_quality_router_service_documents_and_checks_topic_and_cost_weight(tmp_path):
+    """The request schema lists the fields the policy reads besides the observation; fuzzing finds no 5xx and
+    no undocumented answer; a request valid by the schema is decided."""
+    from hypothesis import HealthCheck, given, settings
+
+    from agents.bandit_agent import BanditAgent
+
+    make_env = lambda: gym.make("offload_env/Routing-v0")  # noqa: E731
+    agent = BanditAgent("quality_router", make_env, seed=0)
+    agent.learn(make_env, 200)
+    quality = Router.from_artifact(agent.export(tmp_path / "q", env_id="offload_env/Routing-v0"))
+    spec = openapi_spec(quality)
+    request = spec["components"]["schemas"]["Request"]
+    for variant in request.get("anyOf", [request]):
+        assert "topic" in variant["required"] and {"topic", "cost_weight"} <= set(variant["properties"])
+    srv = make_server(quality, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        env = make_env()
+        env.reset(seed=3)
+        body = env.unwrapped.router_request()
+        for topic in (body["topic"], env.unwrapped.topic_names[body["topic"]]):
+            status, answer = _call(base, "POST", "/decide", json.dumps({**body, "topic": topic,
+                                                                        "cost_weight": 0.0}).encode())
+            assert status == 200 and answer["ok"], answer
+        operation = schemathesis.openapi.from_dict(spec)["/decide"]["POST"]
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def check(case):
+            case.call_and_validate(base_url=base)
+
+        check()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
 _SERVE_LIGHT = """
 import sys, importlib.abc
 BANNED = {"torch", "stable_baselines3", "sb3_contrib", "numba", "pandas", "matplotlib"}

@@ -18,6 +18,7 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .requests import _BIG
 from .router import Router
 
 __all__ = ["MAX_BODY", "MAX_BATCH", "openapi_spec", "make_server"]
@@ -43,7 +44,20 @@ def openapi_spec(router: Router) -> dict:
                                  "description": "allowed actions (all 0: nothing is allowed, the answer is the safe default)"}
     if router.agents is not None:
         common["agent"] = {"type": "string", "enum": list(router.agents)}
-    raw = {"type": "object", "required": ["observation"], "properties": {
+    context = router.policy.context  # request fields the policy reads besides the observation
+    if "topic" in context:
+        n_topics = int(m["policy"].get("n_topics") or 0)
+        names = list((m["observation"].get("router") or {}).get("topics") or [])
+        choices = [{"type": "integer", "minimum": 0, "maximum": n_topics - 1}]
+        if len(names) == n_topics:
+            choices.append({"type": "string", "enum": names})
+        common["topic"] = {"anyOf": choices, "description": "the query's topic: an index into the env's topics, "
+                                                            "or its name"}
+    if "cost_weight" in context:
+        common["cost_weight"] = {"type": "number", "minimum": 0, "maximum": _BIG,
+                                 "description": "the weight of cost at decision time (absent: the artifact's own)"}
+    needed = ["topic"] if "topic" in context else []
+    raw = {"type": "object", "required": ["observation", *needed], "properties": {
         "observation": {"type": "array", "items": {"type": "number"}, "minItems": n_obs, "maxItems": n_obs,
                         "description": "the env's observation vector (" + ", ".join(m["observation"]["names"][:12])
                         + (", ..." if n_obs > 12 else "") + ")"}, **common}}
@@ -56,7 +70,7 @@ def openapi_spec(router: Router) -> dict:
             props[f.name] = ({**number, "description": f.doc} if not f.size else
                              {"type": "array", "items": number, "minItems": f.size, "maxItems": f.size,
                               "description": f.doc})
-        variants.append({"type": "object", "required": [f.name for f in fields if f.default is None],
+        variants.append({"type": "object", "required": [f.name for f in fields if f.default is None] + needed,
                          "properties": {**props, **common}})
     request_schema = {"anyOf": variants} if len(variants) > 1 else raw
     action = ({"type": "integer"} if m["action"]["type"] == "discrete"
