@@ -42,7 +42,6 @@ SCENARIOS = {
     "one cloud task at full speed, cloud 5x cheaper": {"cloud_capacity_tasks": 1.0, "w_cloud": 0.2},
     "a task every 2 s (not 5)": {"step_s": 2.0},
     "energy 6x dearer": {"w_energy": 3.0},
-    "twice the vehicles": {"num_vehicles": "2x"},
 }
 
 
@@ -62,10 +61,8 @@ def main(argv=None) -> None:
     print(f"| scenario ({args.vehicles} vehicles, highway) | team best response | selfish best response | "
           "all-local | selfish / team | s |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for name, change in SCENARIOS.items():
+    for name, change in {**SCENARIOS, "twice the vehicles": {"num_vehicles": 2 * args.vehicles}}.items():
         kwargs = {"num_vehicles": args.vehicles, **change}
-        if kwargs["num_vehicles"] == "2x":
-            kwargs["num_vehicles"] = 2 * args.vehicles
 
         def make_env(kwargs=kwargs):
             return make_parallel("offload_env/Vehicular-v0", **kwargs)

@@ -475,12 +475,13 @@ class VehicularParallelEnv(ParallelEnv):
         self._prompt_block = lognormal_tokens(s.prompt_tokens, rng.standard_normal(shape))
         self._output_block = lognormal_tokens(s.output_tokens, rng.standard_normal(shape))
         self._deadline_block = rng.uniform(s.deadline_s[0], s.deadline_s[1], shape)
-        self._rsu_parts_block = self._split_models["rsu"].parts(self._prompt_block, self._output_block)
-        self._cloud_parts_block = self._split_models["cloud"].parts(self._prompt_block, self._output_block)
+        rsu, cloud = (self._split_models[side].parts(self._prompt_block, self._output_block)
+                      for side in ("rsu", "cloud"))
         # every part of both servers in one array (steps, server: 0 RSU / 1 cloud, part, N, L+1), so that a
         # step picks each vehicle's chosen (server, split) column with one index
-        self._parts_block = np.stack([np.stack([getattr(p, k) for k in _PART_NAMES], axis=1)
-                                      for p in (self._rsu_parts_block, self._cloud_parts_block)], axis=1)
+        self._parts_block = np.stack([np.stack([getattr(p, k) for k in _PART_NAMES], axis=1) for p in (rsu, cloud)],
+                                     axis=1)
+        self._fits_block = rsu.feasible  # the on-board part fits the vehicle's memory (either server alike)
         self._block_ptr = 0
 
     def _split_runs(self, server: str) -> dict:
@@ -498,8 +499,7 @@ class VehicularParallelEnv(ParallelEnv):
         self.prompt = self._prompt_block[k]
         self.output = self._output_block[k]
         self.deadline = self._deadline_block[k]
-        self.rsu_parts = self._rsu_parts_block[k]
-        self.cloud_parts = self._cloud_parts_block[k]
+        self._fits = self._fits_block[k]  # (N, L+1)
         self._parts_now = self._parts_block[k]
         self._block_ptr += 1
 
@@ -517,7 +517,7 @@ class VehicularParallelEnv(ParallelEnv):
 
     def action_masks(self) -> np.ndarray:
         """(N, A) bool: actions allowed now (never an empty row)."""
-        fits = self.rsu_parts.feasible  # the on-board part fits, per split (N, L+1)
+        fits = self._fits  # the on-board part fits, per split (N, L+1)
         admits = self.rsu_backlog <= self.admission_backlog_s  # admission control of each RSU's GPU queue
         reachable = np.concatenate([np.ones((self.N, 1), bool), self.in_range & admits, self.any_in_range[:, None]],
                                    axis=1)
@@ -535,7 +535,7 @@ class VehicularParallelEnv(ParallelEnv):
         """Per vehicle: ``action_mask`` (discrete) or ``target_mask`` + ``split_mask`` (continuous), int8."""
         if not self.continuous:
             return [{"action_mask": m} for m in self.action_masks().astype(np.int8)]
-        splits = self.rsu_parts.feasible.astype(np.int8)
+        splits = self._fits.astype(np.int8)
         return [{"target_mask": t, "split_mask": sm} for t, sm in zip(self.target_masks().astype(np.int8), splits)]
 
     def _observations(self) -> dict[str, np.ndarray]:
@@ -714,7 +714,7 @@ class VehicularParallelEnv(ParallelEnv):
             target = np.where(allowed_targets, vec[:, :R + 2], -np.inf).argmax(axis=1)
             split = np.where(target == 0, self.L, np.rint((vec[:, R + 2] + 1.0) / 2.0 * (self.L - 1)).astype(np.int64))
             power = 0.1 + 0.45 * (vec[:, R + 3] + 1.0)
-            invalid |= ~self.rsu_parts.feasible[np.arange(N), split]
+            invalid |= ~self._fits[np.arange(N), split]
             idx = None
             self._cont_target = target
         fallback = np.where(mask[:, 0], 0, mask.argmax(axis=1))
