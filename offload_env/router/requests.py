@@ -66,17 +66,39 @@ def _raw(request: Mapping[str, Any], n_obs: int, n_actions: int | None, low: np.
 
 def _numbers(request: Mapping[str, Any], fields: tuple[Field, ...]) -> list[float]:
     """The values of ``fields`` in ``request`` (defaults filled), each checked against its range."""
-    out = []
-    for f in fields:
-        v = request.get(f.name, f.default)
-        if v is None:
-            raise RequestError(f"{f.name}: required ({f.doc}; a number in [{f.low:g}, {f.high:g}])")
-        if v.__class__ is not float and (isinstance(v, bool) or not isinstance(v, (int, float, np.number))):
-            raise RequestError(f"{f.name}: expected a number in [{f.low:g}, {f.high:g}], got {v!r}"[:200])
-        if not f.low <= v <= f.high:  # NaN fails too
-            raise RequestError(f"{f.name}: expected a number in [{f.low:g}, {f.high:g}], got {v!r}")
-        out.append(float(v))
-    return out
+    return _number_reader(fields)(request)
+
+
+def _number_reader(fields: tuple[Field, ...],
+                   kept: dict = {}) -> Callable[[Mapping[str, Any]], list[float]]:  # noqa: B006 - the cache
+    """``read(request)``: :func:`_numbers` of ``fields``, their names and ranges unpacked once (made once per
+    tuple of fields)."""
+    read = kept.get(fields)
+    if read is not None:
+        return read
+    specs = tuple((f.name, f.default, f.low, f.high, f) for f in fields)
+
+    def read(request: Mapping[str, Any]) -> list[float]:
+        out = []
+        get = request.get
+        for name, default, low, high, f in specs:
+            v = get(name, default)
+            if v.__class__ is not float and v.__class__ is not int:  # as JSON gives them: checked by the range
+                _check_number(v, f)
+            if not low <= v <= high:  # NaN fails too
+                raise RequestError(f"{name}: expected a number in [{low:g}, {high:g}], got {v!r}")
+            out.append(float(v))
+        return out
+    kept[fields] = read
+    return read
+
+
+def _check_number(v: Any, f: Field) -> None:
+    """RequestError unless ``v`` is a number (a numpy number too), not a bool."""
+    if v is None:
+        raise RequestError(f"{f.name}: required ({f.doc}; a number in [{f.low:g}, {f.high:g}])")
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+        raise RequestError(f"{f.name}: expected a number in [{f.low:g}, {f.high:g}], got {v!r}"[:200])
 
 
 _PLAIN_NUMBERS = frozenset((float, int))
@@ -192,8 +214,10 @@ def _layer_split(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBui
             default_masks[deepest_fit] = mask
         return mask
 
+    numbers = _number_reader(LAYER_SPLIT_REQUEST)
+
     def build(request):
-        v = _numbers(request, LAYER_SPLIT_REQUEST)
+        v = numbers(request)
         out = [0.0] * n_obs
         observations.layer_split_observation(out, low, high, scales, *v)
         obs = np.array(out, dtype=np.float32)
@@ -218,9 +242,11 @@ def _routing(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder
     features = Field("features", -_BIG, _BIG, "the query's features (its embedding, as the env's featuriser "
                      "gives them)", size=n)
 
+    numbers = _number_reader(ROUTING_REQUEST)
+
     def build(request):
         x = _checked_vector(request, features)  # a list of numbers or a float64 array
-        return observations.routing_observation(x, *_numbers(request, ROUTING_REQUEST)), None
+        return observations.routing_observation(x, *numbers(request)), None
     return RequestBuilder((features, *ROUTING_REQUEST), build)
 
 
@@ -245,9 +271,11 @@ def _vehicular(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuild
                Field("rsu_tasks", 0.0, 1e9, "tasks each RSU served last step (broadcast)", size=R),
                Field("rsu_backlog_s", 0.0, 1e9, "each RSU's GPU backlog in seconds (broadcast)", size=R))
 
+    numbers = _number_reader(VEHICULAR_REQUEST)
+
     def build(request):
         vs = [_vector(request, f)[None] for f in vectors]
-        v = _numbers(request, VEHICULAR_REQUEST)
+        v = numbers(request)
         obs = np.empty((1, len(low)), dtype=np.float32)
         observations.vehicular_observation(obs, low, high, scales, *vs, *v)
         return obs[0], (_mask_field(request, n_actions) if n_actions is not None else None)

@@ -67,6 +67,8 @@ class Router:
     _decided: dict = field(default_factory=dict, repr=False)  #: (action, agent) -> its Decision (discrete)
     _single: bool = field(default=True, repr=False)  #: a one-agent policy (no agent argument)
     _context: Any = field(default=None, repr=False)  #: request -> the policy's context fields (policy.context)
+    _build: Any = field(default=None, repr=False)  #: builder.build, bound once (the hot path)
+    _rule: Any = field(default=None, repr=False)  #: policy._decide, bound once
 
     @classmethod
     def from_artifact(cls, path: str | os.PathLike, safe_default: Any = None) -> "Router":
@@ -93,6 +95,7 @@ class Router:
         from .requests import context_reader, request_builder
 
         router.builder = request_builder(m, artifact.arrays)
+        router._build, router._rule = router.builder.build, policy._decide
         if policy.context:
             router._context = context_reader(m, policy.context)
         router._single = router.agents is None
@@ -171,11 +174,11 @@ class Router:
         try:
             if not is_mapping:
                 raise RequestError(f"request: expected an object of fields, got {type(request).__name__}")
-            obs, mask = self.builder.build(request)
+            obs, mask = self._build(request)
             index = 0 if agent is None and self._single else self._agent_index(agent)
             if self._context is not None:  # a policy that reads request fields besides the observation
-                return self._finish(self.policy._decide(obs, mask, index, **self._context(request)), agent)
-            return self._finish(self.policy._decide(obs, mask, index), agent)
+                return self._finish(self._rule(obs, mask, index, **self._context(request)), agent)
+            return self._finish(self._rule(obs, mask, index), agent)
         except NothingAllowed as err:
             return self._safe(str(err), agent if isinstance(agent, str) else None, "mask", err.field)
         except RequestError as err:
