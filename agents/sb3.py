@@ -231,6 +231,48 @@ class SB3Agent:
             self.model.learn(remaining, callback=callback, reset_num_timesteps=False, progress_bar=False)
         return self
 
+    def clone(self, observations: np.ndarray, masks: np.ndarray, actions: np.ndarray, *, epochs: int = 30,
+              learning_rate: float = 1e-3, batch_size: int = 256, seed: int = 0) -> float:
+        """Fit the policy to ``actions`` (behaviour cloning: cross-entropy, action masks applied where the
+        algorithm uses them); returns the fitted policy's accuracy on the data (argmax). The observation
+        statistics restart from the data's. On-policy discrete algorithms only (PPO, MaskablePPO)."""
+        import torch
+
+        if not (self.discrete and self.on_policy):
+            raise TypeError(f"{self.algo}: cloning needs a discrete on-policy algorithm (ppo, maskable_ppo)")
+        observations = np.asarray(observations, dtype=np.float32)
+        if isinstance(self.venv, VecNormalize) and self.venv.norm_obs:
+            rms = self.venv.obs_rms
+            rms.mean = observations.mean(axis=0).astype(np.float64)
+            rms.var = observations.var(axis=0).astype(np.float64)
+            rms.count = float(len(observations))
+            observations = self.venv.normalize_obs(observations)
+        policy = self.model.policy
+        masked = self.algo == "maskable_ppo"
+        x = torch.as_tensor(observations, device=policy.device)
+        y = torch.as_tensor(np.asarray(actions, dtype=np.int64), device=policy.device)
+        masks = np.asarray(masks, dtype=bool)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=learning_rate)
+        generator = torch.Generator().manual_seed(int(seed))
+
+        def distribution(rows):
+            if masked:
+                return policy.get_distribution(x[rows], action_masks=masks[rows.numpy()])
+            return policy.get_distribution(x[rows])
+        policy.set_training_mode(True)
+        for _ in range(int(epochs)):
+            order = torch.randperm(len(x), generator=generator)
+            for i in range(0, len(x), int(batch_size)):
+                rows = order[i:i + int(batch_size)]
+                loss = -distribution(rows).log_prob(y[rows]).mean()
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        policy.set_training_mode(False)
+        with torch.no_grad():
+            chosen = distribution(torch.arange(len(x))).distribution.probs.argmax(dim=1)
+        return float((chosen == y).float().mean())
+
     def export(self, path: str | os.PathLike, *, env_id: str, env_kwargs: dict | None = None) -> Path:
         """The pickle-free artifact for the edge router (``agents.export``): params.npz + manifest.json."""
         from .export import export
@@ -456,6 +498,10 @@ class SB3Kind:
             raise SettingError("optimize_memory_usage", "false (SB3's memory-optimised buffer does not handle "
                                                         "time-limit truncation)")
         _check_policy_kwargs(algo, aliases[settings.policy], hp.get("policy_kwargs"))
+
+    def imitates(self, algo: str) -> bool:
+        """Whether ``algo`` can clone a teacher before training (``SB3Agent.clone``)."""
+        return SB3_AGENTS[algo].discrete and SB3_AGENTS[algo].on_policy
 
     def check_env(self, algo: str, spaces: Any, settings: Any) -> None:
         """The algorithm's action space against the env's (DDPG/TD3: Box; PPO, MaskablePPO, DQN: Discrete)."""

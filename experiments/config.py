@@ -23,6 +23,8 @@ from typing import Any, Union
 
 import yaml
 
+from agents.imitation import ImitationSettings
+
 __all__ = ["ConfigError", "EnvConfig", "EvalConfig", "AgentConfig", "TuneConfig", "ExperimentConfig", "load_config",
            "parse_config", "apply_overrides", "to_dict", "dump_yaml", "set_setting", "space_values"]
 
@@ -112,6 +114,11 @@ class AgentConfig:
     device: str = "cpu"
     """Torch device that trains the agent (MADRL learners): cpu, auto (CUDA when present, else the CPU), cuda or
     cuda:N (refused where torch sees no such device). Evaluation and export read the weights on the CPU."""
+    imitation: ImitationSettings | None = None
+    """Before training, clone a teacher into the policy (``agents.imitation``): ``teacher`` (a baseline of the
+    env's family, e.g. LayerSplit's full-information ``reference``), ``episodes`` (100) of it, then
+    ``dagger_rounds`` (2) in which the student acts and the teacher labels, ``epochs`` (30), ``learning_rate``
+    (1e-3), ``batch_size`` (256). Its env steps are recorded beside the budget, not in it. PPO and MaskablePPO."""
     eval_mode: str = ""
     """Final evaluation: "frozen" (act only) or "online" (bandits: keep learning through the evaluation
     episodes, judged by cumulative reward and regret); "" picks online for bandits, frozen otherwise."""
@@ -368,6 +375,19 @@ def _check_agent(a: AgentConfig, where: str) -> None:
             if not ok:
                 raise ConfigError(f"{where}.action_noise.{key}: expected {expected}, got {getattr(noise, key)!r}")
     family = AGENTS[a.algo]
+    if a.imitation is not None:
+        im = a.imitation
+        if not getattr(family.impl, "imitates", lambda algo: False)(a.algo):
+            raise ConfigError(f"{where}.imitation: expected null ({a.algo} cannot clone a teacher; ppo and "
+                              f"maskable_ppo can), got {dataclasses.asdict(im)!r}")
+        for key, ok, expected in (("episodes", im.episodes >= 1, "an integer >= 1"),
+                                  ("dagger_rounds", im.dagger_rounds >= 0, "an integer >= 0"),
+                                  ("epochs", im.epochs >= 1, "an integer >= 1"),
+                                  ("learning_rate", im.learning_rate > 0 and math.isfinite(im.learning_rate),
+                                   "a number > 0"),
+                                  ("batch_size", im.batch_size >= 1, "an integer >= 1")):
+            if not ok:
+                raise ConfigError(f"{where}.imitation.{key}: expected {expected}, got {getattr(im, key)!r}")
     if a.device != "cpu":
         if not getattr(family.impl, "uses_device", False):
             raise ConfigError(f"{where}.device: expected 'cpu' ({a.algo} trains on the CPU), got {a.device!r}")
@@ -508,6 +528,9 @@ def _check_experiment(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"seeds: expected distinct integers >= 0, got {cfg.seeds!r}")
     for i, name in enumerate(cfg.baselines):
         check_baseline_name(name, f"baselines[{i}]", cfg.env.id)
+    for name, agent in cfg.agents.items():
+        if agent.imitation is not None:
+            check_baseline_name(agent.imitation.teacher, f"agents.{name}.imitation.teacher", cfg.env.id)
     clash = set(cfg.baselines) & set(cfg.agents)
     if clash:
         raise ConfigError(f"agents.{sorted(clash)[0]}: the name is also a baseline; rename the agent")
@@ -767,6 +790,8 @@ def to_dict(cfg: ExperimentConfig) -> dict:
     """The resolved config as plain data (agents flat, zoo-style); ``parse_config`` reads it back."""
     d = dataclasses.asdict(cfg)
     for name, agent in d["agents"].items():
+        if agent["imitation"] is None:  # absent unless asked for: runs recorded before the key stay current
+            del agent["imitation"]
         hyper = agent.pop("hyperparams")
         agent.update({k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()})
     return d

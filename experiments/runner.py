@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (the resolved experiment config),
 ``eval.csv`` (one row per evaluation episode), ``done.json`` (written last:
 the run is finished) and, for learned agents, ``curve.csv`` (learning-curve
-evaluations), ``tb/`` (TensorBoard), ``checkpoints/`` and ``model.zip``.
+evaluations), ``tb/`` (TensorBoard), ``checkpoints/``, ``model.zip`` and,
+with an imitation warm start, ``imitation.json`` (what it did).
 A finished run is skipped unless ``force`` or its config changed; a killed one
 continues from its last checkpoint with ``resume``.
 
@@ -84,6 +85,11 @@ class RunPaths:
     @property
     def done(self) -> Path:
         return self.root / "done.json"
+
+    @property
+    def imitation(self) -> Path:
+        """What the agent's imitation warm start did (``agents.imitation.imitate``), when it had one."""
+        return self.root / "imitation.json"
 
     @property
     def model(self) -> Path:
@@ -355,6 +361,17 @@ def _training_trace(cfg: ExperimentConfig, paths: RunPaths, budget: int, step: i
     return import_object(family.trace, "trace")(every=max(budget // 500, 1), rows=_rows_up_to(paths.trace, step))
 
 
+def _imitate(cfg: ExperimentConfig, spec, seed: int, agent, make_env, progress: bool) -> dict:
+    """Clone the agent's teacher (a baseline of the env's family, built as the baselines are) into it."""
+    from agents.imitation import imitate
+
+    teacher = make_baseline(spec.imitation.teacher, make_env, seed, cfg.env.id)
+    if progress:
+        _note(f"{agent.name} seed {seed}: imitating {teacher.name} ({spec.imitation.episodes} episodes, "
+              f"{spec.imitation.dagger_rounds} DAgger rounds)")
+    return imitate(agent, teacher, make_env, spec.imitation, seed=seed)
+
+
 def train_agent(cfg: ExperimentConfig, name: str, seed: int, *, resume: bool = False, force: bool = False,
                 progress: bool = True) -> Path:
     """Train agent ``name`` with ``seed`` to its budget, checkpointing; then evaluate it. Returns the run folder."""
@@ -385,6 +402,10 @@ def _train(cfg: ExperimentConfig, name: str, seed: int, paths: RunPaths, record:
     writer = open_writer(paths.tensorboard, purge_step=step if step else None)
     if step == 0:
         writer.add_text("hyperparameters", hyperparameter_text({**record["agents"][name], "seed": seed}))
+        if spec.imitation is not None:  # a resumed run has it in its checkpoint already
+            imitation = _imitate(cfg, spec, seed, agent, make_env, progress)
+            atomic.write_json(paths.imitation, imitation)
+            writer.add_text("imitation", json.dumps(imitation))
     env_kwargs = cfg.agent_env_kwargs(name)
     curve = _rows_up_to(paths.curve, step)
     bar = tqdm(total=spec.budget, initial=step, desc=f"{name} seed {seed}", unit="step", leave=False,
