@@ -196,7 +196,7 @@ def _apply(code: int, fn, x: np.ndarray, agent: int) -> np.ndarray:
     return np.tanh(x) if code == _TANH else np.maximum(x, 0.0) if code == _RELU else fn(x, agent)
 
 
-_BARRED_KEPT = 4096  #: action masks whose barred indices a policy keeps
+_BARRED_KEPT = 4096  #: action masks whose allowed actions (and last-layer columns) a policy keeps
 _BIG_LAYER = 32768  #: weights in a layer above which the network computes in float32 (memory), else float64
 
 
@@ -260,7 +260,10 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
 
     minimum, maximum, tanh, copyto, zero = np.minimum, np.maximum, np.tanh, np.copyto, 0.0
 
-    def forward(obs: np.ndarray, agent: int) -> np.ndarray:
+    last_shared, last_grouped, last_between, _ = layers[-1]
+
+    def hidden(obs: np.ndarray, agent: int) -> np.ndarray:
+        """The last linear layer's input buffer (ending in 1), filled from ``obs``."""
         try:
             bufs = local.buffers
         except AttributeError:
@@ -285,13 +288,9 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
                 x = _apply(code, fn, x, agent)
             copyto(bufs[1], x)
         k = 0
-        for shared, grouped, between, _ in layers:
+        for shared, grouped, between, _ in layers[:-1]:
             x = bufs[k].dot(shared if grouped is None else grouped[agent])
             k += 2
-            if k == len(bufs):  # the last linear layer, and what follows it
-                for code, fn, _ in between:
-                    x = _apply(code, fn, x, agent)
-                return x
             if len(between) == 1 and between[0][0] == _TANH:
                 tanh(x, out=bufs[k + 1])
             elif len(between) == 1 and between[0][0] == _RELU:
@@ -300,6 +299,12 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
                 for code, fn, _ in between:
                     x = _apply(code, fn, x, agent)
                 copyto(bufs[k + 1], x)
+        return bufs[k]
+
+    def forward(obs: np.ndarray, agent: int) -> np.ndarray:
+        x = hidden(obs, agent).dot(last_shared if last_grouped is None else last_grouped[agent])
+        for code, fn, _ in last_between:
+            x = _apply(code, fn, x, agent)
         return x
 
     out = spec.get("output") or {}
@@ -308,20 +313,28 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
         masked = out.get("mask", False)
         if not isinstance(masked, bool):
             raise PolicyError(f"policy.output.mask: expected true or false, got {masked!r}")
-        lowest = np.finfo(layers[-1][3]).min
-        barred: dict[bytes, np.ndarray] = {}  # a mask's bytes -> the indices it bars (an env has few masks)
+        # a mask keeps the columns of the last layer it allows (when that layer ends the network and is shared):
+        # the argmax of the allowed logits alone, in the allowed actions' order (ties: the lowest index, as
+        # numpy's argmax over all logits with the barred ones at -inf)
+        columns = last_grouped is None and not last_between
+        allowed_columns: dict[bytes, tuple] = {}  # a mask's bytes -> (allowed actions, their columns)
 
         def decide(obs, mask, agent):
-            logits = forward(obs, agent)
-            if masked and mask is not None:
-                key = mask.tobytes()
-                index = barred.get(key)
-                if index is None:
-                    index = np.flatnonzero(~mask)
-                    if len(barred) < _BARRED_KEPT:
-                        barred[key] = index
-                logits[index] = lowest  # logits is forward's own array
-            return int(logits.argmax())
+            if not (masked and mask is not None):
+                return int(forward(obs, agent).argmax())
+            key = mask.tobytes()
+            entry = allowed_columns.get(key)
+            if entry is None:
+                allowed = np.flatnonzero(mask)
+                if not len(allowed):
+                    raise ValueError("mask: allows no action")
+                entry = (allowed, np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
+                if len(allowed_columns) < _BARRED_KEPT:
+                    allowed_columns[key] = entry
+            allowed, weight = entry
+            if weight is not None:
+                return int(allowed[hidden(obs, agent).dot(weight).argmax()])
+            return int(allowed[forward(obs, agent)[allowed].argmax()])
         return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
     if kind == "box":
         low = np.asarray(out.get("low"), dtype=np.float32)
