@@ -210,3 +210,11 @@ def test_pomdp_efe_imports_neither_jax_nor_pymdp(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "decided 2" in out.stdout
+
+
+def test_a_mask_that_allows_nothing_is_refused_by_the_policy():
+    rng = np.random.default_rng(2)
+    for case in ("plain", "groups"):  # the last layer's columns kept per mask, and the grouped fallback
+        policy = build_policy(*_spec(rng, **CASES[case]))
+        with pytest.raises(ValueError, match="mask: allows no action"):
+            policy.decide(np.zeros(OBS, np.float32), np.zeros(OUT, bool), 0)
