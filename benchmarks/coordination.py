@@ -8,7 +8,8 @@ each vehicle maximises: its own reward (selfish) or the team's mean. Their
 cost ratio is the price of anarchy of the scenario as far as one-step
 replies measure it: what a centralised critic could at most add over
 independent learners that already reach the selfish equilibrium. Printed per
-scenario (the default, then one field changed at a time): per-vehicle cost
+scenario (the default, one field changed at a time, then the contention
+scenario of ``experiments/configs/vehicular_contention.yaml``): per-vehicle cost
 (minus the episode return) of the team best response, of the selfish one and
 of all-local, on the same episodes, with the selfish / team ratio and its 95%
 bootstrap CI over episodes.
@@ -31,8 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.vehicular_baselines import (VehicularAllLocal, VehicularBestResponse,  # noqa: E402
                                         VehicularSelfishBestResponse, evaluate_vehicular)
+from experiments.config import load_config  # noqa: E402
 from experiments.stats import bootstrap_ci  # noqa: E402
 from offload_env import make_parallel  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Where coordination matters (its own vehicle count): 16 vehicles on 3 RSUs, a task every 2 s (local alone
+#: cannot keep up), a missed deadline costs 10 and the cloud is cheap (0.1) but narrow (one task at full
+#: speed, shared by all). Each vehicle does best in the cloud, but each cloud task slows every other one and
+#: pushes some past their deadlines: the team keeps some tasks local, selfish vehicles do not.
+CONTENTION = load_config(ROOT / "experiments" / "configs" / "vehicular_contention.yaml").env.kwargs
 
 #: The default scenario, then one field changed at a time (the knobs that shape congestion and its price).
 SCENARIOS = {
@@ -42,6 +51,7 @@ SCENARIOS = {
     "one cloud task at full speed, cloud 5x cheaper": {"cloud_capacity_tasks": 1.0, "w_cloud": 0.2},
     "a task every 2 s (not 5)": {"step_s": 2.0},
     "energy 6x dearer": {"w_energy": 3.0},
+    "contention (vehicular_contention.yaml: 16 vehicles, its own fields)": CONTENTION,
 }
 
 
