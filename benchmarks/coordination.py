@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: cannot keep up), a missed deadline costs 10 and the cloud is cheap (0.1) but narrow (one task at full
 #: speed, shared by all). Each vehicle does best in the cloud, but each cloud task slows every other one and
 #: pushes some past their deadlines: the team keeps some tasks local, selfish vehicles do not.
-CONTENTION = load_config(ROOT / "experiments" / "configs" / "vehicular_contention.yaml").env.kwargs
+CONTENTION = load_config(ROOT / "experiments" / "configs" / "vehicular_contention.yaml", check_envs=False).env.kwargs
 
 #: The default scenario, then one field changed at a time (the knobs that shape congestion and its price).
 SCENARIOS = {
