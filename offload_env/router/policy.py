@@ -48,6 +48,14 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+try:  # numpy's clip as one ufunc (np.clip wraps it in Python); minimum then maximum where it is missing
+    from numpy._core.umath import clip as _clip_ufunc
+except ImportError:  # numpy 1.x
+    try:
+        from numpy.core.umath import clip as _clip_ufunc
+    except ImportError:
+        _clip_ufunc = None
+
 __all__ = ["ACTIVATIONS", "PolicyError", "Policy", "build_policy"]
 
 
@@ -270,8 +278,11 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
             bufs = buffers()
         if fold:
             if norm:
-                minimum(obs, high_clip, out=bufs[1])
-                maximum(bufs[1], low_clip, out=bufs[1])
+                if _clip_ufunc is not None:
+                    _clip_ufunc(obs, low_clip, high_clip, out=bufs[1])
+                else:
+                    minimum(obs, high_clip, out=bufs[1])
+                    maximum(bufs[1], low_clip, out=bufs[1])
             else:
                 copyto(bufs[1], obs)
         else:
