@@ -19,7 +19,13 @@ CI over seeds and episodes. Train them first (``python -m experiments run
 experiments/configs/layer_split_presets.yaml``); SB3 checkpoints are pickled
 zips, so load only runs you made.
 
-    python benchmarks/headroom.py [--episodes 20] [--presets NAME ...] [--learners] [--runs-dir runs]
+With ``--information``, two privileged diagnostics show where the
+reference's edge comes from: the reference with one calibrated price
+instead of one per episode in hindsight, and pacing (its calibrated price)
+with the observation's SNR estimate (one request old, noisy) replaced by
+the current true SNR.
+
+    python benchmarks/headroom.py [--episodes 20] [--presets NAME ...] [--learners] [--runs-dir runs] [--information]
 """
 
 from __future__ import annotations
@@ -38,10 +44,25 @@ import pandas as pd  # noqa: E402
 from agents.baselines import (AllLocal, AllServer, BestFixedSplit, BudgetReference, Greedy, Oracle,  # noqa: E402
                               Pacing, evaluate)
 from offload_env.envs.layer_split import DEFAULT_PRESET, PRESETS, LayerSplitEnv  # noqa: E402
+from offload_env.observations import LAYER_SPLIT_FIELDS  # noqa: E402
 
 SIMPLE = ("all-local", "all-server", "best-fixed", "greedy")
 TARGET_HEADROOM = 1.2
 CONFIGS = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+
+
+class PacingWithCurrentSnr(Pacing):
+    """Diagnostic (privileged, reads the simulator): pacing's choice with the observation's SNR estimate
+    replaced by the current true SNR."""
+
+    name = "pacing + current SNR"
+
+    def act(self, obs, info):
+        sim = self.env._sim
+        low, high = LAYER_SPLIT_FIELDS[0][1:]
+        seen = np.array(obs, dtype=np.float32)
+        seen[0] = np.clip(sim.buf["snr_db"][0] / sim.obs_scales[0], low, high)
+        return super().act(seen, info)
 
 
 def _ci(values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
@@ -99,11 +120,16 @@ def _row(preset, name, frames, started, rng) -> dict:
 
 
 def preset_rows(preset: str, episodes: int, seed: int, rng, learners: bool = False,
-                runs_dir: str | None = None) -> list[dict]:
+                runs_dir: str | None = None, information: bool = False) -> list[dict]:
     def make_env():
         return LayerSplitEnv(scenario=preset)
-    policies = [AllLocal(), AllServer(), BestFixedSplit(make_env, episodes=5), Greedy(), Oracle(),
-                Pacing(make_env, episodes=5), BudgetReference()]
+    pacing = Pacing(make_env, episodes=5)
+    policies = [AllLocal(), AllServer(), BestFixedSplit(make_env, episodes=5), Greedy(), Oracle(), pacing,
+                BudgetReference()]
+    if information:
+        one_price = BudgetReference(make_env, hindsight=False, episodes=5)
+        one_price.name = "reference, one price"
+        policies += [one_price, PacingWithCurrentSnr(price=pacing.price)]
     rows = []
     for policy in policies:
         start = time.perf_counter()
@@ -129,10 +155,12 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--learners", action="store_true", help="also evaluate the trained runs of each preset")
     parser.add_argument("--runs-dir", default=None, help="where the runs are (default: the configs' runs_dir)")
+    parser.add_argument("--information", action="store_true",
+                        help="add the reference with one price and pacing with the current true SNR (diagnostics)")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = [r for p in args.presets
-            for r in preset_rows(p, args.episodes, args.seed, rng, args.learners, args.runs_dir)]
+            for r in preset_rows(p, args.episodes, args.seed, rng, args.learners, args.runs_dir, args.information)]
     table = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     show = table[["preset", "policy", "return", "ci_low", "ci_high", "gap_closed", "dropped", "energy_j", "seconds"]]
