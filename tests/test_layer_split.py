@@ -443,3 +443,24 @@ def test_compiled_draw_agrees_with_channel_costs_and_workload(scenario):
     assert np.all(np.isin(np.round(1.0 - b["share"], 12), np.round(s.server_load_levels, 12)))
     lo, hi = s.distance_m
     assert np.all((b["distance"] >= lo) & (b["distance"] <= hi)) and np.all(b["dt"] > 0)
+
+
+@pytest.mark.parametrize("estimate_of, column", [("previous", None), ("current", "snr_db")])
+def test_the_snr_estimate_is_of_the_previous_or_the_current_request(estimate_of, column):
+    """Without estimate noise the observed SNR is exactly the previous request's or this one's."""
+    env = LayerSplitEnv(channel_estimate_noise_db=0.0, channel_estimate_of=estimate_of)
+    obs, _ = env.reset(seed=5)
+    scale = env._sim.obs_scales[0]
+    previous = None
+    for _ in range(30):
+        true_db = float(env._sim.buf["snr_db"][0])
+        want = true_db if column else previous
+        if want is not None:
+            assert obs[0] == pytest.approx(np.clip(want / scale, -2.0, 3.0), abs=1e-6)
+        previous = true_db
+        obs, *_ = env.step(1)
+
+
+def test_channel_estimate_of_is_checked():
+    with pytest.raises(ValueError, match="'channel_estimate_of': expected 'previous' or 'current', got 'future'"):
+        LayerSplitEnv(channel_estimate_of="future")

@@ -133,8 +133,9 @@ _normal = _inline(standard_normal)
 
 #: The numbers of the request draw, packed in one float64 array (:func:`draw_numbers`): (part, length).
 DRAW_NUMBERS = (
-    ("scenario", 11),  # arrival rate, deadline lo, hi, distance lo, hi, speed, fading correlation,
-                       # output prediction sigma, estimate noise dB, min split, discrete (1.0) or not
+    ("scenario", 12),  # arrival rate, deadline lo, hi, distance lo, hi, speed, fading correlation,
+                       # output prediction sigma, estimate noise dB, min split, discrete (1.0) or not,
+                       # SNR estimate of the previous request (1.0) or of the current one (0.0)
     ("prompt_spec", 4), ("output_spec", 4),  # token specs: median, sigma, min, max
     ("link", 11),  # tx power W, noise W, carrier Hz, path-loss code and its 5 numbers, bandwidth Hz,
                    # downlink / uplink power
@@ -208,7 +209,7 @@ def _draw(i, fresh, draws, req):
         draws
     rate, d_lo, d_hi, x_lo, x_hi = nums[_SCN], nums[_SCN + 1], nums[_SCN + 2], nums[_SCN + 3], nums[_SCN + 4]
     speed, rho, pred_sigma, noise_db = nums[_SCN + 5], nums[_SCN + 6], nums[_SCN + 7], nums[_SCN + 8]
-    min_split, discrete = nums[_SCN + 9], nums[_SCN + 10] != 0.0
+    min_split, discrete, estimate_previous = nums[_SCN + 9], nums[_SCN + 10] != 0.0, nums[_SCN + 11] != 0.0
     width = x_hi - x_lo
     x, d, h, ls = distance[i], direction[i], fading[i], load_state[i]
     if fresh:
@@ -251,7 +252,7 @@ def _draw(i, fresh, draws, req):
     r[_DT], r[_PROMPT], r[_OUTPUT] = dt, prompt, output
     r[_PRED] = max(output * math.exp(pred_sigma * z_pred), 1.0)
     r[_DEADLINE] = d_lo + (d_hi - d_lo) * u8
-    r[_SNR_DB], r[_SNR_EST] = snr_db, previous + noise_db * z_est
+    r[_SNR_DB], r[_SNR_EST] = snr_db, (previous if estimate_previous else snr_db) + noise_db * z_est
     r[_SHARE] = 1.0 - load_levels[ls]
     r[_UP] = _rate(nums[_LINK + 9], snr)
     r[_DOWN] = _rate(nums[_LINK + 9], snr * nums[_LINK + 10])

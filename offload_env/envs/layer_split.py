@@ -54,7 +54,10 @@ class LayerSplitScenario:
     output_prediction_sigma: float = 0.3  #: lognormal error of the observed expected output length
     deadline_s: tuple[float, float] = (2.0, 8.0)  #: per-request deadline, uniform in this range
     fading_correlation: float = 0.9  #: Gauss-Markov correlation of the fading between requests
-    channel_estimate_noise_db: float = 2.0  #: noise of the observed (one request old) SNR estimate
+    channel_estimate_noise_db: float = 2.0  #: noise of the observed SNR estimate
+    #: whose uplink SNR the observation estimates: "previous" (the last request's, as measured when it was sent)
+    #: or "current" (this request's, measured just before deciding, as a device tracks its cell's reference signals)
+    channel_estimate_of: str = "previous"
     server_load_levels: tuple[float, ...] = (0.0, 0.5, 0.8)  #: background load of the server, per state
     server_load_stay: float = 0.9  #: probability that the load state stays the same between requests
     energy_budget_j: float = 5000.0  #: edge energy per episode (about 25 J a request); exhausting it ends the episode
@@ -102,11 +105,16 @@ PRESETS: dict[str, LayerSplitScenario] = {
     # Headroom: far from the cell the uplink takes seconds for a prompt's hidden states, so answering on
     # the phone pays there; near it, offloading does. The budget (2.5 kJ, about 12 J a request) binds
     # the greedy and myopic policies (they drop requests) and not the reference (about 1.4 kJ).
-    # (Was: f16 on the phone, 50-1,000 m, 800 J then 6 kJ: all-server needed up to 47 kJ at 1 km.)
+    # The phone observes the current uplink SNR (channel_estimate_of="current", 2 dB of noise): a phone
+    # tracks its cell's reference signals continuously. With the previous request's, the headroom was all
+    # in what the reference knows: pacing closed 0.03 of it, pacing given the current SNR 0.68
+    # (benchmarks/headroom.py --information); now pacing closes 0.84.
+    # (Was: the previous request's SNR until 2026-12-06 (channel_estimate_of="previous" reproduces those
+    # results); f16 on the phone, 50-1,000 m, 800 J then 6 kJ: all-server needed up to 47 kJ at 1 km.)
     "phone-h100-lte": LayerSplitScenario(model="phi-3-mini-4k", edge="snapdragon-8-gen-3", server="h100-sxm",
                                          edge_runtime="llama.cpp", edge_weight_format="q4_0",
                                          server_runtime="vllm", link="lte", distance_m=(50.0, 600.0),
-                                         energy_budget_j=2500.0),
+                                         energy_budget_j=2500.0, channel_estimate_of="current"),
     # Llama-3.1-8B on a Jetson AGX Orin (MLC, q4f16_1, which it holds whole) in a vehicle with an A100
     # roadside server (vLLM, f16) over C-V2X, 20-500 m away at 15 m/s.
     # Headroom: the roadside A100 is shared (background load up to 85%) and the link changes fast, so
@@ -142,6 +150,7 @@ def _check_scenario(s: LayerSplitScenario) -> LayerSplitScenario:
     need(0 < s.deadline_s[0] <= s.deadline_s[1], "deadline_s", "(min, max) with 0 < min <= max seconds")
     need(0 <= s.fading_correlation < 1, "fading_correlation", "a correlation in [0, 1)")
     need(s.channel_estimate_noise_db >= 0, "channel_estimate_noise_db", "a noise std >= 0 dB")
+    need(s.channel_estimate_of in ("previous", "current"), "channel_estimate_of", "'previous' or 'current'")
     need(len(s.server_load_levels) >= 1 and all(0 <= x < 1 for x in s.server_load_levels), "server_load_levels",
          "one or more background loads in [0, 1)")
     need(0 <= s.server_load_stay <= 1, "server_load_stay", "a probability in [0, 1]")
@@ -243,7 +252,7 @@ class _Simulator:
         self._draw_numbers = kernels.draw_numbers(
             scenario=(s.arrival_rate_hz, s.deadline_s[0], s.deadline_s[1], s.distance_m[0], s.distance_m[1],
                       s.speed_mps, s.fading_correlation, s.output_prediction_sigma, s.channel_estimate_noise_db,
-                      s.min_split, not continuous),
+                      s.min_split, not continuous, s.channel_estimate_of == "previous"),
             prompt_spec=s.prompt_tokens, output_spec=s.output_tokens,
             link=(self.link.tx_power_w, self.link.noise_w, self.link.carrier_hz, *self.link.path_loss_terms(),
                   self.link.bandwidth_hz, self.link.downlink_tx_power_w / self.link.tx_power_w),
@@ -570,13 +579,13 @@ class LayerSplitEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(9,)`` float32, clipped to the bounds below. The agent sees a delayed,
-    noisy channel estimate and the load seen on its last server use, not the
-    true current channel or load.
+    ``Box(9,)`` float32, clipped to the bounds below. The agent sees a noisy
+    channel estimate (by default one request old) and the load seen on its
+    last server use, not the true current channel or load.
 
     | index | observation | min | max |
     |---|---|---|---|
-    | 0 | uplink SNR of the previous request (dB) + N(0, channel_estimate_noise_db), / 30 | -2 | 3 |
+    | 0 | uplink SNR (dB) of the previous request (``channel_estimate_of="previous"``, the default) or of this one ("current"), + N(0, channel_estimate_noise_db), / 30 | -2 | 3 |
     | 1 | prompt tokens / max prompt tokens | 0 | 1 |
     | 2 | expected output tokens (true T x lognormal error) / max output tokens | 0 | 4 |
     | 3 | edge backlog (s of earlier work left) / deadline | 0 | 10 |
@@ -652,7 +661,7 @@ class LayerSplitEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial version.
+    * v0: initial version; ``channel_estimate_of`` added later (default "previous": the observation as before).
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}

@@ -182,7 +182,8 @@ _BIG = 1e12
 
 #: LayerSplit-v0's request: the raw quantities of ``observations.layer_split_observation``.
 LAYER_SPLIT_REQUEST = (
-    Field("snr_estimate_db", -300.0, 300.0, "uplink SNR estimate in dB (the last request's, as measured)"),
+    Field("snr_estimate_db", -300.0, 300.0,
+          "uplink SNR estimate in dB (the last request's, or this one's: the scenario's channel_estimate_of)"),
     Field("prompt_tokens", 1.0, 1e7, "prompt length in tokens"),
     Field("expected_output_tokens", 1.0, 1e7, "predicted output length in tokens"),
     Field("deadline_s", 1e-6, 1e6, "the request's deadline in seconds"),
