@@ -22,8 +22,8 @@ zips, so load only runs you made.
 With ``--information``, two privileged diagnostics show where the
 reference's edge comes from: the reference with one calibrated price
 instead of one per episode in hindsight, and pacing (its calibrated price)
-with the observation's SNR estimate (one request old, noisy) replaced by
-the current true SNR.
+with the observation's SNR estimate (noisy, and one request old unless
+the preset observes the current one) replaced by the current true SNR.
 
     python benchmarks/headroom.py [--episodes 20] [--presets NAME ...] [--learners] [--runs-dir runs] [--information]
 """

@@ -48,13 +48,15 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-try:  # numpy's clip as one ufunc (np.clip wraps it in Python); minimum then maximum where it is missing
-    from numpy._core.umath import clip as _clip_ufunc
+try:  # numpy's clip as one ufunc (np.clip wraps it in Python)
+    from numpy._core.umath import clip as _clip
 except ImportError:  # numpy 1.x
     try:
-        from numpy.core.umath import clip as _clip_ufunc
+        from numpy.core.umath import clip as _clip
     except ImportError:
-        _clip_ufunc = None
+        def _clip(x, low, high, out):
+            np.minimum(x, high, out=out)
+            return np.maximum(out, low, out=out)
 
 __all__ = ["ACTIVATIONS", "PolicyError", "Policy", "build_policy"]
 
@@ -204,7 +206,7 @@ def _apply(code: int, fn, x: np.ndarray, agent: int) -> np.ndarray:
     return np.tanh(x) if code == _TANH else np.maximum(x, 0.0) if code == _RELU else fn(x, agent)
 
 
-_BARRED_KEPT = 4096  #: action masks whose allowed actions (and last-layer columns) a policy keeps
+_MASKS_KEPT = 4096  #: action masks whose allowed actions (and last-layer columns) a policy keeps
 _BIG_LAYER = 32768  #: weights in a layer above which the network computes in float32 (memory), else float64
 
 
@@ -278,11 +280,7 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
             bufs = buffers()
         if fold:
             if norm:
-                if _clip_ufunc is not None:
-                    _clip_ufunc(obs, low_clip, high_clip, out=bufs[1])
-                else:
-                    minimum(obs, high_clip, out=bufs[1])
-                    maximum(bufs[1], low_clip, out=bufs[1])
+                _clip(obs, low_clip, high_clip, out=bufs[1])
             else:
                 copyto(bufs[1], obs)
         else:
@@ -340,7 +338,7 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
                 if not len(allowed):
                     raise ValueError("mask: allows no action")
                 entry = (allowed, np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
-                if len(allowed_columns) < _BARRED_KEPT:
+                if len(allowed_columns) < _MASKS_KEPT:
                     allowed_columns[key] = entry
             allowed, weight = entry
             if weight is not None:
