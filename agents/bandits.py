@@ -122,8 +122,9 @@ class _Saved:
         obj = target(**state["params"])
         with np.load(npz, allow_pickle=False) as data:
             for k in target._arrays:
-                if k not in data:
-                    raise ValueError(f"{npz}: expected an array {k!r}")
+                if k not in data:  # e.g. a QualityRouter saved before its cost model had its own design matrix
+                    raise ValueError(f"{npz}: expected an array {k!r}; a {name} saved by an earlier version "
+                                     "of offload-env lacks it: train it again")
                 setattr(obj, k, np.array(data[k]))
         obj._restore_extra(state.get("state", {}))
         return obj

@@ -199,6 +199,16 @@ def test_agent_learns_as_the_hand_run_router_with_the_env_topic_and_cost_weight(
     np.testing.assert_array_equal(agent.router.group_count, hand.group_count)
 
 
+def test_a_router_saved_before_its_cost_model_had_its_own_design_matrix_is_refused_by_name(tmp_path):
+    router = QualityRouter(2, 3, seed=0)
+    npz, _ = router.save(tmp_path / "router")
+    with np.load(npz, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files if k != "cost_A_inv"}  # as an earlier version wrote it
+    np.savez(npz, **arrays)
+    with pytest.raises(ValueError, match=r"expected an array 'cost_A_inv'.*earlier version.*train it again"):
+        QualityRouter.load(tmp_path / "router")
+
+
 def test_agent_save_load(tmp_path):
     agent = BanditAgent("quality_router", make_env, seed=1, l2=1.0)
     agent.learn(make_env, 80)

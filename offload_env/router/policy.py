@@ -279,10 +279,10 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
         except AttributeError:
             bufs = buffers()
         if fold:
+            x = bufs[1]
+            x[...] = obs  # into float64 first: a clip of float32 into float64 is twice as slow
             if norm:
-                _clip(obs, low_clip, high_clip, out=bufs[1])
-            else:
-                copyto(bufs[1], obs)
+                _clip(x, low_clip, high_clip, out=x)
         else:
             x = obs
             if norm:
@@ -337,13 +337,13 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
                 allowed = np.flatnonzero(mask)
                 if not len(allowed):
                     raise ValueError("mask: allows no action")
-                entry = (allowed, np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
+                entry = (tuple(allowed.tolist()), np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
                 if len(allowed_columns) < _MASKS_KEPT:
                     allowed_columns[key] = entry
             allowed, weight = entry
             if weight is not None:
-                return int(allowed[hidden(obs, agent).dot(weight).argmax()])
-            return int(allowed[forward(obs, agent)[allowed].argmax()])
+                return allowed[hidden(obs, agent).dot(weight).argmax()]
+            return allowed[forward(obs, agent)[list(allowed)].argmax()]
         return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
     if kind == "box":
         low = np.asarray(out.get("low"), dtype=np.float32)
