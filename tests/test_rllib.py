@@ -240,12 +240,12 @@ def test_a_two_node_loopback_cluster_runs_one_env_runner_on_each_node():
     temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay under 108 bytes
     saved = {k: os.environ.get(k) for k in env if os.environ.get(k) != env[k]}
     try:
-        subprocess.run([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false",
-                        f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", *common], check=True, env=env,
+        subprocess.run([ray_bin, "start", "--node-ip-address=127.0.0.1", "--head", f"--port={port}",
+                        "--include-dashboard=false", f"--temp-dir={temp}", *common], check=True, env=env,
                        capture_output=True, timeout=120)
-        subprocess.run([sys.executable, "-c", WORKER_NODE, "start", f"--address=127.0.0.1:{port}",
-                        "--node-ip-address=127.0.0.1", *common],
-                       check=True, env=env, capture_output=True, timeout=120)
+        subprocess.run([sys.executable, "-c", WORKER_NODE, "start", "--node-ip-address=127.0.0.1",
+                        f"--address=127.0.0.1:{port}", *common], check=True, env=env, capture_output=True,
+                       timeout=120)
         os.environ.update({k: env[k] for k in saved})
         init_ray(address=f"127.0.0.1:{port}")
         nodes = [n for n in ray.nodes() if n["Alive"]]

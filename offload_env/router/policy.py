@@ -326,7 +326,7 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
         # the argmax of the allowed logits alone, in the allowed actions' order (ties: the lowest index, as
         # numpy's argmax over all logits with the barred ones at -inf)
         columns = last_grouped is None and not last_between
-        allowed_columns: dict[bytes, tuple] = {}  # a mask's bytes -> (allowed actions, their columns)
+        allowed_columns: dict[bytes, tuple] = {}  # a mask's bytes -> (allowed actions, as an array, columns)
 
         def decide(obs, mask, agent):
             if not (masked and mask is not None):
@@ -337,13 +337,14 @@ def _mlp_rule(spec: Mapping, steps: list, norm, obs_dim: int, n_ids: int, n_agen
                 allowed = np.flatnonzero(mask)
                 if not len(allowed):
                     raise ValueError("mask: allows no action")
-                entry = (tuple(allowed.tolist()), np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
+                entry = (tuple(allowed.tolist()), allowed,
+                         np.ascontiguousarray(last_shared[:, allowed]) if columns else None)
                 if len(allowed_columns) < _MASKS_KEPT:
                     allowed_columns[key] = entry
-            allowed, weight = entry
+            actions, allowed, weight = entry  # actions: the allowed ones as ints, returned without a conversion
             if weight is not None:
-                return allowed[hidden(obs, agent).dot(weight).argmax()]
-            return allowed[forward(obs, agent)[list(allowed)].argmax()]
+                return actions[hidden(obs, agent).dot(weight).argmax()]
+            return actions[forward(obs, agent)[allowed].argmax()]
         return Policy("mlp", obs_dim, width, None, masked, n_agents, decide)
     if kind == "box":
         low = np.asarray(out.get("low"), dtype=np.float32)
