@@ -3,7 +3,9 @@
 Every policy has ``reset(env)`` (the ParallelEnv, at the start of each
 episode) and ``act(observations, infos) -> {agent: action}``, reading each
 vehicle's ``infos[agent]["action_mask"]`` (discrete actions). Every action
-they return is allowed by the mask.
+they return is allowed by the mask. On the continuous env (``continuous=True``)
+they read the env's discrete masks and return the Box action that the env
+serves as the same choice (``box_action``): the same returns on the same seeds.
 """
 
 from __future__ import annotations
@@ -32,15 +34,26 @@ __all__ = [
 
 
 class _VehicularBase:
+    """A rule that picks a discrete action per vehicle (``_decide``); on the continuous env
+    (``continuous=True``) it acts with the Box action that the env serves as the same choice."""
+
     name = "baseline"
 
     def reset(self, env) -> None:
         self.env = env.unwrapped if hasattr(env, "unwrapped") else env
-        if getattr(self.env, "continuous", False):
-            raise ValueError(f"{self.name}: expects the discrete action space (continuous=False)")
+        self.continuous = bool(getattr(self.env, "continuous", False))
 
     def act(self, observations: dict, infos: dict) -> dict:
-        return {agent: self._choose(observations[agent], _mask(infos, agent)) for agent in observations}
+        if self.continuous:  # the infos carry target and split masks: the discrete ones come from the env
+            masks = dict(zip(self.env.possible_agents, self.env.action_masks()))
+        else:
+            masks = {agent: _mask(infos, agent) for agent in observations}
+        choice = self._decide(observations, masks)
+        return {a: self.env.box_action(c) for a, c in choice.items()} if self.continuous else choice
+
+    def _decide(self, observations: dict, masks: dict) -> dict:
+        """{vehicle: discrete action} for the live vehicles, given their allowed actions ``masks``."""
+        return {agent: self._choose(observations[agent], masks[agent]) for agent in observations}
 
     def _choose(self, obs: np.ndarray, mask: np.ndarray) -> int:
         raise NotImplementedError
@@ -133,14 +146,14 @@ class VehicularGreedy(_VehicularBase):
 
     name = "greedy"
 
-    def act(self, observations, infos):
+    def _decide(self, observations, masks):
         rewards = self.env.predicted_rewards()
         agents = self.env.possible_agents
         out = {}
         for i, agent in enumerate(agents):
             if agent in observations:
-                out[agent] = self._or_local(int(np.argmax(np.where(_mask(infos, agent), rewards[i], -np.inf))),
-                                            _mask(infos, agent))
+                out[agent] = self._or_local(int(np.argmax(np.where(masks[agent], rewards[i], -np.inf))),
+                                            masks[agent])
         return out
 
 
@@ -155,17 +168,17 @@ class VehicularSequentialGreedy(_VehicularBase):
 
     name = "sequential-greedy"
 
-    def act(self, observations, infos):
-        return self._as_dict(self._sequential(observations, infos), observations)
+    def _decide(self, observations, masks):
+        return self._as_dict(self._sequential(observations, masks), observations)
 
-    def _sequential(self, observations, infos) -> np.ndarray:
+    def _sequential(self, observations, masks) -> np.ndarray:
         """(N,) the joint action of the vehicles choosing in turn; absent vehicles stay local."""
         env = self.env
         joint = np.zeros(env.N, dtype=np.int64)  # local: shares nothing, so undecided vehicles are absent
         for i, agent in enumerate(env.possible_agents):
             if agent in observations:
                 rewards = env.joint_rewards(self._deviations(joint, i))
-                joint[i] = self._or_local(int(np.argmax(rewards[i])), _mask(infos, agent))
+                joint[i] = self._or_local(int(np.argmax(rewards[i])), masks[agent])
         return joint
 
     def _deviations(self, joint: np.ndarray, i: int) -> np.ndarray:
@@ -195,10 +208,10 @@ class VehicularBestResponse(VehicularSequentialGreedy):
             raise ValueError(f"rounds: expected an integer >= 1, got {rounds!r}")
         self.rounds = rounds
 
-    def act(self, observations, infos):
+    def _decide(self, observations, masks):
         env = self.env
         live = [i for i, a in enumerate(env.possible_agents) if a in observations]
-        joint = self._sequential(observations, infos)
+        joint = self._sequential(observations, masks)
         for _ in range(self.rounds):
             for i in live:
                 rewards = env.joint_rewards(self._deviations(joint, i))
@@ -207,7 +220,7 @@ class VehicularBestResponse(VehicularSequentialGreedy):
                     score = np.where(own_ok, np.where(np.isfinite(rewards), rewards, 0.0).sum(axis=0), -np.inf)
                 else:
                     score = rewards[i]
-                joint[i] = self._or_local(int(np.argmax(score)), _mask(infos, env.possible_agents[i]))
+                joint[i] = self._or_local(int(np.argmax(score)), masks[env.possible_agents[i]])
         return self._as_dict(joint, observations)
 
 

@@ -3,7 +3,8 @@
 Centralised training, decentralised execution on a PettingZoo ParallelEnv
 with Box actions (the vehicular env with ``continuous=True``: per vehicle
 ``Box(-1, 1, (R + 4,))``, target logits, split and transmit power; the env
-takes the argmax among the allowed targets, so masks need no handling here):
+takes the argmax among the allowed targets, so ``act`` needs no mask; training
+reads the infos' ``target_mask``):
 
 * deterministic actors ``a_i = mu(o_i)``, tanh-bounded: one actor shared by
   all agents on the agent's own observation plus its one-hot id (or one
@@ -14,10 +15,24 @@ takes the argmax among the allowed targets, so masks need no handling here):
   elapsed fraction), all agents' actions and agent i's one-hot id; one
   network for all agents with the id (BenchMARL's ``share_param_critic``), or
   one per agent (``share_critic=False``). Each critic learns its own agent's
-  return (rewards are per vehicle). Option ``soft_targets``: the critics see
-  the target logits through a softmax at ``temperature`` over the allowed
-  targets (near the one-hot of the target the env picks), a fixed part of
-  the critic; off by default (not better in the tests' scenario);
+  return (rewards are per vehicle);
+* the target (the first K = len(infos' ``target_mask``) entries), by
+  ``targets``: "gumbel" (default) learns it as the categorical choice it is, as
+  the original MADDPG code does for discrete actions: exploration draws the
+  target from the softmax of the actor's logits over the allowed targets (a
+  uniformly random allowed one with probability ``target_epsilon``), the
+  env and the critics get its one-hot (+1 / -1), and the actor's gradient
+  reaches the logits through a straight-through Gumbel-softmax sample at
+  ``temperature``, plus an entropy bonus (``entropy_coef``) that keeps the
+  softmax from saturating. The split and power entries are trained as if a
+  uniformly random allowed target were chosen (as P-DQN trains the parameters
+  of every discrete action, not only of the chosen one), so the split is right
+  when a vehicle starts to offload.
+  "logits": the paper's continuous actions, Gaussian noise on every entry;
+  "softmax": the same, the critics seeing the logits as their softmax at
+  ``temperature`` over the allowed targets. ``act`` returns ``tanh`` of the
+  actor's outputs in every mode: the env's argmax over the allowed targets is
+  the best allowed logit;
 * critic target ``y_i = r_i + gamma Q'_i(x', mu'_1(o'_1), ..., mu'_N(o'_N))``
   with target networks ``'`` tracked by Polyak averaging (``tau``); episodes
   end by truncation only, so every transition is bootstrapped;
@@ -37,10 +52,14 @@ Defaults: the paper's discount 0.95, tau 0.01 and two 64-unit layers;
 EPyMARL's MADDPG learning rate 5e-4 (actor and critic), its action
 regularisation 1e-3 and gradient-norm clip 10; the rest (batch of 256 rows,
 buffer of 100k rows, 5 updates every 5 steps of the copies, 1,000 random
-steps, noise 0.5 -> 0.1 over 10k env steps) sized for this env on a CPU.
-With an argmax-decoded target, exploration is what decides: on the tests'
-4-vehicle contention scenario, 4,000 env steps reach all-local's return on 2
-seeds of 3 and beat it on one (-17.5 against -21.4; MAPPO: -16.8).
+steps, noise 0.2 -> 0.05 over 10k env steps, target epsilon 0.2, entropy
+weight 1) sized for this env on a CPU. On the tests' 4-vehicle contention
+scenario (all-local -21.4, team best response -12.2), 20,000 env steps reach
+-17.6, -16.6 and -18.1 on seeds 0-2 with "gumbel" and -19.7, -20.4 and -19.0
+with "logits" (same noise); with "logits", the split entry rarely lands on
+split 0 (whole model on the server, what the best response uses when it
+offloads) and the target logits saturate on "local", where they get no
+gradient.
 Saved as ``weights.npz`` + ``agent.json`` (no pickle): networks, target
 networks and optimizers; the replay buffer is not saved (a loaded agent
 refills it before it updates again).
@@ -60,11 +79,12 @@ from torch import nn
 
 from .._arrays import load_arrays, load_optimizer, optimizer_arrays, save_arrays
 from ..devices import torch_device
-from .common import EnvCopies, GroupedMLP, live_rows, mlp
+from .common import EnvCopies, GroupedMLP, live_rows, masked_logits, mlp
 
 __all__ = ["MADDPGConfig", "MADDPGAgent"]
 
-_FORMAT = 1
+_FORMAT = 2  #: 1: before ``targets`` (its ``soft_targets`` true is "softmax", false "logits"); read too
+TARGET_MODES = ("gumbel", "logits", "softmax")
 
 
 @dataclass(frozen=True)
@@ -80,8 +100,8 @@ class MADDPGConfig:
     learning_starts: int = 1_000  #: env steps (all copies) of uniformly random actions before any update
     train_every: int = 5  #: steps of every env copy between update rounds
     gradient_steps: int = 5  #: minibatch updates per round
-    noise_std: float = 0.5  #: std of the Gaussian exploration noise on the tanh actions
-    noise_final_std: float = 0.1  #: its std after noise_decay_steps
+    noise_std: float = 0.2  #: std of the Gaussian exploration noise on the tanh actions
+    noise_final_std: float = 0.05  #: its std after noise_decay_steps
     noise_decay_steps: int = 10_000  #: env steps of the linear decay (0: noise_std throughout)
     action_reg: float = 1e-3  #: penalty on the actor's squared pre-tanh outputs
     max_grad_norm: float = 10.0  #: gradient clip (actor and critic)
@@ -89,10 +109,16 @@ class MADDPGConfig:
     agent_id: bool = True  #: append the agent's one-hot id to actor and critic inputs
     share_actor: bool = True  #: one actor for all agents (False: one per agent, trained together)
     share_critic: bool = True  #: one centralised critic for all agents (False: one per agent)
-    #: the critic sees the env's target logits (the first len(infos' ``target_mask``) entries) as their softmax at
-    #: ``temperature`` over the allowed targets (False, the paper's: the actions as they are)
-    soft_targets: bool = False
-    temperature: float = 0.1  #: of that softmax, on the tanh logits
+    #: how the target entries (the first len(infos' ``target_mask``) of the action) are learned: "gumbel", a
+    #: categorical choice (explored by sampling, seen by the critics as a one-hot, trained through a
+    #: straight-through Gumbel-softmax at ``temperature``); "logits", the paper's continuous actions; "softmax",
+    #: continuous actions that the critics see as their softmax at ``temperature`` over the allowed targets
+    targets: str = "gumbel"
+    target_epsilon: float = 0.2  #: probability that an explored target is a uniformly random allowed one ("gumbel")
+    #: weight of the target distribution's entropy in the actor's objective ("gumbel"; in reward units: it keeps
+    #: the softmax from saturating, where its gradient vanishes)
+    entropy_coef: float = 1.0
+    temperature: float = 1.0  #: of the Gumbel-softmax ("gumbel") or of the critics' softmax ("softmax")
 
     def check(self) -> None:
         def need(ok: bool, key: str, expected: str) -> None:
@@ -124,6 +150,9 @@ class MADDPGConfig:
         need(number("action_reg") >= 0, "action_reg", "a weight >= 0")
         need(number("max_grad_norm") > 0, "max_grad_norm", "a value > 0")
         need(number("temperature") > 0, "temperature", "a temperature > 0")
+        need(0 <= number("target_epsilon") <= 1, "target_epsilon", "a probability in [0, 1]")
+        need(number("entropy_coef") >= 0, "entropy_coef", "a weight >= 0")
+        need(self.targets in TARGET_MODES, "targets", " or ".join(repr(m) for m in TARGET_MODES))
         need(isinstance(self.hidden, tuple) and len(self.hidden) >= 1
              and all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in self.hidden), "hidden",
              "a list of layer sizes >= 1")
@@ -181,7 +210,10 @@ class MADDPGAgent:
         self.obs_dim = int(np.prod(env.observation_space(self.agent_names[0]).shape))
         self.state_dim = int(np.asarray(env.state()).size)
         mask = infos[self.agent_names[0]].get("target_mask")
-        self.n_targets = len(mask) if self.config.soft_targets and mask is not None else 0
+        if self.config.targets != "logits" and mask is None:
+            raise ValueError(f"targets: expected 'logits' for an env whose infos carry no target_mask, got "
+                             f"{self.config.targets!r}")
+        self.n_targets = len(mask) if self.config.targets != "logits" else 0
         env.close()
         self._index = {a: i for i, a in enumerate(self.agent_names)}
         self.device = torch_device(device)  #: where the networks train; the env and the replay stay in numpy
@@ -242,14 +274,38 @@ class MADDPGAgent:
         return net(torch.cat(parts, dim=-1))[..., 0]
 
     def _critic_actions(self, actions: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """What the critics see of (..., N, A) actions: the target logits (the first K entries) as their softmax at
-        ``temperature`` over the allowed targets (``masks`` (..., N, K)), near the one-hot of the target the env
-        picks (their argmax); the other entries as they are. A fixed, differentiable part of the critic."""
+        """What the critics see of (..., N, A) actions as the env takes them: with ``targets`` "softmax", the
+        target logits (the first K entries) as their softmax at ``temperature`` over the allowed targets
+        (``masks`` (..., N, K)), a fixed, differentiable part of the critic; else the actions as they are."""
         K = self.n_targets
-        if K == 0:
+        if self.config.targets != "softmax":
             return actions
         logits = torch.where(masks, actions[..., :K] / self.config.temperature, -torch.inf)
         return torch.cat([torch.softmax(logits, dim=-1), actions[..., K:]], dim=-1)
+
+    def _targets_one_hot(self, chosen: torch.Tensor) -> torch.Tensor:
+        """(...) target indices -> (..., K) target entries: 1 for the chosen one, -1 for the others (the env
+        takes the argmax)."""
+        return 2.0 * nn.functional.one_hot(chosen, self.n_targets).to(torch.float32) - 1.0
+
+    def _actions(self, net: nn.Module, obs: torch.Tensor, masks: torch.Tensor, relaxed: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actions (..., N, A) as the env takes them, pre-tanh outputs) of (..., N, D) observations.
+
+        With ``targets`` "gumbel" the target entries are the one-hot of the best allowed target
+        (``relaxed``: of a straight-through Gumbel-softmax sample at ``temperature``, which passes the
+        critic's gradient to the target logits); else every entry is ``tanh`` of the actor's output.
+        """
+        a, pre = self._policy(net, obs)
+        if self.config.targets != "gumbel":
+            return a, pre
+        K = self.n_targets
+        logits = masked_logits(pre[..., :K], masks)
+        if relaxed:
+            chosen = 2.0 * nn.functional.gumbel_softmax(logits, tau=self.config.temperature, hard=True) - 1.0
+        else:
+            chosen = self._targets_one_hot(logits.argmax(-1))
+        return torch.cat([chosen, a[..., K:]], dim=-1), pre
 
     def _same_joint(self, actions: torch.Tensor) -> torch.Tensor:
         """(..., N, A) one joint action -> (..., N, N, A): every critic sees it."""
@@ -307,7 +363,7 @@ class MADDPGAgent:
         while self._steps < int(budget):
             rewards = []
             for _ in range(c.train_every):
-                actions = self._explore(obs)
+                actions = self._explore(obs, masks[..., :self.n_targets])
                 next_obs, next_masks, next_states, r, done, end_obs, end_states, end_masks = copies.step(actions)
                 stored = [next_obs.copy(), next_states.copy(), next_masks.copy()]
                 for k in np.flatnonzero(done):  # truncated: the next state is the one it ended in
@@ -347,10 +403,13 @@ class MADDPGAgent:
         """Read an agent written by :meth:`save` (no pickle) onto ``device``; ``make_env`` is needed only to learn
         further."""
         arrays, meta = load_arrays(folder)
-        if meta.get("format") != _FORMAT or meta.get("algo") != "maddpg":
-            raise ValueError(f"{folder}: not a MADDPG agent of format {_FORMAT}")
+        if meta.get("format") not in (1, _FORMAT) or meta.get("algo") != "maddpg":
+            raise ValueError(f"{folder}: not a MADDPG agent of format 1 or {_FORMAT}")
+        settings = dict(meta["config"])
+        if meta["format"] == 1:  # its soft_targets is now targets: "softmax" or "logits"
+            settings["targets"] = "softmax" if settings.pop("soft_targets") else "logits"
         agent = cls.__new__(cls)
-        agent.config = MADDPGConfig(**{k: tuple(v) if k == "hidden" else v for k, v in meta["config"].items()})
+        agent.config = MADDPGConfig(**{k: tuple(v) if k == "hidden" else v for k, v in settings.items()})
         agent.algo, agent.name = meta["algo"], meta["name"]
         agent.seed = int(meta["seed"] if seed is None else seed)
         agent.n_envs, agent.normalize_obs = meta["n_envs"], meta["normalize_obs"]
@@ -384,14 +443,33 @@ class MADDPGAgent:
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor_optimizer": self.actor_optimizer, "critic_optimizer": self.critic_optimizer}
 
-    def _explore(self, obs: np.ndarray) -> np.ndarray:
-        """(E, N, D) -> (E, N, A) float32 actions: uniform before learning_starts, then mu(o) + Gaussian noise."""
+    def _target_entropy(self, pre: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """(..., N) entropy of the actor's target distribution, the softmax of its logits over the allowed."""
+        logp = torch.log_softmax(masked_logits(pre[..., :self.n_targets], masks), dim=-1)
+        return -(logp.exp() * logp).sum(-1)
+
+    def _explore(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(E, N, D) observations, (E, N, K) target masks -> (E, N, A) float32 actions: uniform before
+        learning_starts, then mu(o) + Gaussian noise; with ``targets`` "gumbel" the target entries are the
+        one-hot of a target drawn from the softmax of the actor's logits over the allowed ones (uniform before
+        learning_starts)."""
         shape = (*obs.shape[:-1], self.action_dim)
+        K = self.n_targets if self.config.targets == "gumbel" else 0
         if self._steps < self.config.learning_starts:
-            return self._rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
-        with torch.no_grad():
-            mu = self._policy(self.actor, torch.as_tensor(obs, device=self.device))[0].cpu().numpy()
-        return np.clip(mu + self.noise_std() * self._rng.standard_normal(shape), -1.0, 1.0).astype(np.float32)
+            actions = self._rng.uniform(-1.0, 1.0, size=shape)
+            logits = actions[..., :K]
+        else:
+            with torch.no_grad():
+                mu, pre = self._policy(self.actor, torch.as_tensor(obs, device=self.device))
+            actions = np.clip(mu.cpu().numpy() + self.noise_std() * self._rng.standard_normal(shape), -1.0, 1.0)
+            logits = pre[..., :K].cpu().numpy() + self._rng.gumbel(size=(*shape[:-1], K))  # Gumbel-max: a sample
+            if K and self.config.target_epsilon:
+                uniform = self._rng.random(shape[:-1]) < self.config.target_epsilon
+                logits = np.where(uniform[..., None], self._rng.random((*shape[:-1], K)), logits)
+        if K:
+            chosen = np.where(masks, logits, -np.inf).argmax(-1)
+            actions[..., :K] = np.where(np.arange(K) == chosen[..., None], 1.0, -1.0)
+        return actions.astype(np.float32)
 
     def _update(self) -> dict[str, float]:
         """``gradient_steps`` rounds of: critic on the TD target, actor on its critic, Polyak targets."""
@@ -401,7 +479,8 @@ class MADDPGAgent:
         for _ in range(c.gradient_steps):
             b = self._replay.sample(c.batch_size, self._rng, self.device)
             with torch.no_grad():
-                next_actions = self._critic_actions(self._policy(self.actor_target, b["next_obs"])[0], b["next_masks"])
+                next_actions = self._critic_actions(self._actions(self.actor_target, b["next_obs"], b["next_masks"])[0],
+                                                    b["next_masks"])
                 y = b["rewards"] + c.gamma * self._q(self.critic_target, b["next_states"],
                                                      self._same_joint(next_actions))
             taken = self._critic_actions(b["actions"], b["masks"])
@@ -412,10 +491,23 @@ class MADDPGAgent:
             nn.utils.clip_grad_norm_(self.critic.parameters(), c.max_grad_norm)
             self.critic_optimizer.step()
 
-            mu, pre = self._policy(self.actor, b["obs"])
+            mu, pre = self._actions(self.actor, b["obs"], b["masks"], relaxed=True)
             mu = self._critic_actions(mu, b["masks"])
-            joint = own * mu[:, None] + (1 - own) * taken[:, None]  # [b, i, j]: mu_j if j == i else a_j
-            actor_loss = -self._q(self.critic, b["states"], joint).mean() + c.action_reg * (pre ** 2).mean()
+
+            def q_own(own_actions):  # Q_i with agent i's action replaced: [b, i, j] = own_j if j == i else a_j
+                return self._q(self.critic, b["states"], own * own_actions[:, None] + (1 - own) * taken[:, None])
+
+            if c.targets == "gumbel":  # the choice, the other entries fixed; those, for a random allowed target
+                K = self.n_targets
+                q = q_own(torch.cat([mu[..., :K], mu[..., K:].detach()], dim=-1))
+                draw = np.where(b["masks"].cpu().numpy(), self._rng.random(b["masks"].shape), -1.0).argmax(-1)
+                as_if = self._targets_one_hot(torch.as_tensor(draw, device=mu.device))
+                q = q + q_own(torch.cat([as_if, mu[..., K:]], dim=-1))
+            else:
+                q = q_own(mu)
+            actor_loss = -q.mean() + c.action_reg * (pre ** 2).mean()
+            if c.targets == "gumbel" and c.entropy_coef:
+                actor_loss = actor_loss - c.entropy_coef * self._target_entropy(pre, b["masks"]).mean()
             self.actor_optimizer.zero_grad()
             actor_loss.backward()
             nn.utils.clip_grad_norm_(self.actor.parameters(), c.max_grad_norm)

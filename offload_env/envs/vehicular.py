@@ -391,6 +391,17 @@ class VehicularParallelEnv(ParallelEnv):
             raise ValueError(f"split_index: expected 0..{len(self.splits) - 1}, got {split_index}")
         return 0 if target == 0 else 1 + (target - 1) * len(self.splits) + split_index
 
+    def box_action(self, action: int) -> np.ndarray:
+        """The Box action (``continuous=True``) that is served as discrete ``action``: its target's entry 1 and
+        the other targets' -1, the split entry at its split, full transmit power."""
+        idx = _validation.discrete_action(action, self.num_actions, "action")
+        box = -np.ones(self.R + 4, dtype=np.float32)
+        box[self.action_target[idx]] = 1.0
+        if self.action_target[idx]:
+            box[self.R + 2] = 2.0 * self.action_split[idx] / (self.L - 1) - 1.0
+        box[self.R + 3] = 1.0
+        return box
+
     def observation_space(self, agent: str) -> spaces.Box:
         return self.observation_spaces[agent]
 
