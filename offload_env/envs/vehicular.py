@@ -232,7 +232,8 @@ class VehicularParallelEnv(ParallelEnv):
     a[R+3] -> transmit-power fraction ``0.1 + 0.45 (a + 1)`` (scales the
     uplink SNR and the radio's power). Infos then carry ``target_mask`` (R + 2)
     and ``split_mask`` (L + 1: the on-board part fits) instead of
-    ``action_mask``.
+    ``action_mask``; ``box_action(a)`` is the Box action served as discrete
+    action ``a`` (its target, split and full power).
 
     ## Observation Space (per vehicle)
 
