@@ -67,13 +67,14 @@ class Student:
 
 
 def label(driver, make_env, episode_seeds, n_agents: int) -> tuple[list, list, list]:
-    """(inputs, masks, best-response actions) along episodes driven by ``driver``."""
+    """(inputs, masks, best-response actions) along episodes driven by ``driver`` (None: the best response)."""
     teacher, eye, xs, ms, ys = VehicularBestResponse(), np.eye(n_agents, dtype=np.float32), [], [], []
     for seed in episode_seeds:
         env = make_env()
         obs, infos = env.reset(seed=int(seed))
         teacher.reset(env)
-        driver.reset(env)
+        if driver is not None:
+            driver.reset(env)
         while env.agents:
             wanted = teacher.act(obs, infos)
             for i, a in enumerate(env.possible_agents):
@@ -81,7 +82,7 @@ def label(driver, make_env, episode_seeds, n_agents: int) -> tuple[list, list, l
                     xs.append(np.concatenate([obs[a], eye[i]]))
                     ms.append(np.asarray(infos[a]["action_mask"], bool))
                     ys.append(wanted[a])
-            obs, _, _, _, infos = env.step(wanted if driver is teacher else driver.act(obs, infos))
+            obs, _, _, _, infos = env.step(wanted if driver is None else driver.act(obs, infos))
     return xs, ms, ys
 
 
@@ -89,7 +90,7 @@ def fit(net, xs, ms, ys, epochs: int, seed: int) -> float:
     """Cross-entropy over the allowed actions (Adam, minibatches of 512); the accuracy on the data after."""
     import torch
 
-    x, m, y = (torch.as_tensor(np.asarray(v)) for v in (np.asarray(xs, np.float32), ms, ys))
+    x, m, y = torch.as_tensor(np.asarray(xs, np.float32)), torch.as_tensor(np.asarray(ms)), torch.as_tensor(ys)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     lowest = torch.finfo(torch.float32).min
@@ -141,7 +142,7 @@ def main(argv=None) -> None:
                                         seed=EVAL_SEED).groupby("episode")["return"].mean().to_numpy()
         net = mlp(obs_dim + n_agents, (64, 64), n_actions, 0.01, True)
         student = Student(net, n_agents)
-        data = label(VehicularBestResponse(), make_env, DATA_SEED + np.arange(args.episodes), n_agents)
+        data = label(None, make_env, DATA_SEED + np.arange(args.episodes), n_agents)
         print(f"\n## {cfg.name}: {kwargs}; best response {reference.mean():.1f} per vehicle "
               f"({args.eval_episodes} episodes)\n")
         print("| round | samples | accuracy on its data | student cost | / best response [95% CI] | elapsed (s) |")

@@ -119,6 +119,7 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)
     from agents.rllib.cluster import init_ray
 
+    os.environ.pop("RAY_ADDRESS", None)  # this machine's Ray on 127.0.0.1, not a cluster the shell names
     init_ray()
     print(f"# RLlib scaling on this machine ({os.cpu_count()} cores), batch {args.batch} env steps, "
           f"{args.iterations} timed batches\n")

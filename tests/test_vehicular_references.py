@@ -102,7 +102,7 @@ def test_the_cloned_reference_learns_the_best_responses_actions_from_own_observa
     torch.manual_seed(0)
     env = make_env()
     n, obs_dim = len(env.possible_agents), env.observation_space(env.possible_agents[0]).shape[0]
-    data = cr.label(VehicularBestResponse(), make_env, [1, 2, 3], n)
+    data = cr.label(None, make_env, [1, 2, 3], n)
     net = mlp(obs_dim + n, (32,), env.unwrapped.num_actions, 0.01, True)
     accuracy = cr.fit(net, *data, epochs=40, seed=0)
     majority = np.bincount(data[2]).max() / len(data[2])

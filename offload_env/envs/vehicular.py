@@ -399,7 +399,7 @@ class VehicularParallelEnv(ParallelEnv):
         box = -np.ones(self.R + 4, dtype=np.float32)
         box[self.action_target[idx]] = 1.0
         if self.action_target[idx]:
-            box[self.R + 2] = 2.0 * self.action_split[idx] / (self.L - 1) - 1.0
+            box[self.R + 2] = 2.0 * self.action_split[idx] / (self.L - 1) - 1.0  # _decode_actions' split, inverted
         box[self.R + 3] = 1.0
         return box
 
