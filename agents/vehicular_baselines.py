@@ -249,7 +249,8 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
     {agent: action}`` for every live agent (baselines here, MADRL agents).
 
     Columns: agent (policy name), episode, seed, vehicle, steps, return (the
-    vehicle's), team_return (the episode's sum over vehicles, on every row of
+    vehicle's own: ``infos[agent]["reward_own"]``, whatever the env pays it
+    under ``team_reward_weight`` or ``difference_reward``), team_return (the episode's sum over vehicles, on every row of
     the episode), mean latency (s), energy (J), deadline-miss rate, fallback,
     handover and failure rates, the shares of tasks run locally, on RSUs and
     in the cloud, and the mean latency of the tasks run at each of those
@@ -271,7 +272,7 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
             for agent, reward in rewards.items():
                 st, info = stats[agent], infos[agent]
                 st["steps"] += 1
-                st["return"] += reward
+                st["return"] += info.get("reward_own", reward)
                 st["latency"] += info["latency_s"]
                 st["energy"] += info["edge_energy_j"]
                 st["miss"] += not info["deadline_met"]

@@ -2,6 +2,7 @@
 
     python benchmarks/cloned_reference.py                  # 8 and 20 vehicles (vehicular_8/20.yaml's envs)
     python benchmarks/cloned_reference.py --settings 8 --rounds 1 --episodes 10   # a quick look
+    python benchmarks/cloned_reference.py --settings 8_intents   # observations with the others' intents
 
 The team best response (``agents/vehicular_baselines.py``) decides on the true
 state, knowing what every other vehicle does this step; MAPPO's actor sees
@@ -108,8 +109,9 @@ def fit(net, xs, ms, ys, epochs: int, seed: int) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--settings", nargs="+", default=["8", "20"], choices=["8", "20", "50"],
-                        help="the env of experiments/configs/vehicular_<SETTING>.yaml")
+    parser.add_argument("--settings", nargs="+", default=["8", "20"], choices=["8", "20", "50", "8_intents"],
+                        help="the env of experiments/configs/vehicular_<SETTING>.yaml (8_intents: vehicles "
+                             "broadcast intents)")
     parser.add_argument("--episodes", type=int, default=40, help="best-response episodes of round 0")
     parser.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0")
     parser.add_argument("--epochs", type=int, default=30, help="passes over the data per fit")

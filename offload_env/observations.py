@@ -109,14 +109,19 @@ def routing_observation(features, snr_estimate_db, cloud_load_estimate, budget_l
 SPEED_SCALE_MPS = 40.0  #: velocities are divided by this
 
 
-def vehicular_fields(n_rsus: int) -> tuple:
-    """Vehicular-v0's per-vehicle observation for ``n_rsus`` RSUs: (name, low, high)."""
+def vehicular_fields(n_rsus: int, intents: bool = False) -> tuple:
+    """Vehicular-v0's per-vehicle observation for ``n_rsus`` RSUs: (name, low, high); ``intents``: with the
+    others' broadcast intents (scenario field ``broadcast_intents``) at the end."""
     R = range(n_rsus)
-    return (("x", 0.0, 1.0), ("y", 0.0, 1.0), ("vx", -2.0, 2.0), ("vy", -2.0, 2.0),
-            *[(f"rsu_{j}_distance", 0.0, 10.0) for j in R], *[(f"rsu_{j}_snr", -2.0, 3.0) for j in R],
-            *[(f"rsu_{j}_load", 0.0, 1.0) for j in R], *[(f"rsu_{j}_backlog", 0.0, 10.0) for j in R],
-            ("prompt_tokens", 0.0, 1.0), ("output_tokens", 0.0, 1.0), ("deadline", 0.0, 1.0),
-            ("own_backlog", 0.0, 10.0), ("cloud_load", 0.0, 1.0))
+    base = (("x", 0.0, 1.0), ("y", 0.0, 1.0), ("vx", -2.0, 2.0), ("vy", -2.0, 2.0),
+              *[(f"rsu_{j}_distance", 0.0, 10.0) for j in R], *[(f"rsu_{j}_snr", -2.0, 3.0) for j in R],
+              *[(f"rsu_{j}_load", 0.0, 1.0) for j in R], *[(f"rsu_{j}_backlog", 0.0, 10.0) for j in R],
+              ("prompt_tokens", 0.0, 1.0), ("output_tokens", 0.0, 1.0), ("deadline", 0.0, 1.0),
+              ("own_backlog", 0.0, 10.0), ("cloud_load", 0.0, 1.0))
+    if not intents:
+        return base
+    return (*base, *[(f"rsu_{j}_intents", 0.0, 1.0) for j in R], ("cloud_intents", 0.0, 1.0),
+            *[(f"rsu_{j}_intent_work", 0.0, 10.0) for j in R])
 
 
 def vehicular_scales(area_lo, area_span, rsu_range_m: float, n_vehicles: int, prompt_max: float,
@@ -129,8 +134,10 @@ def vehicular_scales(area_lo, area_span, rsu_range_m: float, n_vehicles: int, pr
 
 def vehicular_observation(out, low, high, scales: dict, positions, velocities, rsu_distance_m, rsu_snr_db,
                           rsu_tasks, rsu_backlog_s, prompt_tokens, output_tokens, deadline_s, own_backlog_s,
-                          cloud_tasks) -> np.ndarray:
-    """Fill ``out`` (N, 9 + 4R) with the observations of N vehicles (per-vehicle arrays; RSU ones (N, R))."""
+                          cloud_tasks, intent_tasks=None, intent_work_s=None) -> np.ndarray:
+    """Fill ``out`` (N, 9 + 4R, or 10 + 6R with intents) with the observations of N vehicles (per-vehicle
+    arrays; RSU ones (N, R)); ``intent_tasks`` (N, R + 1: the other vehicles intending each RSU, then the
+    cloud) and ``intent_work_s`` (N, R: their intended RSU compute seconds) fill the intents' columns."""
     R = rsu_distance_m.shape[-1]
     n, deadline_max = scales["n_vehicles"], scales["deadline_max"]
     out[:, 0:2] = (positions - np.asarray(scales["area_lo"])) / np.asarray(scales["area_span"])
@@ -144,5 +151,8 @@ def vehicular_observation(out, low, high, scales: dict, positions, velocities, r
     out[:, 6 + 4 * R] = deadline_s / deadline_max
     out[:, 7 + 4 * R] = own_backlog_s / deadline_max
     out[:, 8 + 4 * R] = cloud_tasks / n
+    if intent_tasks is not None:
+        out[:, 9 + 4 * R:10 + 5 * R] = intent_tasks / n
+        out[:, 10 + 5 * R:10 + 6 * R] = intent_work_s / deadline_max
     np.clip(out, low, high, out=out)
     return out

@@ -298,11 +298,14 @@ def test_router_driven_by_requests_matches_the_agent(tmp_path, algo, env_id, kwa
     assert _episode_returns(make_env(), by_router, seeds) == pytest.approx(expected, rel=1e-6)
 
 
-def test_vehicular_router_driven_by_requests_matches_the_agent(tmp_path):
-    make_env = lambda: offload_env.make_parallel(VEHICULAR, max_cycles=30)  # noqa: E731
+@pytest.mark.parametrize("kwargs", [{"max_cycles": 30}, {"max_cycles": 30, "broadcast_intents": True}])
+def test_vehicular_router_driven_by_requests_matches_the_agent(tmp_path, kwargs):
+    make_env = lambda: offload_env.make_parallel(VEHICULAR, **kwargs)  # noqa: E731
     agent = _train("mappo", make_env, 300, n_steps=30)
-    router = Router.from_artifact(export(agent, tmp_path / "artifact", env_id=VEHICULAR,
-                                         env_kwargs={"max_cycles": 30}))
+    router = Router.from_artifact(export(agent, tmp_path / "artifact", env_id=VEHICULAR, env_kwargs=kwargs))
+    heard = {"intent_tasks", "intent_work_s"}
+    assert heard <= {f.name for f in router.builder.fields} if kwargs.get("broadcast_intents") else \
+        not heard & {f.name for f in router.builder.fields}
     totals = []
     for drive in ("agent", "router"):
         env = make_env()
@@ -324,6 +327,16 @@ def test_vehicular_router_driven_by_requests_matches_the_agent(tmp_path):
             total += sum(rewards.values())
         totals.append(total)
     assert totals[0] == pytest.approx(totals[1], rel=1e-9)
+    if kwargs.get("broadcast_intents"):  # what the vehicle heard is required, and checked
+        env = make_env()
+        env.reset(seed=9)
+        request = env.router_request("vehicle_0")
+        for edit in (lambda r: r.pop("intent_tasks"), lambda r: r.update(intent_work_s=[1.0])):
+            bad = dict(request)
+            edit(bad)
+            d = router.decide(bad)
+            assert not d.ok and d.action == env.safe_action
+            assert "intent_tasks" in d.reason or "intent_work_s" in d.reason
 
 
 @pytest.mark.parametrize("edit, field", [

@@ -32,7 +32,8 @@ def parked_trace(tmp_path, points):
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"continuous": True}, {"road": "grid", "num_vehicles": 5},
-                                    {"team_reward_weight": 0.5, "num_rsus": 1}])
+                                    {"team_reward_weight": 0.5, "num_rsus": 1},
+                                    {"broadcast_intents": True, "difference_reward": True, "num_vehicles": 6}])
 def test_parallel_api(kwargs):
     parallel_api_test(vehicular.parallel_env(max_cycles=60, **kwargs), num_cycles=60)
 
@@ -166,6 +167,34 @@ def test_team_reward_mixing():
         assert r_team[a] == pytest.approx(0.75 * r_own[a] + 0.25 * mean)
 
 
+def test_difference_reward_adds_what_a_vehicle_did_to_the_others():
+    """Paid = own + sum over the others of (their reward with its task as chosen - with it run locally), the
+    others' rewards by the cost model: ``joint_rewards`` (no fading, full power) prices both."""
+    env = vehicular.parallel_env(num_vehicles=8, difference_reward=True, fading=False)
+    _, infos = env.reset(seed=1)
+    rng, N, effects = np.random.default_rng(0), env.N, []
+    for _ in range(8):
+        actions = {a: int(rng.choice(np.flatnonzero(infos[a]["action_mask"]))) for a in env.agents}
+        joint = np.array([actions[a] for a in env.possible_agents])
+        priced = env.joint_rewards(np.stack([joint] + [np.where(np.arange(N) == m, 0, joint) for m in range(N)], 1))
+        effect = priced[:, :1] - priced[:, 1:]
+        effect[np.arange(N), np.arange(N)] = 0.0
+        _, rewards, _, _, infos = env.step(actions)
+        own = np.array([infos[a]["reward_own"] for a in env.possible_agents])
+        paid = np.array([rewards[a] for a in env.possible_agents])
+        np.testing.assert_allclose(paid - own, effect.sum(axis=0), atol=1e-9)
+        effects.append(effect.sum(axis=0))
+    assert np.min(effects) < -0.01 and np.max(effects) <= 1e-12  # sharing only slows the others down
+
+
+def test_evaluation_reports_the_own_return_whatever_is_paid():
+    frames = [evaluate_vehicular(VehicularGreedy(), lambda kw=kw: vehicular.parallel_env(max_cycles=20, **kw),
+                                 episodes=2, seed=5)
+              for kw in ({}, {"team_reward_weight": 0.7}, {"difference_reward": True})]
+    for frame in frames[1:]:
+        np.testing.assert_allclose(frame["return"].to_numpy(), frames[0]["return"].to_numpy())
+
+
 def test_infos_carry_the_cost_breakdown():
     env = vehicular.parallel_env()
     env.reset(seed=0)
@@ -234,6 +263,47 @@ def test_greedy_avoids_a_crowded_rsu(tmp_path):
     greedy.reset(env)
     _, infos = env.reset(seed=0)
     assert set(greedy.act({a: None for a in env.agents}, infos)) == set(env.agents)
+
+
+def test_broadcast_intents_append_what_the_others_intend():
+    """With ``broadcast_intents``, each observation ends with the others' greedy intents per RSU and the cloud
+    and their intended RSU compute; the rest of the observation is the env's without intents."""
+    kwargs = {"num_vehicles": 8, "step_s": 0.5}  # a short step: the RSU backlogs carry the intended work
+    plain, told = vehicular.parallel_env(**kwargs), vehicular.parallel_env(broadcast_intents=True, **kwargs)
+    N, R = told.N, told.R
+    assert plain.obs_dim == 9 + 4 * R and told.obs_dim == 10 + 6 * R
+    assert told.observation_names[:plain.obs_dim] == plain.observation_names
+    assert told.observation_names[plain.obs_dim:plain.obs_dim + R + 1] == (
+        *[f"rsu_{j}_intents" for j in range(R)], "cloud_intents")
+    obs_plain, _ = plain.reset(seed=4)
+    obs, infos = told.reset(seed=4)
+    greedy = VehicularGreedy()
+    greedy.reset(told)
+    queued = 0
+    for _ in range(12):
+        for a in told.agents:
+            np.testing.assert_array_equal(obs[a][:plain.obs_dim], obs_plain[a])
+        tasks, work = told.others_intents()
+        x = np.stack([obs[a] for a in told.possible_agents])
+        sl = told.obs_slices
+        np.testing.assert_allclose(x[:, sl["rsu_intents"]], tasks[:, :R] / N, rtol=1e-6)
+        np.testing.assert_allclose(x[:, sl["cloud_intents"]], tasks[:, R] / N, rtol=1e-6)
+        np.testing.assert_allclose(x[:, sl["rsu_intent_work"]], np.minimum(work / 8.0, 10.0), rtol=1e-5)
+        # every vehicle is counted by the N - 1 others: the totals are what greedy (the intents) sends
+        actions = greedy.act(obs, infos)
+        targets = told.action_target[[actions[a] for a in told.possible_agents]]
+        intended = np.bincount(targets, minlength=R + 2)[1:]
+        np.testing.assert_allclose(tasks.sum(axis=0) / (N - 1), intended)
+        rsu_work = work.sum(axis=0) / (N - 1)
+        before = told.rsu_backlog.copy()
+        obs, _, _, _, infos = told.step(actions)
+        obs_plain, _, _, _, _ = plain.step(actions)
+        np.testing.assert_array_equal(told.rsu_tasks, intended[:R])  # the intents, served
+        assert told.cloud_tasks == intended[R]
+        # the GPU backlogs grow by the intended compute (work conserving, drained by step_s)
+        np.testing.assert_allclose(told.rsu_backlog, np.maximum(before + rsu_work - 0.5, 0.0), atol=1e-9)
+        queued += int((told.rsu_backlog > 0).sum())
+    assert queued > 0  # the backlog check above saw work
 
 
 def _sumo_available() -> bool:

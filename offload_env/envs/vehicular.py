@@ -82,6 +82,16 @@ class VehicularScenario:
     w_cloud: float = 1.0  #: price of one cloud task
     w_invalid: float = 1.0  #: penalty of a masked action (a fallback is served)
     team_reward_weight: float = 0.0  #: reward = (1 - w) own + w mean over vehicles
+    #: pay each vehicle, in place of its own reward, its difference reward (Wolpert and Tumer, 2001): its own
+    #: reward plus what its task did to the others' this step (their rewards by the cost model with it, minus
+    #: with it run locally, at this step's fading and powers, without handover). The second part does not
+    #: depend on its own choice, so a vehicle that maximises it maximises the team's sum, others fixed
+    difference_reward: bool = False
+    #: before deciding, each vehicle broadcasts its intent, the action ``predicted_rewards`` ranks best for it
+    #: alone (what ``greedy`` does); observations gain the others' intents per RSU and the cloud and their
+    #: intended RSU compute (intention sharing: Kim et al., "Communication in multi-agent reinforcement
+    #: learning: intention sharing", ICLR 2021)
+    broadcast_intents: bool = False
 
 
 def _check_scenario(s: VehicularScenario) -> VehicularScenario:
@@ -237,7 +247,8 @@ class VehicularParallelEnv(ParallelEnv):
 
     ## Observation Space (per vehicle)
 
-    ``Box(4 + 4 R + 5,)`` float32, clipped to the bounds below.
+    ``Box(4 + 4 R + 5,)`` float32 (``Box(10 + 6 R,)`` with ``broadcast_intents``), clipped to the bounds
+    below.
 
     | index | observation | min | max |
     |---|---|---|---|
@@ -252,6 +263,15 @@ class VehicularParallelEnv(ParallelEnv):
     | 6+4R | deadline / max deadline | 0 | 1 |
     | 7+4R | own backlog (on-board queue) / max deadline | 0 | 10 |
     | 8+4R | cloud tasks last step / N | 0 | 1 |
+    | 9+4R .. 9+5R-1 | ``broadcast_intents`` only: the other vehicles intending RSU j this step / N | 0 | 1 |
+    | 9+5R | ``broadcast_intents`` only: the other vehicles intending the cloud / N | 0 | 1 |
+    | 10+5R .. 10+6R-1 | ``broadcast_intents`` only: their intended compute on RSU j (full speed) / max deadline | 0 | 10 |
+
+    With ``broadcast_intents``, every vehicle's intent is the action
+    ``predicted_rewards()`` ranks best for it alone (``greedy``'s choice, on
+    last step's broadcast loads), as if broadcast (V2X beacons) before anyone
+    decides; ``others_intents()`` gives what each vehicle hears. An intent
+    commits no one: vehicles still choose freely.
 
     ``state()`` (for centralised critics) is every vehicle's observation
     concatenated, then the episode's elapsed fraction.
@@ -261,7 +281,11 @@ class VehicularParallelEnv(ParallelEnv):
     Per vehicle: ``-(w_latency latency / deadline + w_energy energy /
     energy_scale_j + w_deadline_miss [missed or failed] + w_cloud [cloud] +
     w_invalid [fallback])``, then mixed: ``(1 - team_reward_weight) own +
-    team_reward_weight mean(own)``.
+    team_reward_weight mean(own)``. With ``difference_reward``, ``own`` in
+    the first term becomes the vehicle's difference reward: own plus the
+    sum over the other vehicles of their reward by the cost model with its
+    task minus with it run locally (this step's fading and powers, no
+    handover); ``infos[agent]["reward_own"]`` stays its own reward.
 
     ## Starting State
 
@@ -296,6 +320,7 @@ class VehicularParallelEnv(ParallelEnv):
 
     * v0: initial version; RSU admission control (``rsu_admission_backlog_s``) added before any published
       result (without it an RSU's backlog grew without bound: 40 s mean latency at 20 vehicles).
+      ``broadcast_intents`` and ``difference_reward`` (off by default; off, v0 is unchanged) added later.
     """
 
     metadata = {"name": "vehicular_v0", "render_modes": ["human", "ansi", "rgb_array"], "render_fps": 2,
@@ -345,6 +370,7 @@ class VehicularParallelEnv(ParallelEnv):
         (x0, y0), (x1, y1) = self.mobility.bounds
         self._area_lo = np.array([x0, y0])
         self._area_span = np.maximum(np.array([x1 - x0, y1 - y0]), 1.0)
+        self.intents = bool(s.broadcast_intents)
         self._obs_scales = observations.vehicular_scales(self._area_lo, self._area_span, s.rsu_range_m, self.N,
                                                          s.prompt_tokens[3], s.output_tokens[3], s.deadline_s[1])
 
@@ -355,9 +381,12 @@ class VehicularParallelEnv(ParallelEnv):
                            "rsu_backlog": slice(4 + 3 * R, 4 + 4 * R), "prompt_tokens": 4 + 4 * R,
                            "output_tokens": 5 + 4 * R, "deadline": 6 + 4 * R, "own_backlog": 7 + 4 * R,
                            "cloud_load": 8 + 4 * R}
+        if self.intents:
+            self.obs_slices.update({"rsu_intents": slice(9 + 4 * R, 9 + 5 * R), "cloud_intents": 9 + 5 * R,
+                                    "rsu_intent_work": slice(10 + 5 * R, 10 + 6 * R)})
         self.possible_agents = [f"vehicle_{i}" for i in range(self.N)]
         self.agents: list[str] = []
-        self.obs_dim = 9 + 4 * self.R
+        self.obs_dim = len(observations.vehicular_fields(self.R, self.intents))
         low, high = self._observation_bounds()
         self.observation_spaces = {a: spaces.Box(low, high, dtype=np.float32) for a in self.possible_agents}
         if self.continuous:
@@ -410,12 +439,12 @@ class VehicularParallelEnv(ParallelEnv):
         return self.action_spaces[agent]
 
     def _observation_bounds(self):
-        return observations.bounds(observations.vehicular_fields(self.R))
+        return observations.bounds(observations.vehicular_fields(self.R, self.intents))
 
     @property
     def observation_names(self) -> tuple[str, ...]:
         """Per-vehicle observation entry names, in order."""
-        return tuple(f[0] for f in observations.vehicular_fields(self.R))
+        return tuple(f[0] for f in observations.vehicular_fields(self.R, self.intents))
 
     @property
     def action_names(self) -> list[str] | None:
@@ -434,7 +463,10 @@ class VehicularParallelEnv(ParallelEnv):
 
     def router_layout(self) -> tuple[dict, dict[str, np.ndarray]]:
         """What the edge router needs to build a vehicle's observation from a request (JSON, arrays)."""
-        return {"builder": "vehicular", "n_rsus": int(self.R), "scales": self._obs_scales}, {}
+        layout = {"builder": "vehicular", "n_rsus": int(self.R), "scales": self._obs_scales}
+        if self.intents:
+            layout["intents"] = True
+        return layout, {}
 
     def router_request(self, agent: str) -> dict:
         """What vehicle ``agent`` knows now (the router's request fields), with its action mask."""
@@ -447,6 +479,9 @@ class VehicularParallelEnv(ParallelEnv):
                "rsu_backlog_s": np.asarray(self.rsu_backlog).tolist(), "prompt_tokens": float(self.prompt[i]),
                "output_tokens": float(self.output[i]), "deadline_s": float(self.deadline[i]),
                "own_backlog_s": float(self.edge_backlog[i]), "cloud_tasks": float(self.cloud_tasks)}
+        if self.intents:
+            tasks, work = self.others_intents()
+            req["intent_tasks"], req["intent_work_s"] = tasks[i].tolist(), work[i].tolist()
         if not self.continuous:
             req["action_mask"] = self.action_masks()[i].astype(int).tolist()
         return req
@@ -561,7 +596,7 @@ class VehicularParallelEnv(ParallelEnv):
             self._obs_now = observations.vehicular_observation(
                 obs, space.low, space.high, self._obs_scales, self.mobility.positions, self.mobility.velocities,
                 self.distance, self.mean_snr_db, self.rsu_tasks, self.rsu_backlog, self.prompt, self.output,
-                self.deadline, self.edge_backlog, self.cloud_tasks)
+                self.deadline, self.edge_backlog, self.cloud_tasks, *(self.others_intents() if self.intents else ()))
         return self._obs_now
 
     def state(self) -> np.ndarray:
@@ -634,6 +669,25 @@ class VehicularParallelEnv(ParallelEnv):
         and in the cloud, + itself), mean fading, full power, no handover;
         ignores what the others do now. Masked actions get -inf.
         """
+        return self._predicted()[0]
+
+    def others_intents(self) -> tuple[np.ndarray, np.ndarray]:
+        """What vehicle i hears when every vehicle broadcasts its intent (the argmax of its
+        ``predicted_rewards`` row): (N, R + 1) the other vehicles intending each RSU, then the cloud, and
+        (N, R) their intended compute on each RSU in seconds at full speed."""
+        reward, c = self._predicted()
+        rows = np.arange(self.N)
+        best = reward.argmax(axis=1)
+        target = self.action_target[best]
+        rsu_work = np.where((target >= 1) & (target <= self.R), c["server_work_s"][rows, best], 0.0)
+        mine = np.zeros((self.N, self.R + 2))
+        mine[rows, target] = 1.0
+        tasks = mine[:, 1:].sum(axis=0) - mine[:, 1:]
+        work = mine[:, 1:self.R + 1] * rsu_work[:, None]
+        return tasks, work.sum(axis=0) - work
+
+    def _predicted(self) -> tuple[np.ndarray, dict]:
+        """``predicted_rewards`` and the costs dict of ``_candidate_costs`` it came from."""
         R, A = self.R, self.num_actions
         target = np.broadcast_to(self.action_target, (self.N, A))
         split = np.broadcast_to(self.action_split, (self.N, A))
@@ -645,7 +699,7 @@ class VehicularParallelEnv(ParallelEnv):
         deadline = self.deadline[:, None]
         reward = self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline,
                               target == R + 1)
-        return np.where(self.action_masks(), reward, -np.inf)
+        return np.where(self.action_masks(), reward, -np.inf), c
 
     def _sharing(self, target: np.ndarray) -> dict[str, np.ndarray]:
         """Who shares what under M joint actions, as ``step`` shares it: targets (N, M) -> per vehicle and
@@ -697,6 +751,22 @@ class VehicularParallelEnv(ParallelEnv):
         return np.where(allowed, reward, -np.inf)
 
     # ------------------------------------------------------------------ step
+
+    def _externalities(self, target, split, power, fading) -> np.ndarray:
+        """(N,) what each vehicle's task did to the others' rewards: the sum over the others of their reward
+        by the cost model under the joint choice minus under it with that vehicle local (absent for them)."""
+        N, alone = self.N, np.eye(self.N, dtype=bool)
+        joint = np.concatenate([target[:, None], np.where(alone, 0, target[:, None])], axis=1)  # 0: as chosen
+        splits = np.concatenate([split[:, None], np.where(alone, self.L, split[:, None])], axis=1)
+        sh = self._sharing(joint)
+        c = self._candidate_costs(joint, splits, np.broadcast_to(power[:, None], joint.shape), fading,
+                                  sh["tx_sharers"], sh["gpu_sharers"], sh["cloud_sharers"])
+        deadline = self.deadline[:, None]
+        reward = self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline,
+                              sh["is_cloud"])
+        effect = reward[:, :1] - reward[:, 1:]  # [k, m]: vehicle k's reward with m as chosen minus m local
+        effect[alone] = 0.0
+        return effect.sum(axis=0)
 
     def _decode_actions(self, actions: dict, mask: np.ndarray):
         """(target served, split served, transmit-power fraction, invalid) for every vehicle."""
@@ -776,7 +846,8 @@ class VehicularParallelEnv(ParallelEnv):
         met = (latency <= deadline) & ~failed
         own = self._reward(latency, c["edge_energy_j"], deadline, ~met, is_cloud, invalid)
         w = s.team_reward_weight
-        mixed = (1.0 - w) * own + w * own.mean()
+        paid = own + self._externalities(target, split, power, fading) if s.difference_reward else own
+        mixed = (1.0 - w) * paid + w * own.mean()
 
         # the state after serving: queues drain for one step, loads are broadcast
         self.edge_backlog = np.maximum(c["edge_backlog_s"] - s.step_s, 0.0)

@@ -8,7 +8,7 @@ numbers in a documented range; vectors named in each builder):
 |---|---|
 | LayerSplit-v0 | snr_estimate_db, prompt_tokens, expected_output_tokens, deadline_s, energy_left_j; edge_backlog_s, server_backlog_s, server_load_observed, requests_served (default 0); action_mask (default: the splits from ``min_split`` to the deepest whose weights and KV cache fit the edge for prompt + expected output) |
 | Routing-v0 | features (the query's d features: its embedding), snr_estimate_db; cloud_load_estimate (0), budget_left (1) |
-| Vehicular-v0 | agent, position_m, velocity_mps, rsu_distance_m, rsu_snr_db, rsu_tasks, rsu_backlog_s (R each), prompt_tokens, output_tokens, deadline_s; own_backlog_s, cloud_tasks (0); action_mask |
+| Vehicular-v0 | agent, position_m, velocity_mps, rsu_distance_m, rsu_snr_db, rsu_tasks, rsu_backlog_s (R each), prompt_tokens, output_tokens, deadline_s; own_backlog_s, cloud_tasks (0); action_mask; with ``broadcast_intents``: intent_tasks (R + 1), intent_work_s (R) |
 
 Each env's ``router_request()`` gives its current state in this form.
 
@@ -263,7 +263,8 @@ VEHICULAR_REQUEST = (
 def _vehicular(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuilder:
     layout = manifest["observation"]["router"]
     R, scales = int(layout["n_rsus"]), layout["scales"]
-    low, high = observations.bounds(observations.vehicular_fields(R))
+    intents = bool(layout.get("intents", False))
+    low, high = observations.bounds(observations.vehicular_fields(R, intents))
     n_actions = manifest["action"].get("n")
     vectors = (Field("position_m", -_BIG, _BIG, "the vehicle's position (x, y) in metres", size=2),
                Field("velocity_mps", -1e3, 1e3, "the vehicle's velocity (vx, vy) in m/s", size=2),
@@ -271,6 +272,10 @@ def _vehicular(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuild
                Field("rsu_snr_db", -300.0, 300.0, "mean uplink SNR to each RSU in dB", size=R),
                Field("rsu_tasks", 0.0, 1e9, "tasks each RSU served last step (broadcast)", size=R),
                Field("rsu_backlog_s", 0.0, 1e9, "each RSU's GPU backlog in seconds (broadcast)", size=R))
+    heard = (Field("intent_tasks", 0.0, 1e9, "other vehicles intending each RSU, then the cloud (their broadcast "
+                   "intents this step)", size=R + 1),
+             Field("intent_work_s", 0.0, 1e9, "their intended compute on each RSU in seconds", size=R))
+    heard = heard if intents else ()
 
     numbers = _number_reader(VEHICULAR_REQUEST)
 
@@ -278,9 +283,9 @@ def _vehicular(manifest: dict, arrays: Mapping[str, np.ndarray]) -> RequestBuild
         vs = [_vector(request, f)[None] for f in vectors]
         v = numbers(request)
         obs = np.empty((1, len(low)), dtype=np.float32)
-        observations.vehicular_observation(obs, low, high, scales, *vs, *v)
+        observations.vehicular_observation(obs, low, high, scales, *vs, *v, *[_vector(request, f)[None] for f in heard])
         return obs[0], (_mask_field(request, n_actions) if n_actions is not None else None)
-    return RequestBuilder((*vectors, *VEHICULAR_REQUEST), build)
+    return RequestBuilder((*vectors, *VEHICULAR_REQUEST, *heard), build)
 
 
 #: Env builder name (the manifest's ``observation.router.builder``) -> factory(manifest, arrays).
