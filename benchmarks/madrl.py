@@ -120,12 +120,13 @@ def speed(n_vehicles: int = 20, seconds: float = 5.0) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--settings", nargs="+", default=["8", "20"],
-                        choices=["8", "20", "50", "contention", "8_team", "20_team", "8_maddpg", "8_intents", "8_difference"],
+                        choices=["8", "20", "50", "contention", "8_team", "20_team", "8_maddpg", "8_intents", "8_difference", "20_difference"],
                         help="experiments/configs/vehicular_<SETTING>.yaml: 8, 20 or 50 vehicles, contention "
                              "(16 vehicles where coordination matters, benchmarks/coordination.py), 8_team or "
                              "20_team (paid the team's mean reward), 8_maddpg (MADDPG on the Box actions of "
                              "8 vehicles), 8_intents (8_team where vehicles broadcast intents) or 8_difference "
-                             "(intents, each vehicle paid its difference reward)")
+                             "(intents, each vehicle paid its difference reward; 20_difference: the same at 20 "
+                             "vehicles)")
     parser.add_argument("--seeds", type=int, help="first K seeds of the config")
     parser.add_argument("--budget", type=int, help="env steps per learner (default: the config's)")
     parser.add_argument("--no-speed", action="store_true", help="skip the training-speed measurement")
