@@ -724,6 +724,15 @@ class VehicularParallelEnv(ParallelEnv):
                 "cloud_sharers": np.broadcast_to(cloud_count, (N, M)), "gpu_count": gpu_count[:, :R],
                 "cloud_count": cloud_count}
 
+    def _priced(self, target, split, power, fading) -> np.ndarray:
+        """(N, M) own reward by the cost model of M joint choices (targets and splits (N, M), transmit powers
+        (N, M), fading (N, R)), the vehicles of a column sharing as ``step`` shares."""
+        sh = self._sharing(target)
+        c = self._candidate_costs(target, split, power, fading, sh["tx_sharers"], sh["gpu_sharers"],
+                                  sh["cloud_sharers"])
+        deadline = self.deadline[:, None]
+        return self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline, sh["is_cloud"])
+
     def joint_rewards(self, joint: np.ndarray) -> np.ndarray:
         """(N, M) own reward of every vehicle under each of M joint actions, by the cost model.
 
@@ -740,13 +749,8 @@ class VehicularParallelEnv(ParallelEnv):
         if joint.size and (joint.min() < 0 or joint.max() >= self.num_actions):
             raise ValueError(f"joint: action indices must be in [0, {self.num_actions - 1}]")
         N, M = joint.shape
-        target, split = self.action_target[joint], self.action_split[joint]
-        sh = self._sharing(target)
-        is_cloud = sh["is_cloud"]
-        c = self._candidate_costs(target, split, np.ones((N, M)), np.ones((N, self.R)), sh["tx_sharers"],
-                                  sh["gpu_sharers"], sh["cloud_sharers"])
-        deadline = self.deadline[:, None]
-        reward = self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline, is_cloud)
+        reward = self._priced(self.action_target[joint], self.action_split[joint], np.ones((N, M)),
+                              np.ones((N, self.R)))
         allowed = np.take_along_axis(self.action_masks(), joint, axis=1)
         return np.where(allowed, reward, -np.inf)
 
@@ -755,15 +759,10 @@ class VehicularParallelEnv(ParallelEnv):
     def _externalities(self, target, split, power, fading) -> np.ndarray:
         """(N,) what each vehicle's task did to the others' rewards: the sum over the others of their reward
         by the cost model under the joint choice minus under it with that vehicle local (absent for them)."""
-        N, alone = self.N, np.eye(self.N, dtype=bool)
+        alone = np.eye(self.N, dtype=bool)
         joint = np.concatenate([target[:, None], np.where(alone, 0, target[:, None])], axis=1)  # 0: as chosen
         splits = np.concatenate([split[:, None], np.where(alone, self.L, split[:, None])], axis=1)
-        sh = self._sharing(joint)
-        c = self._candidate_costs(joint, splits, np.broadcast_to(power[:, None], joint.shape), fading,
-                                  sh["tx_sharers"], sh["gpu_sharers"], sh["cloud_sharers"])
-        deadline = self.deadline[:, None]
-        reward = self._reward(c["latency_s"], c["edge_energy_j"], deadline, c["latency_s"] > deadline,
-                              sh["is_cloud"])
+        reward = self._priced(joint, splits, np.broadcast_to(power[:, None], joint.shape), fading)
         effect = reward[:, :1] - reward[:, 1:]  # [k, m]: vehicle k's reward with m as chosen minus m local
         effect[alone] = 0.0
         return effect.sum(axis=0)
