@@ -250,8 +250,9 @@ def evaluate_vehicular(policy, make_env: Callable, episodes: int = 5, seed: int 
 
     Columns: agent (policy name), episode, seed, vehicle, steps, return (the
     vehicle's own: ``infos[agent]["reward_own"]``, whatever the env pays it
-    under ``team_reward_weight`` or ``difference_reward``), team_return (the episode's sum over vehicles, on every row of
-    the episode), mean latency (s), energy (J), deadline-miss rate, fallback,
+    under ``team_reward_weight`` or ``difference_reward``), team_return (the
+    episode's sum over vehicles, on every row of the episode), mean latency
+    (s), energy (J), deadline-miss rate, fallback,
     handover and failure rates, the shares of tasks run locally, on RSUs and
     in the cloud, and the mean latency of the tasks run at each of those
     (``latency_local_s`` ...; NaN where none ran there). :func:`per_episode`

@@ -120,7 +120,8 @@ def speed(n_vehicles: int = 20, seconds: float = 5.0) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--settings", nargs="+", default=["8", "20"],
-                        choices=["8", "20", "50", "contention", "8_team", "20_team", "8_maddpg", "8_intents", "8_difference", "20_difference"],
+                        choices=["8", "20", "50", "contention", "8_team", "20_team", "8_maddpg", "8_intents",
+                                 "8_difference", "20_difference"],
                         help="experiments/configs/vehicular_<SETTING>.yaml: 8, 20 or 50 vehicles, contention "
                              "(16 vehicles where coordination matters, benchmarks/coordination.py), 8_team or "
                              "20_team (paid the team's mean reward), 8_maddpg (MADDPG on the Box actions of "

@@ -114,10 +114,10 @@ def vehicular_fields(n_rsus: int, intents: bool = False) -> tuple:
     others' broadcast intents (scenario field ``broadcast_intents``) at the end."""
     R = range(n_rsus)
     base = (("x", 0.0, 1.0), ("y", 0.0, 1.0), ("vx", -2.0, 2.0), ("vy", -2.0, 2.0),
-              *[(f"rsu_{j}_distance", 0.0, 10.0) for j in R], *[(f"rsu_{j}_snr", -2.0, 3.0) for j in R],
-              *[(f"rsu_{j}_load", 0.0, 1.0) for j in R], *[(f"rsu_{j}_backlog", 0.0, 10.0) for j in R],
-              ("prompt_tokens", 0.0, 1.0), ("output_tokens", 0.0, 1.0), ("deadline", 0.0, 1.0),
-              ("own_backlog", 0.0, 10.0), ("cloud_load", 0.0, 1.0))
+            *[(f"rsu_{j}_distance", 0.0, 10.0) for j in R], *[(f"rsu_{j}_snr", -2.0, 3.0) for j in R],
+            *[(f"rsu_{j}_load", 0.0, 1.0) for j in R], *[(f"rsu_{j}_backlog", 0.0, 10.0) for j in R],
+            ("prompt_tokens", 0.0, 1.0), ("output_tokens", 0.0, 1.0), ("deadline", 0.0, 1.0),
+            ("own_backlog", 0.0, 10.0), ("cloud_load", 0.0, 1.0))
     if not intents:
         return base
     return (*base, *[(f"rsu_{j}_intents", 0.0, 1.0) for j in R], ("cloud_intents", 0.0, 1.0),

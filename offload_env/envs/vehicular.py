@@ -398,6 +398,7 @@ class VehicularParallelEnv(ParallelEnv):
                                       np.append(np.tile(high, self.N), 1.0).astype(np.float32), dtype=np.float32)
         self._rng: np.random.Generator | None = None
         self._obs_now: np.ndarray | None = None
+        self._heard_now: tuple[np.ndarray, np.ndarray] | None = None  # others_intents() of the current state
         self._last_target = np.zeros(self.N, dtype=np.int64)
         self._agent_index = {a: i for i, a in enumerate(self.possible_agents)}
         self._reset_state()
@@ -551,7 +552,7 @@ class VehicularParallelEnv(ParallelEnv):
         self._block_ptr += 1
 
     def _update_geometry(self) -> None:
-        self._obs_now = None  # the state moved: observations are computed anew
+        self._obs_now = self._heard_now = None  # the state moved: observations are computed anew
         diff = self.mobility.positions[:, None, :] - self.rsu_pos[None, :, :]
         self.distance = np.sqrt(np.sum(diff * diff, axis=-1))  # (N, R)
         self.in_range = self.distance <= self.scenario.rsu_range_m
@@ -674,7 +675,12 @@ class VehicularParallelEnv(ParallelEnv):
     def others_intents(self) -> tuple[np.ndarray, np.ndarray]:
         """What vehicle i hears when every vehicle broadcasts its intent (the argmax of its
         ``predicted_rewards`` row): (N, R + 1) the other vehicles intending each RSU, then the cloud, and
-        (N, R) their intended compute on each RSU in seconds at full speed."""
+        (N, R) their intended compute on each RSU in seconds at full speed. Computed once per state."""
+        if self._heard_now is None:
+            self._heard_now = self._hear_intents()
+        return self._heard_now
+
+    def _hear_intents(self) -> tuple[np.ndarray, np.ndarray]:
         reward, c = self._predicted()
         rows = np.arange(self.N)
         best = reward.argmax(axis=1)
